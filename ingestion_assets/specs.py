@@ -1,0 +1,695 @@
+"""Pydantic models of the source YAML, and the loader that finds and validates it.
+
+A source file looks like::
+
+    sources:
+      - name: payments
+        base_url: ${DEMO_API_URL:-http://127.0.0.1:8765}/payments
+        auth: {type: bearer, token: {env: DEMO_PAYMENTS_KEY}}
+        rate_limit: {requests_per_second: 25, burst: 25}
+        endpoints:
+          - name: charges
+            path: /v1/charges
+            records_path: data
+            primary_key: id
+            pagination: {type: cursor, cursor_param: starting_after, cursor_field: id,
+                         has_more_path: has_more}
+            partitioning: {type: daily, start: "2025-01-01"}
+            window: {start_param: "created[gte]", end_param: "created[lt]", format: unix}
+
+Secrets are written as ``{env: NAME}`` and resolved only when a request is made, so the
+code location loads (and the UI shows the assets) even when a variable is missing.
+Plain settings may use ``${NAME:-default}`` interpolation (base URLs, ports).
+
+This module imports nothing from Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SOURCES_ENV_VAR = "INGESTION_SOURCES"
+"""Environment variable naming YAML files or folders (separated by ``os.pathsep``)."""
+
+DEFAULT_SOURCES_DIR = Path(__file__).parent / "sources"
+
+_NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
+
+
+class SpecError(ValueError):
+    """One or more problems in the source YAML; every problem is listed with its location."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__(
+            f"{len(self.problems)} problem(s) in the source configuration:\n"
+            + "\n".join(f"  - {p}" for p in self.problems)
+        )
+
+
+class MissingSecretError(RuntimeError):
+    """A secret's environment variable is not set when a request needs it."""
+
+
+class _Model(BaseModel):
+    # Typos must not pass silently: an unknown key is an error, not ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class EnvSecret(_Model):
+    """A secret read from the environment at run time: ``{env: NAME}``."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    def resolve(self, what: str) -> str:
+        value = os.environ.get(self.env)
+        if not value:
+            raise MissingSecretError(
+                f"environment variable {self.env} is not set; it holds the {what}"
+            )
+        return value
+
+
+def _no_literal_secret(value: Any, field: str) -> Any:
+    if isinstance(value, str):
+        raise ValueError(
+            f"{field} must come from the environment, written as {{env: VARIABLE_NAME}}, "
+            "not as a literal value in the file"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class NoAuth(_Model):
+    type: Literal["none"]
+
+
+class BearerAuth(_Model):
+    type: Literal["bearer"]
+    token: EnvSecret
+
+    _literal = field_validator("token", mode="before")(
+        lambda v: _no_literal_secret(v, "auth.token")
+    )
+
+
+class ApiKeyAuth(_Model):
+    type: Literal["api_key"]
+    name: str = Field(description="header or query parameter name")
+    location: Literal["header", "query"] = "header"
+    key: EnvSecret
+    prefix: str = ""
+
+    _literal = field_validator("key", mode="before")(lambda v: _no_literal_secret(v, "auth.key"))
+
+
+class BasicAuth(_Model):
+    type: Literal["basic"]
+    username: str | EnvSecret
+    password: EnvSecret
+
+    _literal = field_validator("password", mode="before")(
+        lambda v: _no_literal_secret(v, "auth.password")
+    )
+
+
+class OAuth2ClientCredentials(_Model):
+    type: Literal["oauth2_client_credentials"]
+    token_url: str
+    client_id: EnvSecret
+    client_secret: EnvSecret
+    scopes: list[str] = []
+    refresh_ahead_seconds: float = Field(default=60, ge=0)
+
+    _literal = field_validator("client_id", "client_secret", mode="before")(
+        lambda v: _no_literal_secret(v, "auth client credentials")
+    )
+
+
+class KeyRotationAuth(_Model):
+    type: Literal["key_rotation"]
+    name: str = "Authorization"
+    location: Literal["header", "query"] = "header"
+    prefix: str = "Bearer "
+    keys: list[EnvSecret] = Field(min_length=1)
+
+
+class CustomAuth(_Model):
+    type: Literal["custom"]
+    class_path: str = Field(pattern=r"^[\w.]+:\w+$", description="package.module:ClassName")
+    options: dict[str, Any] = {}
+
+
+Auth = Annotated[
+    NoAuth | BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials | KeyRotationAuth
+    | CustomAuth,
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- pagination
+
+
+class OffsetPagination(_Model):
+    type: Literal["offset"]
+    limit: int = Field(default=100, gt=0)
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    total_path: str | None = None
+
+
+class PageNumberPagination(_Model):
+    type: Literal["page_number"]
+    page_size: int = Field(default=100, gt=0)
+    page_param: str = "page"
+    size_param: str = "per_page"
+    first_page: int = 1
+    total_path: str | None = None
+    total_pages_path: str | None = None
+
+
+class CursorPagination(_Model):
+    """Cursor in the body: at ``cursor_path``, or the last record's ``cursor_field``."""
+
+    type: Literal["cursor"]
+    cursor_param: str
+    cursor_path: str | None = None
+    cursor_field: str | None = None
+    has_more_path: str | None = None
+    page_size: int | None = Field(default=None, gt=0)
+    size_param: str = "limit"
+
+    @model_validator(mode="after")
+    def _one_cursor_source(self) -> CursorPagination:
+        if (self.cursor_path is None) == (self.cursor_field is None):
+            raise ValueError("cursor pagination needs exactly one of cursor_path or cursor_field")
+        return self
+
+
+class HeaderCursorPagination(_Model):
+    type: Literal["header_cursor"]
+    header: str
+    cursor_param: str
+    page_size: int | None = Field(default=None, gt=0)
+    size_param: str = "limit"
+
+
+class KeysetPagination(_Model):
+    type: Literal["keyset"]
+    sort_field: str
+    sort_param: str
+    tiebreak_field: str
+    tiebreak_param: str
+    page_size: int | None = Field(default=None, gt=0)
+    size_param: str = "limit"
+
+
+class LinkPagination(_Model):
+    type: Literal["link"]
+    rel: str = "next"
+    page_size: int | None = Field(default=None, gt=0)
+    size_param: str = "limit"
+
+
+class SinglePage(_Model):
+    type: Literal["single"]
+
+
+class CustomPagination(_Model):
+    type: Literal["custom"]
+    class_path: str = Field(pattern=r"^[\w.]+:\w+$", description="package.module:ClassName")
+    options: dict[str, Any] = {}
+
+
+Pagination = Annotated[
+    OffsetPagination | PageNumberPagination | CursorPagination | HeaderCursorPagination
+    | KeysetPagination | LinkPagination | SinglePage | CustomPagination,
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- partitioning
+
+
+def _parse_start(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+class TimePartitioning(_Model):
+    type: Literal["hourly", "daily", "weekly", "monthly"]
+    start: str
+    end: str | None = None
+    timezone: str = "UTC"
+    end_offset: int = 0
+
+    _start_str = field_validator("start", "end", mode="before")(_parse_start)
+
+    @field_validator("start", "end")
+    @classmethod
+    def _iso(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not an ISO date or datetime (expected e.g. 2025-01-01)"
+            ) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (expected an IANA name)") from None
+        return value
+
+
+class PartitionTarget(_Model):
+    """How a static or dynamic partition key reaches the request."""
+
+    param: str | None = Field(default=None, description="query parameter carrying the key")
+    path_placeholder: str | None = Field(
+        default=None, description="name of a {placeholder} in the endpoint path"
+    )
+
+
+class StaticPartitioning(PartitionTarget):
+    type: Literal["static"]
+    dimension: str = Field(default="key", pattern=_NAME)
+    values: list[str] = Field(min_length=1)
+
+
+class DiscoverySpec(_Model):
+    """Where a dynamic partition's keys come from: an endpoint of the same source."""
+
+    path: str
+    records_path: str | None = None
+    key_field: str
+    pagination: Pagination = SinglePage(type="single")
+    params: dict[str, Any] = {}
+
+
+class DynamicPartitioning(PartitionTarget):
+    type: Literal["dynamic"]
+    dimension: str = Field(default="entity", pattern=_NAME)
+    discovery: DiscoverySpec | None = None
+
+
+class MultiPartitioning(_Model):
+    type: Literal["multi"]
+    time: TimePartitioning
+    static: StaticPartitioning
+
+
+class Unpartitioned(_Model):
+    type: Literal["none"]
+
+
+Partitioning = Annotated[
+    TimePartitioning | StaticPartitioning | DynamicPartitioning | MultiPartitioning
+    | Unpartitioned,
+    Field(discriminator="type"),
+]
+
+
+class WindowParams(_Model):
+    """Maps a half-open UTC window ``[start, end)`` to the API's filter parameters."""
+
+    start_param: str
+    end_param: str | None = None
+    format: Literal["iso", "iso_z", "unix", "unix_ms", "date"] = "iso"
+    end_inclusive: bool = Field(
+        default=False,
+        description="the API's end filter is <= (e.g. updated_at_max); we then send end - 1 unit",
+    )
+
+
+# --------------------------------------------------------------------------- endpoint / source
+
+ColumnType = Literal[
+    "string", "int64", "float64", "bool", "timestamp", "date", "json", "list", "struct"
+]
+
+
+class FreshnessSpec(_Model):
+    max_lag_hours: float = Field(gt=0)
+
+
+class EndpointChecks(_Model):
+    allow_empty: bool = False
+    min_fraction_of_median: float = Field(default=0.5, ge=0, le=1)
+    median_window: int = Field(default=10, gt=0)
+    drift_severity: Literal["warn", "error"] = "warn"
+    blocking: bool = False
+
+
+class Endpoint(_Model):
+    """One API endpoint, which becomes a raw asset and a table asset."""
+
+    name: str = Field(pattern=_NAME)
+    path: str
+    description: str | None = None
+    records_path: str | None = Field(
+        default=None, description="dotted path to the records list; None if the body is a list"
+    )
+    primary_key: list[str] = Field(min_length=1)
+    params: dict[str, Any] = {}
+    pagination: Pagination = SinglePage(type="single")
+    partitioning: Partitioning = Unpartitioned(type="none")
+    window: WindowParams | None = None
+    schema_: dict[str, ColumnType] | str | None = Field(
+        default=None, alias="schema", description="column -> type, or module:Model"
+    )
+    timestamp_fields: list[str] = []
+    nested: Literal["struct", "flatten"] = "struct"
+    workers: int = Field(default=1, ge=1, le=64)
+    max_pages: int | None = Field(default=None, gt=0)
+    on_total_mismatch: Literal["error", "warn"] = "error"
+    freshness: FreshnessSpec | None = None
+    checks: EndpointChecks = EndpointChecks()
+    tags: dict[str, str] = {}
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("primary_key", mode="before")
+    @classmethod
+    def _pk_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"path {value!r} must start with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _window_matches_partitioning(self) -> Endpoint:
+        kind = self.partitioning.type
+        timed = kind in ("hourly", "daily", "weekly", "monthly", "multi")
+        if timed and self.window is None:
+            raise ValueError(
+                f"a {kind!r} partitioned endpoint needs `window` (the API's filter parameters "
+                "for a time window)"
+            )
+        if not timed and self.window is not None:
+            raise ValueError(f"`window` is set but the endpoint is partitioned as {kind!r}")
+        return self
+
+    @property
+    def time_partitioning(self) -> TimePartitioning | None:
+        p = self.partitioning
+        if isinstance(p, TimePartitioning):
+            return p
+        if isinstance(p, MultiPartitioning):
+            return p.time
+        return None
+
+
+class RateLimitSpec(_Model):
+    requests_per_second: float = Field(gt=0)
+    burst: int = Field(default=1, ge=1)
+
+
+class RetrySpec(_Model):
+    max_attempts: int = Field(default=5, ge=1)
+    rate_limit_attempts: int = Field(default=8, ge=1)
+    backoff_base_seconds: float = Field(default=0.5, ge=0)
+    backoff_max_seconds: float = Field(default=30, ge=0)
+    retry_after_floor_seconds: float = Field(default=0.5, ge=0)
+
+
+class TimeoutSpec(_Model):
+    connect: float = Field(default=10, gt=0)
+    read: float = Field(default=60, gt=0)
+
+
+class Source(_Model):
+    """A REST API: where it is, how to authenticate, how fast it may be called."""
+
+    name: str = Field(pattern=_NAME)
+    base_url: str
+    description: str | None = None
+    auth: Auth = NoAuth(type="none")
+    rate_limit: RateLimitSpec | None = None
+    retry: RetrySpec = RetrySpec()
+    timeout: TimeoutSpec = TimeoutSpec()
+    headers: dict[str, str] = {}
+    owners: list[str] = []
+    tags: dict[str, str] = {}
+    endpoints: list[Endpoint] = Field(min_length=1)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/]+", value):
+            raise ValueError(f"base_url {value!r} must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _unique_endpoints(self) -> Source:
+        seen: set[str] = set()
+        for endpoint in self.endpoints:
+            if endpoint.name in seen:
+                raise ValueError(f"endpoint name {endpoint.name!r} is used twice")
+            seen.add(endpoint.name)
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: str) -> str:
+    """Expand ``${NAME}`` and ``${NAME:-default}`` in a plain (non-secret) setting."""
+
+    def _sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if found:
+            return found
+        if default is None:
+            raise ValueError(f"environment variable {name} is not set and has no default")
+        return default
+
+    return _INTERPOLATION.sub(_sub, value)
+
+
+def _interpolate_tree(node: Any, loc: tuple = ()) -> Any:
+    # Secrets ({env: NAME}) are left alone: only plain strings are interpolated.
+    if isinstance(node, dict):
+        return {k: _interpolate_tree(v, (*loc, k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate_tree(v, (*loc, i)) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        return interpolate(node)
+    return node
+
+
+def _line_index(node: yaml.Node, loc: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map every path in a YAML document to its 1-based line number."""
+    out = {} if out is None else out
+    out[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*loc, key)] = key_node.start_mark.line + 1
+            _line_index(value_node, (*loc, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*loc, i), out)
+    return out
+
+
+def _nearest_line(lines: dict[tuple, int], loc: tuple) -> int | None:
+    while loc not in lines and loc:
+        loc = loc[:-1]
+    return lines.get(loc)
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return (
+            f"unknown type {ctx.get('tag')!r} (expected one of: {ctx.get('expected_tags')})"
+        )
+    if kind == "union_tag_not_found":
+        return "a `type` is required here"
+    return msg.removeprefix("Value error, ")
+
+
+def _format_loc(loc: Sequence[Any]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _validation_problems(
+    err: ValidationError, file: str, lines: dict[tuple, int], base: tuple, prefix: str
+) -> list[str]:
+    problems = []
+    for e in err.errors():
+        # Discriminated unions add the tag name (e.g. "cursor") to the location; drop it so
+        # the location matches the YAML.
+        loc = tuple(
+            p for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)
+        )
+        line = _nearest_line(lines, base + loc)
+        where = f"{file}:{line}" if line else file
+        field = _format_loc(loc) or "(whole entry)"
+        problems.append(f"{where}: {prefix}field '{field}': {_describe(e)}")
+    return problems
+
+
+_UNION_TAGS = {
+    "none", "bearer", "api_key", "basic", "oauth2_client_credentials", "key_rotation", "custom",
+    "offset", "page_number", "cursor", "header_cursor", "keyset", "link", "single",
+    "hourly", "daily", "weekly", "monthly", "static", "dynamic", "multi",
+    "function-after", "function-before", "function-wrap",
+}
+
+
+def _load_document(path: Path) -> tuple[Any, dict[tuple, int]]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise SpecError([f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    return data, (_line_index(node) if node is not None else {})
+
+
+def load_sources_file(path: Path) -> tuple[list[Source], list[str]]:
+    """Validate one YAML file; returns the valid sources and the problems found."""
+    data, lines = _load_document(path)
+    file = str(path)
+    if not isinstance(data, dict) or not isinstance(data.get("sources"), list):
+        return [], [f"{file}:1: expected a top-level `sources:` list"]
+    unknown = sorted(set(data) - {"sources"})
+    problems = [f"{file}:{lines.get((k,), 1)}: unknown top-level key {k!r}" for k in unknown]
+    sources: list[Source] = []
+    for i, raw in enumerate(data["sources"]):
+        base = ("sources", i)
+        name = raw.get("name", f"#{i + 1}") if isinstance(raw, dict) else f"#{i + 1}"
+        prefix = f"source '{name}': "
+        try:
+            raw = _interpolate_tree(raw)
+        except ValueError as exc:
+            problems.append(f"{file}:{lines.get(base, 1)}: {prefix}{exc}")
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{file}:{lines.get(base, 1)}: {prefix}expected a mapping")
+            continue
+        # Validate endpoints one by one so that one bad endpoint does not hide the others'
+        # problems, and each message names its endpoint.
+        endpoints_raw = raw.get("endpoints")
+        endpoint_problems: list[str] = []
+        if isinstance(endpoints_raw, list):
+            for j, ep in enumerate(endpoints_raw):
+                ep_name = ep.get("name", f"#{j + 1}") if isinstance(ep, dict) else f"#{j + 1}"
+                try:
+                    Endpoint.model_validate(ep)
+                except ValidationError as exc:
+                    endpoint_problems += _validation_problems(
+                        exc, file, lines, (*base, "endpoints", j),
+                        f"{prefix}endpoint '{ep_name}': ",
+                    )
+        try:
+            source = Source.model_validate(raw)
+        except ValidationError as exc:
+            own = [
+                e for e in exc.errors()
+                if not (len(e["loc"]) > 1 and e["loc"][0] == "endpoints"
+                        and isinstance(e["loc"][1], int))
+            ]
+            problems += endpoint_problems
+            if own:
+                problems += _validation_problems(
+                    ValidationError.from_exception_data(exc.title, own), file, lines, base, prefix
+                )
+            continue
+        problems += endpoint_problems
+        sources.append(source)
+    return sources, problems
+
+
+def source_files(locations: str | Iterable[str | Path] | None = None) -> list[Path]:
+    """The YAML files to load: from the argument, ``$INGESTION_SOURCES``, or the demo sources."""
+    if locations is None:
+        locations = os.environ.get(SOURCES_ENV_VAR) or str(DEFAULT_SOURCES_DIR)
+    if isinstance(locations, str):
+        locations = [p for p in locations.split(os.pathsep) if p]
+    files: list[Path] = []
+    for loc in locations:
+        path = Path(loc).expanduser()
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise SpecError([f"{path}: no such file or folder (from {SOURCES_ENV_VAR} or argument)"])
+    return files
+
+
+def load_sources(locations: str | Iterable[str | Path] | None = None) -> list[Source]:
+    """Load and validate every source; raises one `SpecError` listing every problem."""
+    sources: list[Source] = []
+    problems: list[str] = []
+    where: dict[str, Path] = {}
+    for path in source_files(locations):
+        try:
+            found, file_problems = load_sources_file(path)
+        except SpecError as exc:
+            problems += exc.problems
+            continue
+        problems += file_problems
+        for source in found:
+            if source.name in where:
+                problems.append(
+                    f"{path}: source '{source.name}' is also defined in {where[source.name]}"
+                )
+                continue
+            where[source.name] = path
+            sources.append(source)
+    if problems:
+        raise SpecError(problems)
+    return sources
