@@ -151,7 +151,7 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
         def normalize(key: str | None) -> RecordBatchStream:
             stored = raw[key] if isinstance(raw, Mapping) else raw
             normalizer = Normalizer(
-                schema=endpoint.schema_ if isinstance(endpoint.schema_, dict) else None,
+                schema=endpoint.schema_,
                 timestamp_fields=endpoint.timestamp_fields,
                 nested=endpoint.nested,
             )

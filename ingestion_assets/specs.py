@@ -384,8 +384,13 @@ class Endpoint(_Model):
     pagination: Pagination = SinglePage(type="single")
     partitioning: Partitioning = Unpartitioned(type="none")
     window: WindowParams | None = None
-    schema_: dict[str, ColumnType] | str | None = Field(
-        default=None, alias="schema", description="column -> type, or module:Model"
+    schema_: dict[str, ColumnType] | None = Field(
+        default=None, alias="schema", description="declared columns: column -> type"
+    )
+    model: str | None = Field(
+        default=None,
+        pattern=r"^[\w.]+:\w+$",
+        description="a pydantic model validating each record, as package.module:Model",
     )
     timestamp_fields: list[str] = []
     nested: Literal["struct", "flatten"] = "struct"
@@ -656,7 +661,9 @@ def source_files(locations: str | Iterable[str | Path] | None = None) -> list[Pa
     """The YAML files to load: from the argument, ``$INGESTION_SOURCES``, or the demo sources."""
     if locations is None:
         locations = os.environ.get(SOURCES_ENV_VAR) or str(DEFAULT_SOURCES_DIR)
-    if isinstance(locations, str):
+    if isinstance(locations, Path):
+        locations = [locations]
+    elif isinstance(locations, str):
         locations = [p for p in locations.split(os.pathsep) if p]
     files: list[Path] = []
     for loc in locations:

@@ -1,0 +1,179 @@
+"""The YAML loader: what a user sees for good files and for each kind of mistake."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ingestion_assets.specs import (
+    DEFAULT_SOURCES_DIR,
+    SOURCES_ENV_VAR,
+    EnvSecret,
+    MissingSecretError,
+    SpecError,
+    interpolate,
+    load_sources,
+)
+
+GOOD_ENDPOINT = """\
+      - name: charges
+        path: /v1/charges
+        records_path: data
+        primary_key: id
+        pagination: {type: cursor, cursor_param: starting_after, cursor_field: id, has_more_path: has_more}
+        partitioning: {type: daily, start: "2025-01-01"}
+        window: {start_param: "created[gte]", end_param: "created[lt]", format: unix}
+"""
+
+
+def source_yaml(name: str, extra_endpoints: str = "") -> str:
+    """A valid one-source file (no dedent needed), optionally with more endpoint entries."""
+    return (
+        f"sources:\n  - name: {name}\n    base_url: https://{name}.example.com\n"
+        f"    endpoints:\n{GOOD_ENDPOINT}{extra_endpoints}"
+    )
+
+
+def write(tmp_path: Path, text: str, name: str = "sources.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_bundled_demo_sources_load():
+    sources = load_sources(DEFAULT_SOURCES_DIR)
+    names = {s.name: [e.name for e in s.endpoints] for s in sources}
+    assert set(names) == {"payments", "commerce", "crm", "devhub"}
+    assert "charges" in names["payments"] and "orders" in names["commerce"]
+
+
+def test_env_var_names_the_files(tmp_path, monkeypatch):
+    path = write(tmp_path, source_yaml("mine"))
+    monkeypatch.setenv(SOURCES_ENV_VAR, str(path))
+    (source,) = load_sources()
+    assert source.name == "mine"
+    assert source.endpoints[0].primary_key == ["id"]
+
+
+def test_a_dozen_mistakes_each_get_one_clear_message(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        sources:
+          - name: shop
+            base_url: ftp://nowhere
+            auth: {type: bearer, token: sk_live_123}
+            rate_limit: {requests_per_second: fast}
+            endpoints:
+              - name: orders
+                path: orders.json
+                primary_key: id
+                pagination: {type: cursr, cursor_param: x}
+                partitioning: {type: daily, start: "2025-13-01"}
+                window: {start_param: a}
+              - name: refunds
+                pth: /refunds
+                primary_key: id
+              - name: customers
+                path: /customers
+                primary_key: id
+                pagination: {type: offset, limit: -5}
+              - name: events
+                path: /events
+                primary_key: id
+                pagination: {type: cursor, cursor_param: c}
+              - name: reports
+                path: /reports
+                primary_key: id
+                partitioning: {type: daily, start: "2025-01-01", timezone: Mars/Olympus}
+                window: {start_param: date, format: date}
+              - name: plain
+                path: /plain
+                primary_key: id
+                partitioning: {type: weekly, start: "2025-01-06"}
+              - name: 9bad-name
+                path: /x
+                primary_key: id
+              - name: typed
+                path: /typed
+                primary_key: id
+                schema: {amount: money}
+        """,
+    )
+    with pytest.raises(SpecError) as info:
+        load_sources(path)
+    message = str(info.value)
+    problems = info.value.problems
+    expected = [
+        ("base_url", "must be an http(s) URL"),
+        ("auth.token", "must come from the environment"),
+        ("rate_limit.requests_per_second", "number"),
+        ("endpoint 'orders': field 'path'", "must start with '/'"),
+        ("endpoint 'orders': field 'pagination'", "unknown type 'cursr'"),
+        ("endpoint 'orders': field 'partitioning.start'", "'2025-13-01' is not an ISO date"),
+        ("endpoint 'refunds': field 'path'", "required field is missing"),
+        ("endpoint 'refunds': field 'pth'", "unknown field"),
+        ("endpoint 'customers': field 'pagination.limit'", "greater than 0"),
+        ("endpoint 'events'", "exactly one of cursor_path or cursor_field"),
+        ("endpoint 'reports': field 'partitioning.timezone'", "unknown timezone 'Mars/Olympus'"),
+        ("endpoint 'plain'", "needs `window`"),
+        ("endpoint '9bad-name': field 'name'", "pattern"),
+        ("endpoint 'typed': field 'schema.amount'", "'string'"),
+    ]
+    for where, what in expected:
+        matching = [p for p in problems if where in p and what in p]
+        assert len(matching) == 1, f"expected one problem with {where!r} and {what!r}:\n{message}"
+        # Each message names the file, a line, and the source.
+        assert matching[0].startswith(f"{path}:") and "source 'shop'" in matching[0]
+    assert len(problems) == len(expected), message
+
+
+def test_line_numbers_point_at_the_mistake(tmp_path):
+    broken = (
+        "      - name: broken\n        path: /broken\n        primary_key: id\n"
+        "        pagination: {type: offset, limit: 0}\n"
+    )
+    path = write(tmp_path, source_yaml("shop", broken))
+    with pytest.raises(SpecError) as info:
+        load_sources(path)
+    (problem,) = info.value.problems
+    line_of_mistake = path.read_text().splitlines().index(
+        "        pagination: {type: offset, limit: 0}"
+    ) + 1
+    assert problem.startswith(f"{path}:{line_of_mistake}: source 'shop': endpoint 'broken'")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    path = write(tmp_path, "sources:\n  - name: x\n    base_url: [unclosed\n")
+    with pytest.raises(SpecError, match=rf"{path}:\d+: not valid YAML"):
+        load_sources(path)
+
+
+def test_missing_path_and_duplicate_source(tmp_path):
+    with pytest.raises(SpecError, match="no such file or folder"):
+        load_sources(str(tmp_path / "nope.yaml"))
+    (tmp_path / "a.yaml").write_text(source_yaml("twice"))
+    (tmp_path / "b.yaml").write_text(source_yaml("twice"))
+    with pytest.raises(SpecError, match="source 'twice' is also defined in"):
+        load_sources(tmp_path)
+
+
+def test_secrets_resolve_at_run_time_and_name_the_variable(monkeypatch):
+    secret = EnvSecret(env="SPEC_TEST_TOKEN")
+    monkeypatch.delenv("SPEC_TEST_TOKEN", raising=False)
+    with pytest.raises(MissingSecretError, match="SPEC_TEST_TOKEN is not set"):
+        secret.resolve("API token")
+    monkeypatch.setenv("SPEC_TEST_TOKEN", "s3cret")
+    assert secret.resolve("API token") == "s3cret"
+
+
+def test_interpolation_of_plain_settings(monkeypatch):
+    monkeypatch.delenv("SPEC_TEST_URL", raising=False)
+    assert interpolate("${SPEC_TEST_URL:-http://127.0.0.1:1}/x") == "http://127.0.0.1:1/x"
+    monkeypatch.setenv("SPEC_TEST_URL", "http://127.0.0.1:2")
+    assert interpolate("${SPEC_TEST_URL:-http://127.0.0.1:1}/x") == "http://127.0.0.1:2/x"
+    monkeypatch.delenv("SPEC_TEST_URL")
+    with pytest.raises(ValueError, match="SPEC_TEST_URL is not set"):
+        interpolate("${SPEC_TEST_URL}")
