@@ -1,0 +1,101 @@
+"""Partition keys -> the requests that fetch exactly their half-open UTC windows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from ingestion_assets.partitions import partition_request, partitions_def, window_params
+from ingestion_assets.specs import Endpoint, WindowParams
+
+UTC = dt.timezone.utc
+
+
+def endpoint(**kwargs) -> Endpoint:
+    base = {"name": "things", "path": "/things", "primary_key": "id"}
+    return Endpoint.model_validate({**base, **kwargs})
+
+
+def test_daily_partition_is_a_half_open_utc_window_in_unix_seconds():
+    ep = endpoint(
+        partitioning={"type": "daily", "start": "2025-01-01"},
+        window={"start_param": "created[gte]", "end_param": "created[lt]", "format": "unix"},
+    )
+    request = partition_request(ep, partitions_def(None, ep), "2025-01-02")
+    start = dt.datetime(2025, 1, 2, tzinfo=UTC)
+    assert request.window == (start, start + dt.timedelta(days=1))
+    assert request.params == {
+        "created[gte]": int(start.timestamp()),
+        "created[lt]": int(start.timestamp()) + 86400,
+    }
+
+
+def test_inclusive_end_filter_gets_the_last_second_of_the_window():
+    params = window_params(
+        WindowParams(start_param="min", end_param="max", format="iso", end_inclusive=True),
+        dt.datetime(2025, 3, 1, tzinfo=UTC),
+        dt.datetime(2025, 3, 2, tzinfo=UTC),
+    )
+    assert params == {"min": "2025-03-01T00:00:00+00:00", "max": "2025-03-01T23:59:59+00:00"}
+
+
+def test_date_format_without_end_param():
+    params = window_params(
+        WindowParams(start_param="date", format="date"),
+        dt.datetime(2025, 3, 1, tzinfo=UTC),
+        dt.datetime(2025, 3, 2, tzinfo=UTC),
+    )
+    assert params == {"date": "2025-03-01"}
+
+
+def test_a_dst_day_in_a_local_timezone_is_23_hours_of_utc():
+    ep = endpoint(
+        partitioning={"type": "daily", "start": "2025-03-01", "timezone": "America/New_York"},
+        window={"start_param": "from", "end_param": "to", "format": "iso_z"},
+    )
+    request = partition_request(ep, partitions_def(None, ep), "2025-03-09")
+    assert request.params == {"from": "2025-03-09T05:00:00Z", "to": "2025-03-10T04:00:00Z"}
+    start, end = request.window
+    assert end - start == dt.timedelta(hours=23)
+
+
+def test_consecutive_windows_tile_time_without_gap_or_overlap():
+    ep = endpoint(
+        partitioning={"type": "hourly", "start": "2025-01-01T00:00:00"},
+        window={"start_param": "a", "end_param": "b", "format": "unix"},
+    )
+    pdef = partitions_def(None, ep)
+    keys = pdef.get_partition_keys(current_time=dt.datetime(2025, 1, 2, 3, tzinfo=UTC))
+    windows = [partition_request(ep, pdef, k).window for k in keys]
+    assert len(windows) == 27
+    for (_, end), (next_start, _) in zip(windows, windows[1:], strict=False):
+        assert end == next_start
+
+
+def test_multi_partition_key_sets_path_placeholder_and_window():
+    ep = endpoint(
+        path="/regions/{region}/things",
+        partitioning={
+            "type": "multi",
+            "time": {"type": "daily", "start": "2025-01-01"},
+            "static": {"type": "static", "dimension": "region", "values": ["eu", "us"],
+                       "path_placeholder": "region"},
+        },
+        window={"start_param": "since", "end_param": "until", "format": "date"},
+    )
+    pdef = partitions_def(None, ep)
+    assert isinstance(pdef, dg.MultiPartitionsDefinition)
+    key = dg.MultiPartitionKey({"date": "2025-01-05", "region": "us"})
+    request = partition_request(ep, pdef, key)
+    assert request.path == "/regions/us/things"
+    assert request.params == {"since": "2025-01-05", "until": "2025-01-06"}
+
+
+def test_static_key_as_query_param_and_unpartitioned_snapshot():
+    ep = endpoint(partitioning={"type": "static", "values": ["a", "b"], "param": "account"},
+                  params={"limit": 5})
+    assert partition_request(ep, partitions_def(None, ep), "b").params == {"limit": 5, "account": "b"}
+    snap = endpoint()
+    assert partitions_def(None, snap) is None
+    assert partition_request(snap, None, None).params == {}
