@@ -1,0 +1,472 @@
+"""Authentication: ``requests.auth.AuthBase`` subclasses that never leak their secrets.
+
+Every class registers its secret values with :mod:`ingestion_assets.http.redaction` on
+construction (and every token it later receives), so they are masked in logs, errors
+and returned objects; ``repr`` shows no secret either.
+
+Two hooks let the client cooperate with an auth:
+
+* ``refresh(response)`` after a 401: return True when new credentials are in place (the
+  client then retries once); static credentials return False and the 401 fails at once.
+* ``on_response(response)`` after every response: return True when the auth handled the
+  rate-limit state itself (key rotation switched to a key with headroom), so the client
+  does not slow down or wait.
+
+Custom auths subclass :class:`ApiAuth` and are named by import path; see :func:`create`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import orjson
+import requests
+from requests.auth import AuthBase, HTTPBasicAuth
+
+from ingestion_assets.http.errors import (
+    ApiTimeoutError,
+    AuthenticationError,
+    ConfigurationError,
+    TransportError,
+)
+from ingestion_assets.http.plugins import load_object
+from ingestion_assets.http.ratelimit import parse_reset
+from ingestion_assets.http.redaction import (
+    get_logger,
+    register_basic_credentials,
+    register_secret,
+)
+from ingestion_assets.http.retry import parse_retry_after
+
+log = get_logger()
+
+
+class ApiAuth(AuthBase):
+    """Base class of every auth (subclass it for a custom one)."""
+
+    def bind(self, session: requests.Session, base_url: str, timeout: Any) -> None:
+        """Called by the client with its pooled session (for token requests)."""
+
+    def refresh(self, response: requests.Response) -> bool:
+        """Obtain new credentials after a 401; True when a retry may now succeed."""
+        return False
+
+    def on_response(self, response: requests.Response) -> bool:
+        """See every response; True when the auth handled the rate-limit state itself."""
+        return False
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+    def describe(self) -> dict[str, Any]:
+        """Configuration summary without secrets."""
+        return {"type": type(self).__name__}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(***)"
+
+
+class NoAuth(ApiAuth):
+    """No credentials."""
+
+    def __repr__(self) -> str:
+        return "NoAuth()"
+
+
+class BearerToken(ApiAuth):
+    """A static token in a header: ``Authorization: Bearer <token>``.
+
+    Args:
+        token: The token.
+        header: Header name.
+        prefix: Scheme written before the token (``"Bearer"``, ``"token"``; ``""`` for none).
+    """
+
+    def __init__(
+        self, token: str, *, header: str = "Authorization", prefix: str = "Bearer"
+    ) -> None:
+        if not token:
+            raise ConfigurationError("BearerToken needs a non-empty token")
+        register_secret(token)
+        self._token = token
+        self.header = header
+        self.prefix = prefix
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers[self.header] = (
+            f"{self.prefix} {self._token}" if self.prefix else self._token
+        )
+        return request
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "bearer", "header": self.header}
+
+
+class ApiKey(ApiAuth):
+    """An API key in a header or a query parameter.
+
+    Args:
+        key: The key.
+        name: Header or query parameter name (``"X-API-Key"``, ``"api_key"``).
+        location: ``"header"`` or ``"query"``.
+        prefix: Optional text before the key in a header.
+    """
+
+    def __init__(
+        self, key: str, *, name: str = "X-API-Key", location: str = "header", prefix: str = ""
+    ) -> None:
+        if not key:
+            raise ConfigurationError("ApiKey needs a non-empty key")
+        if location not in ("header", "query"):
+            raise ConfigurationError("ApiKey location must be 'header' or 'query'")
+        register_secret(key)
+        self._key = key
+        self.name = name
+        self.location = location
+        self.prefix = prefix
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if self.location == "header":
+            request.headers[self.name] = f"{self.prefix} {self._key}" if self.prefix else self._key
+        else:
+            request.prepare_url(request.url, {self.name: self._key})
+        return request
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "api_key", "name": self.name, "location": self.location}
+
+
+class HttpBasic(ApiAuth):
+    """HTTP basic authentication.
+
+    Args:
+        username: User name (treated as a secret too: APIs use keys as user names).
+        password: Password (may be empty).
+    """
+
+    def __init__(self, username: str, password: str = "") -> None:
+        if not username:
+            raise ConfigurationError("HttpBasic needs a username")
+        register_secret(username, password)
+        register_basic_credentials(username, password)
+        self._basic = HTTPBasicAuth(username, password)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return self._basic(request)
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "basic"}
+
+
+class OAuth2ClientCredentials(ApiAuth):
+    """OAuth2 client credentials with a cached, thread-safe, refreshed-ahead token.
+
+    The token is fetched on first use and refreshed ``refresh_ahead_s`` before it expires
+    (at most half its lifetime ahead), under a lock so that concurrent workers fetch it
+    once. When the server issues a ``refresh_token`` it is used for the next refresh
+    (falling back to the client credentials if the server refuses it).
+
+    Args:
+        token_url: Token endpoint; absolute, or a path appended to the client's base URL.
+        client_id: Client id.
+        client_secret: Client secret.
+        scope: Optional scope.
+        extra_params: Extra form fields sent to the token endpoint.
+        refresh_ahead_s: Refresh this long before expiry.
+        client_auth: ``"body"`` (credentials in the form) or ``"basic"`` (HTTP basic).
+        default_expires_in: Lifetime assumed when the server sends no ``expires_in``.
+    """
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scope: str | None = None,
+        extra_params: dict[str, str] | None = None,
+        refresh_ahead_s: float = 60.0,
+        client_auth: str = "body",
+        default_expires_in: float = 3600.0,
+    ) -> None:
+        if not (token_url and client_id and client_secret):
+            raise ConfigurationError(
+                "OAuth2ClientCredentials needs token_url, client_id, client_secret"
+            )
+        if client_auth not in ("body", "basic"):
+            raise ConfigurationError("client_auth must be 'body' or 'basic'")
+        register_secret(client_secret)
+        self.token_url = token_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.scope = scope
+        self.extra_params = dict(extra_params or {})
+        self.refresh_ahead_s = refresh_ahead_s
+        self.client_auth = client_auth
+        self.default_expires_in = default_expires_in
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._refresh_token: str | None = None
+        self._expires_at = 0.0
+        self._session: requests.Session | None = None
+        self._base_url = ""
+        self._timeout: Any = (5, 30)
+        self.token_requests = 0
+
+    def bind(self, session: requests.Session, base_url: str, timeout: Any) -> None:
+        self._session = session
+        self._base_url = base_url
+        self._timeout = timeout
+
+    @property
+    def resolved_token_url(self) -> str:
+        if "://" in self.token_url or not self._base_url:
+            return self.token_url
+        return self._base_url.rstrip("/") + "/" + self.token_url.lstrip("/")
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._current_token()}"
+        return request
+
+    def _current_token(self) -> str:
+        token = self._token
+        if token is not None and time.monotonic() < self._expires_at:
+            return token
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._expires_at:
+                self._obtain()
+            assert self._token is not None
+            return self._token
+
+    def refresh(self, response: requests.Response) -> bool:
+        used = (response.request.headers.get("Authorization") or "") if response.request else ""
+        with self._lock:
+            if self._token is not None and used != f"Bearer {self._token}":
+                return True  # another worker already refreshed after the same expiry
+            self._obtain()
+            return True
+
+    def _obtain(self) -> None:
+        """Fetch a token (refresh grant first when possible); caller holds the lock."""
+        if self._refresh_token:
+            try:
+                self._request_token(
+                    {"grant_type": "refresh_token", "refresh_token": self._refresh_token}
+                )
+                return
+            except AuthenticationError:
+                log.info("refresh_token grant refused; falling back to client credentials")
+                self._refresh_token = None
+        form = {"grant_type": "client_credentials"}
+        if self.scope:
+            form["scope"] = self.scope
+        form.update(self.extra_params)
+        self._request_token(form)
+
+    def _request_token(self, form: dict[str, str]) -> None:
+        session = self._session or requests.Session()
+        self._session = session
+        url = self.resolved_token_url
+        auth = None
+        if self.client_auth == "basic":
+            auth = HTTPBasicAuth(self.client_id, self._client_secret)
+        else:
+            form = {**form, "client_id": self.client_id, "client_secret": self._client_secret}
+        last: Exception | None = None
+        for attempt in range(3):
+            if attempt:
+                time.sleep(0.2 * 2**attempt)
+            try:
+                resp = session.post(url, data=form, auth=auth, timeout=self._timeout)
+                self.token_requests += 1
+            except requests.Timeout as exc:
+                last = ApiTimeoutError(f"token endpoint timed out: {type(exc).__name__}", url=url)
+                continue
+            except requests.RequestException as exc:
+                last = TransportError(f"token endpoint unreachable: {type(exc).__name__}", url=url)
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                last = AuthenticationError(
+                    "token endpoint failed",
+                    url=url,
+                    status=resp.status_code,
+                    body=resp.content,
+                    transient=True,
+                )
+                wait = parse_retry_after(resp.headers.get("Retry-After"))
+                if wait:
+                    time.sleep(min(wait, 10.0))
+                continue
+            try:
+                payload = orjson.loads(resp.content) if resp.status_code == 200 else None
+            except orjson.JSONDecodeError:
+                payload = None
+            token = payload.get("access_token") if isinstance(payload, dict) else None
+            if not token:
+                raise AuthenticationError(
+                    "token endpoint refused the credentials"
+                    if resp.status_code != 200
+                    else "token endpoint answered without an access_token",
+                    url=url,
+                    status=resp.status_code,
+                    body=resp.content,
+                )
+            refresh_token = payload.get("refresh_token")
+            register_secret(token, refresh_token)
+            lifetime = float(payload.get("expires_in") or self.default_expires_in)
+            ahead = min(self.refresh_ahead_s, lifetime / 2)
+            self._token = token
+            self._refresh_token = refresh_token or self._refresh_token
+            self._expires_at = time.monotonic() + lifetime - ahead
+            log.debug(
+                "obtained access token (grant=%s, expires_in=%ss)", form["grant_type"], lifetime
+            )
+            return
+        assert last is not None
+        raise last
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "oauth2_client_credentials", "token_url": self.token_url}
+
+
+class RotatingApiKeys(ApiAuth):
+    """Several API keys used in turn, driven by each key's rate-limit headers.
+
+    Limits are usually per key: the current key is used until its
+    ``X-RateLimit-Remaining`` drops to ``low_watermark`` (or it gets a 429); then the
+    key with the most headroom takes over, and an exhausted key returns after its reset.
+    When every key is exhausted the client's limiter slows down as usual.
+
+    Args:
+        keys: The keys (at least one).
+        name: Header or query parameter name.
+        location: ``"header"`` or ``"query"``.
+        prefix: Text before the key in a header (``"Bearer"``).
+        remaining_header: Header with the requests left for the key used.
+        reset_header: Header with the window reset (delta or epoch seconds).
+        low_watermark: Switch keys when this few requests remain.
+    """
+
+    def __init__(
+        self,
+        keys: list[str],
+        *,
+        name: str = "Authorization",
+        location: str = "header",
+        prefix: str = "Bearer",
+        remaining_header: str = "X-RateLimit-Remaining",
+        reset_header: str = "X-RateLimit-Reset",
+        low_watermark: int = 1,
+    ) -> None:
+        keys = [k for k in keys if k]
+        if not keys:
+            raise ConfigurationError("RotatingApiKeys needs at least one key")
+        if location not in ("header", "query"):
+            raise ConfigurationError("location must be 'header' or 'query'")
+        register_secret(*keys)
+        self._keys = list(keys)
+        self.name = name
+        self.location = location
+        self.prefix = prefix
+        self.remaining_header = remaining_header
+        self.reset_header = reset_header
+        self.low_watermark = low_watermark
+        self._lock = threading.Lock()
+        self._current = 0
+        self._remaining: list[float | None] = [None] * len(keys)
+        self._reset_at: list[float] = [0.0] * len(keys)
+        self.uses = [0] * len(keys)  # requests per key index (no secret)
+        self._by_value = {self._render(k): i for i, k in enumerate(keys)}
+
+    def _render(self, key: str) -> str:
+        return f"{self.prefix} {key}" if (self.prefix and self.location == "header") else key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        with self._lock:
+            index = self._current
+            self.uses[index] += 1
+        key = self._keys[index]
+        if self.location == "header":
+            request.headers[self.name] = self._render(key)
+        else:
+            request.prepare_url(request.url, {self.name: key})
+        return request
+
+    def _index_of(self, request: requests.PreparedRequest | None) -> int | None:
+        if request is None:
+            return None
+        if self.location == "header":
+            return self._by_value.get(request.headers.get(self.name, ""))
+        for i, key in enumerate(self._keys):
+            if key in (request.url or ""):
+                return i
+        return None
+
+    def _headroom(self, i: int, now: float) -> float:
+        remaining = self._remaining[i]
+        if remaining is None or now >= self._reset_at[i]:
+            return float("inf")
+        return remaining
+
+    def on_response(self, response: requests.Response) -> bool:
+        index = self._index_of(response.request)
+        if index is None:
+            return False
+        now = time.monotonic()
+        remaining_raw = response.headers.get(self.remaining_header)
+        reset_in = parse_reset(response.headers.get(self.reset_header))
+        with self._lock:
+            if response.status_code == 429:
+                wait = parse_retry_after(response.headers.get("Retry-After"))
+                self._remaining[index] = 0
+                self._reset_at[index] = now + max(wait or 0.0, reset_in or 0.0, 1.0)
+            elif remaining_raw is not None:
+                try:
+                    self._remaining[index] = float(remaining_raw)
+                except ValueError:
+                    return False
+                self._reset_at[index] = now + (reset_in if reset_in is not None else 1.0)
+            if self._headroom(self._current, now) > self.low_watermark:
+                return len(self._keys) > 1 and self._current != index
+            best = max(range(len(self._keys)), key=lambda i: self._headroom(i, now))
+            if self._headroom(best, now) > self.low_watermark:
+                if best != self._current:
+                    log.info("rate limit of key #%d low; rotating to key #%d", self._current, best)
+                self._current = best
+                return True
+            return False
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "api_key_rotation", "keys": len(self._keys), "location": self.location}
+
+
+AUTHS: dict[str, type[ApiAuth]] = {
+    "none": NoAuth,
+    "bearer": BearerToken,
+    "api_key": ApiKey,
+    "basic": HttpBasic,
+    "oauth2_client_credentials": OAuth2ClientCredentials,
+    "api_key_rotation": RotatingApiKeys,
+}
+
+
+def create(kind: str, **kwargs: Any) -> ApiAuth:
+    """Build an auth from a type name or an import path, with plain arguments.
+
+    Args:
+        kind: A built-in name (see ``AUTHS``) or ``"package.module:ClassName"`` of an
+            :class:`ApiAuth` subclass.
+        **kwargs: Constructor arguments (secret values already resolved).
+
+    Raises:
+        ConfigurationError: Unknown type, bad path, or bad arguments (never echoing values).
+    """
+    cls = AUTHS.get(kind) if ":" not in kind else None
+    if cls is None:
+        cls = load_object(kind, base=ApiAuth, kind="auth")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad arguments for auth {kind!r}: {exc}") from exc

@@ -1,0 +1,685 @@
+"""The HTTP client: fetch every record of an endpoint, complete or not at all.
+
+:class:`ApiClient` holds what one API source shares: a pooled ``requests.Session``, the
+auth, the rate limiter, the retry policy and timeouts. :meth:`ApiClient.fetch_pages`
+returns a :class:`PageStream`: iterating it drives the paginator, yields
+:class:`~ingestion_assets.http.page.Page` objects in order, and raises a clear
+:class:`~ingestion_assets.http.errors.ApiError` rather than ever ending early. Its
+``stats`` (:class:`~ingestion_assets.http.page.FetchStats`) count what happened.
+
+Each response body is parsed once with orjson; ``Page.body`` keeps the raw bytes. The
+client does no per-record work beyond finding the records and the cursor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from ingestion_assets.http.auth import ApiAuth, NoAuth
+from ingestion_assets.http.errors import (
+    ApiError,
+    ApiTimeoutError,
+    AuthenticationError,
+    ClientError,
+    ConfigurationError,
+    IncompleteFetchError,
+    InvalidResponseError,
+    MaxPagesExceededError,
+    PaginationLoopError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+from ingestion_assets.http.jsonpath import compile_path, find, has_path
+from ingestion_assets.http.page import FetchStats, Page
+from ingestion_assets.http.paginators import PageRequest, Paginator, PlannedPage, SinglePage
+from ingestion_assets.http.ratelimit import RateLimiter
+from ingestion_assets.http.redaction import get_logger, redact, redact_headers, redact_url
+from ingestion_assets.http.retry import RetryPolicy, parse_retry_after
+
+log = get_logger()
+
+USER_AGENT = "ingestion_assets/0.1 (+requests)"
+_SELECTED_HEADERS = frozenset(
+    {"content-type", "date", "link", "retry-after", "etag", "x-request-id"}
+)
+
+
+def _selected_headers(headers: Any) -> dict[str, str]:
+    keep = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if (
+            lowered in _SELECTED_HEADERS
+            or "ratelimit" in lowered
+            or "rate-limit" in lowered
+            or "call-limit" in lowered
+        ):
+            keep[name] = value
+    return redact_headers(keep)
+
+
+def looks_like_error(body: Any) -> bool:
+    """Default check for a 200 whose JSON body is an error object (Stripe, Shopify, HubSpot)."""
+    if not isinstance(body, dict):
+        return False
+    if body.get("error") or body.get("errors"):
+        return True
+    status = body.get("status")
+    return isinstance(status, str) and status.lower() in {"error", "fail", "failed"}
+
+
+@dataclass(slots=True)
+class _Result:
+    response: requests.Response
+    content: bytes
+    body: Any
+    records: list
+    attempts: int
+    elapsed_s: float
+
+
+class _Failure(Exception):
+    """A transient failure of one attempt, to be retried (internal)."""
+
+    def __init__(self, cause: str, error: ApiError, retry_after: float | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.error = error
+        self.retry_after = retry_after
+
+
+class ApiClient:
+    """Client of one API source: a pooled session with auth, rate limit and retries.
+
+    Args:
+        base_url: Root of the API; endpoint paths are appended to it.
+        auth: An :class:`~ingestion_assets.http.auth.ApiAuth` (default: none).
+        headers: Headers sent with every request.
+        rate_limiter: Shared by every thread of the source (default: no client-side rate,
+            but header feedback and 429 pauses still apply).
+        retry: The retry policy (default :class:`RetryPolicy()`).
+        timeout: ``(connect, read)`` seconds, or one number for both; always on.
+        source: Source name, used in errors, logs and stats.
+        pool_size: Connections kept per host; size it for the workers.
+        verify: TLS verification (on; a CA bundle path is accepted).
+        error_detector: ``body -> bool`` deciding that a 200 JSON body is an error
+            object (default :func:`looks_like_error`, applied when no records are found).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: ApiAuth | None = None,
+        headers: dict[str, str] | None = None,
+        rate_limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | tuple[float, float] | None = (5.0, 30.0),
+        source: str | None = None,
+        pool_size: int = 16,
+        verify: bool | str = True,
+        error_detector: Callable[[Any], bool] | None = None,
+    ) -> None:
+        if not base_url or "://" not in base_url:
+            raise ConfigurationError(
+                f"base_url must be an absolute http(s) URL, got {redact(base_url)!r}"
+            )
+        if timeout is None:
+            raise ConfigurationError(
+                "a timeout is required (requests would otherwise wait forever)"
+            )
+        self.base_url = base_url.rstrip("/")
+        self.auth: ApiAuth = auth or NoAuth()
+        self.rate_limiter = rate_limiter or RateLimiter(None)
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.source = source
+        self.error_detector = error_detector or looks_like_error
+        self.session = requests.Session()
+        self.session.verify = verify
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, pool_size), max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["Accept"] = "application/json"
+        if headers:
+            self.session.headers.update(headers)
+        self.auth.bind(self.session, self.base_url, self.timeout)
+
+    def __repr__(self) -> str:
+        return (
+            f"ApiClient({redact_url(self.base_url)!r}, source={self.source!r}, auth={self.auth!r})"
+        )
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.session.close()
+
+    def url_for(self, path: str) -> str:
+        """Absolute URL of an endpoint path (absolute URLs pass through)."""
+        if "://" in path:
+            return path
+        if not path:
+            return self.base_url
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    # -------------------------------------------------------------------------- fetching
+    def fetch_pages(
+        self,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        paginator: Paginator | None = None,
+        records_path: str | None = None,
+        workers: int = 1,
+        max_pages: int | None = None,
+        on_total_mismatch: str = "error",
+        endpoint: str | None = None,
+        method: str = "GET",
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> PageStream:
+        """Stream every page of an endpoint (lazily: nothing is sent before iteration).
+
+        Args:
+            path: Endpoint path (appended to the base URL) or an absolute URL.
+            params: Query parameters of the first request (filters, window bounds).
+            paginator: Pagination style (default: a single page). Not modified: each
+                fetch works on a fresh copy.
+            records_path: Dotted path to the records in the body (``"data"``,
+                ``"paging.items"``); None or ``""`` for a body that is itself the list.
+            workers: Threads fetching pages concurrently when the style allows random
+                access (offset/page number with a declared total); others stay sequential.
+            max_pages: Fail (never truncate) when the API has more pages than this.
+            on_total_mismatch: ``"error"`` or ``"warn"`` when the records received do not
+                match the total the API declared, or the total changed during the fetch.
+            endpoint: Endpoint name for errors, logs and stats.
+            method: HTTP method (``"POST"`` for search endpoints).
+            json: JSON body of the request.
+            headers: Extra headers for this endpoint.
+        """
+        if on_total_mismatch not in ("error", "warn"):
+            raise ConfigurationError("on_total_mismatch must be 'error' or 'warn'")
+        if workers < 1:
+            raise ConfigurationError("workers must be >= 1")
+        request = PageRequest(
+            url=self.url_for(path),
+            params=dict(params or {}),
+            method=method.upper(),
+            json=json,
+            headers=dict(headers or {}),
+        )
+        return PageStream(
+            self,
+            request,
+            (paginator or SinglePage()).fresh(),
+            records_path=records_path,
+            workers=workers,
+            max_pages=max_pages,
+            on_total_mismatch=on_total_mismatch,
+            endpoint=endpoint,
+        )
+
+    def get_json(
+        self, path: str, params: dict[str, Any] | None = None, *, endpoint: str | None = None
+    ) -> Any:
+        """One GET with the full retry/auth/rate-limit treatment; returns the parsed body."""
+        request = PageRequest(url=self.url_for(path), params=dict(params or {}))
+        result = self._send(
+            request, FetchStats(source=self.source, endpoint=endpoint), endpoint, None
+        )
+        return result.body
+
+    # -------------------------------------------------------------------- one request
+    def _send(
+        self,
+        request: PageRequest,
+        stats: FetchStats,
+        endpoint: str | None,
+        records_steps: tuple | None,
+    ) -> _Result:
+        """Send one page request until it succeeds or a budget runs out."""
+        policy = self.retry
+        failures = 0
+        rate_limited = 0
+        refreshed = False
+        attempts = 0
+        where = {"source": self.source, "endpoint": endpoint}
+        while True:
+            stats.add_wait(self.rate_limiter.acquire())
+            attempts += 1
+            started = time.monotonic()
+            try:
+                try:
+                    response = self.session.request(
+                        request.method,
+                        request.url,
+                        params=request.params or None,
+                        json=request.json,
+                        headers=request.headers or None,
+                        timeout=self.timeout,
+                        auth=self.auth,
+                    )
+                    content = response.content
+                except requests.Timeout as exc:
+                    stats.add_request_failure()
+                    raise _Failure(
+                        "timeout",
+                        ApiTimeoutError(
+                            f"request timed out ({type(exc).__name__})", url=request.url, **where
+                        ),
+                    ) from None
+                except (
+                    requests.exceptions.InvalidURL,
+                    requests.exceptions.MissingSchema,
+                    requests.exceptions.InvalidSchema,
+                    requests.exceptions.InvalidHeader,
+                ) as exc:
+                    raise ConfigurationError(
+                        f"invalid request: {type(exc).__name__}: {redact(str(exc))}",
+                        url=request.url,
+                        **where,
+                    ) from None
+                except (
+                    requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError,
+                ) as exc:
+                    stats.add_request_failure()
+                    raise _Failure(
+                        "truncated",
+                        TransportError(
+                            f"response body cut short ({type(exc).__name__})",
+                            url=request.url,
+                            **where,
+                        ),
+                    ) from None
+                except requests.RequestException as exc:
+                    stats.add_request_failure()
+                    raise _Failure(
+                        "connection",
+                        TransportError(
+                            f"connection failed ({type(exc).__name__})", url=request.url, **where
+                        ),
+                    ) from None
+
+                stats.add_response(len(content))
+                handled = self.auth.on_response(response)
+                if not handled:
+                    self.rate_limiter.observe(response.headers)
+                status = response.status_code
+                url = response.url
+
+                if status == 401:
+                    if not refreshed and self.auth.refresh(response):
+                        refreshed = True
+                        stats.add_retry("auth_refresh")
+                        log.info("%s: 401, credentials refreshed; retrying once", redact_url(url))
+                        continue
+                    raise AuthenticationError(
+                        "credentials rejected (401) again after refreshing them"
+                        if refreshed
+                        else "credentials rejected (401)",
+                        url=url,
+                        status=status,
+                        body=content,
+                        attempts=attempts,
+                        **where,
+                    )
+                if status == 429:
+                    stats.add_rate_limited()
+                    rate_limited += 1
+                    if rate_limited > policy.rate_limit_attempts:
+                        raise RateLimitError(
+                            f"still rate limited after {policy.rate_limit_attempts} retries",
+                            url=url,
+                            status=status,
+                            body=content,
+                            attempts=attempts,
+                            **where,
+                        )
+                    stats.add_retry("rate_limited")
+                    if handled:  # the auth rotated to a key with headroom: go now
+                        continue
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    delay = policy.rate_limit_delay(retry_after, rate_limited)
+                    log.warning(
+                        "%s: 429 (Retry-After=%s); waiting %.2fs (%d/%d)",
+                        redact_url(url),
+                        response.headers.get("Retry-After"),
+                        delay,
+                        rate_limited,
+                        policy.rate_limit_attempts,
+                    )
+                    self.rate_limiter.pause(delay)  # every thread of the source waits
+                    continue
+                if status in policy.retry_statuses or status >= 500:
+                    raise _Failure(
+                        "server_error",
+                        ServerError(
+                            f"server error {status}", url=url, status=status, body=content, **where
+                        ),
+                        parse_retry_after(response.headers.get("Retry-After")),
+                    )
+                if status >= 400:
+                    cls = AuthenticationError if status == 403 else ClientError
+                    raise cls(
+                        f"request refused ({status})",
+                        url=url,
+                        status=status,
+                        body=content,
+                        attempts=attempts,
+                        **where,
+                    )
+                if status == 204:  # no content: no records
+                    return _Result(
+                        response, content, None, [], attempts, time.monotonic() - started
+                    )
+                if status >= 300:
+                    raise InvalidResponseError(
+                        f"unexpected status {status}",
+                        url=url,
+                        status=status,
+                        body=content,
+                        transient=False,
+                        **where,
+                    )
+                return self._parse(response, content, records_steps, attempts, started, where)
+            except _Failure as failure:
+                failures += 1
+                error = failure.error
+                error.attempts = attempts
+                if failures >= policy.max_attempts:
+                    error.message = f"{error.message}; gave up after {attempts} attempts"
+                    error.args = (error._render(),)
+                    raise error from None
+                stats.add_retry(failure.cause)
+                delay = policy.backoff(failures)
+                if failure.retry_after is not None:
+                    delay = max(delay, min(failure.retry_after, policy.retry_after_max))
+                log.warning(
+                    "%s: %s (%s), retry %d/%d in %.2fs",
+                    error.url,
+                    failure.cause,
+                    error.message,
+                    failures,
+                    policy.max_attempts - 1,
+                    delay,
+                )
+                time.sleep(delay)
+
+    def _parse(
+        self,
+        response: requests.Response,
+        content: bytes,
+        records_steps: tuple | None,
+        attempts: int,
+        started: float,
+        where: dict[str, Any],
+    ) -> _Result:
+        url = response.url
+        status = response.status_code
+        content_type = response.headers.get("Content-Type", "")
+        if "html" in content_type.lower():
+            raise _Failure(
+                "invalid_body",
+                InvalidResponseError(
+                    f"expected JSON, got {content_type.split(';')[0]}",
+                    url=url,
+                    status=status,
+                    body=content,
+                    **where,
+                ),
+            )
+        try:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError as exc:
+            raise _Failure(
+                "invalid_body",
+                InvalidResponseError(
+                    f"body is not valid JSON ({exc.msg} at byte {exc.pos} of {len(content)})",
+                    url=url,
+                    status=status,
+                    body=content,
+                    **where,
+                ),
+            ) from None
+        if records_steps is None:
+            return _Result(response, content, body, [], attempts, time.monotonic() - started)
+        records = find(body, records_steps) if records_steps else body
+        if isinstance(records, list):
+            return _Result(response, content, body, records, attempts, time.monotonic() - started)
+        if self.error_detector(body):
+            raise _Failure(
+                "error_body",
+                InvalidResponseError(
+                    "200 response carries an error object",
+                    url=url,
+                    status=status,
+                    body=content,
+                    **where,
+                ),
+            )
+        if records is None and records_steps and has_path(body, records_steps):
+            records = []  # "data": null -> no records
+        elif isinstance(records, dict):
+            records = [records]  # a single object endpoint
+        else:
+            raise InvalidResponseError(
+                f"no records at path {'.'.join(map(str, records_steps)) or '<body>'!r}",
+                url=url,
+                status=status,
+                body=content,
+                transient=False,
+                **where,
+            )
+        return _Result(response, content, body, records, attempts, time.monotonic() - started)
+
+
+class PageStream:
+    """The pages of one fetch, in order; iterate once. ``stats`` fills as it goes.
+
+    Raises (while iterating) an :class:`~ingestion_assets.http.errors.ApiError` whenever
+    the result could be incomplete: a caller that sees the iteration end normally has
+    every record.
+    """
+
+    def __init__(
+        self,
+        client: ApiClient,
+        request: PageRequest,
+        paginator: Paginator,
+        *,
+        records_path: str | None,
+        workers: int,
+        max_pages: int | None,
+        on_total_mismatch: str,
+        endpoint: str | None,
+    ) -> None:
+        self.client = client
+        self.request = request
+        self.paginator = paginator
+        self.records_path = records_path
+        self.workers = workers
+        self.max_pages = max_pages
+        self.on_total_mismatch = on_total_mismatch
+        self.endpoint = endpoint
+        self.stats = FetchStats(source=client.source, endpoint=endpoint, workers=1)
+        self._steps = compile_path(records_path)
+        self._started = False
+        self._totals: list[int] = []
+        self._where = {"source": client.source, "endpoint": endpoint}
+
+    def __iter__(self) -> Iterator[Page]:
+        if self._started:
+            raise RuntimeError("a PageStream can be iterated only once")
+        self._started = True
+        return self._run()
+
+    def iter_records(self) -> Iterator[Any]:
+        """Every record of every page, in order."""
+        for page in self:
+            yield from page.records
+
+    # ------------------------------------------------------------------------------
+    def _page(self, index: int, request: PageRequest, result: _Result) -> Page:
+        self.stats.add_page(len(result.records))
+        self.stats.tick()
+        return Page(
+            index=index,
+            url=redact_url(result.response.url),
+            params=redact(dict(request.params)),
+            status=result.response.status_code,
+            body=result.content,
+            records=result.records,
+            headers=_selected_headers(result.response.headers),
+            fetched_at=datetime.now(timezone.utc),
+            elapsed_s=result.elapsed_s,
+            attempts=result.attempts,
+            source=self.client.source,
+            endpoint=self.endpoint,
+        )
+
+    def _note_total(self) -> None:
+        total = self.paginator.total
+        if total is not None:
+            if self.stats.declared_total is None:
+                self.stats.declared_total = total
+            if not self._totals or self._totals[-1] != total:
+                self._totals.append(total)
+
+    def _mismatch(self, message: str) -> None:
+        if self.on_total_mismatch == "warn":
+            log.warning("%s: %s", self.endpoint or self.request.url, message)
+            return
+        raise IncompleteFetchError(message, url=self.request.url, **self._where)
+
+    def _run(self) -> Iterator[Page]:
+        paginator = self.paginator
+        request = self.request
+        stats = self.stats
+        log.debug("fetch %s %s (%s)", request.method, redact_url(request.url), paginator.describe())
+        paginator.init_request(request)
+        seen: set[int] = set()
+        index = 0
+        while True:
+            key = hash(request.key())
+            if key in seen:
+                raise PaginationLoopError(
+                    "the next page request repeats an earlier one (cursor or next link seen twice)",
+                    url=request.url,
+                    **self._where,
+                )
+            seen.add(key)
+            if self.max_pages is not None and index >= self.max_pages:
+                raise MaxPagesExceededError(
+                    f"more than max_pages={self.max_pages} pages; refusing to return a partial result",
+                    url=request.url,
+                    **self._where,
+                )
+            result = self.client._send(request, stats, self.endpoint, self._steps)
+            paginator.update_state(result.response, result.body, result.records)
+            if paginator.stop_after_empty_page and not result.records:
+                paginator.has_next = False
+            self._note_total()
+            page = self._page(index, request, result)
+            index += 1
+            plan = None
+            if index == 1 and self.workers > 1 and paginator.random_access and paginator.has_next:
+                plan = paginator.plan(request, len(result.records))
+            yield page
+            if plan is not None:
+                yield from self._run_concurrent(plan, index)
+                break
+            if not paginator.has_next:
+                break
+            paginator.update_request(request)
+        self._finish()
+
+    def _run_concurrent(self, plan: Iterator[PlannedPage], index: int) -> Iterator[Page]:
+        """Fetch planned pages on worker threads, yield in order, ~2x workers in flight."""
+        workers = self.workers
+        self.stats.workers = workers
+        window = 2 * workers
+        client = self.client
+        pending: deque[tuple[PlannedPage, Future]] = deque()
+        pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=f"fetch-{self.endpoint or 'pages'}"
+        )
+        planned_iter = iter(plan)
+
+        def submit() -> bool:
+            planned = next(planned_iter, None)
+            if planned is None:
+                return False
+            if self.max_pages is not None and index + len(pending) >= self.max_pages:
+                raise MaxPagesExceededError(
+                    f"more than max_pages={self.max_pages} pages; refusing to return a partial result",
+                    url=self.request.url,
+                    **self._where,
+                )
+            pending.append(
+                (
+                    planned,
+                    pool.submit(
+                        client._send, planned.request, self.stats, self.endpoint, self._steps
+                    ),
+                )
+            )
+            return True
+
+        try:
+            while len(pending) < window and submit():
+                pass
+            while pending:
+                planned, future = pending.popleft()
+                result = future.result()
+                self.paginator.update_state(result.response, result.body, result.records)
+                self._note_total()
+                count = len(result.records)
+                if planned.expected is not None and count != planned.expected:
+                    self._mismatch(
+                        f"page at {redact(planned.request.params)} returned {count} records, "
+                        f"expected {planned.expected} from the declared total"
+                    )
+                elif planned.expected is None and count == 0:
+                    self._mismatch(
+                        f"page at {redact(planned.request.params)} is empty before the declared end"
+                    )
+                page = self._page(index, planned.request, result)
+                index += 1
+                submit()
+                yield page
+        finally:
+            for _, future in pending:
+                future.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _finish(self) -> None:
+        stats = self.stats
+        stats.tick()
+        if len(self._totals) > 1:
+            self._mismatch(
+                f"the declared total changed during the fetch ({' -> '.join(map(str, self._totals))}): "
+                "records were inserted or deleted while paginating, so pages may overlap or skip"
+            )
+        expected = self.paginator.expected_records() if stats.declared_total is not None else None
+        if expected is not None and stats.records != expected:
+            self._mismatch(f"received {stats.records} records but the API declared {expected}")
+        log.info("fetched %s: %s", self.endpoint or redact_url(self.request.url), stats.to_dict())

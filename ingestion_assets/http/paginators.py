@@ -1,0 +1,644 @@
+"""Pagination strategies: one small class per style, three verbs each.
+
+``init_request`` prepares the first request, ``update_state`` reads a response into the
+paginator's state (and decides whether there is a next page), ``update_request`` turns the
+state into the next request. The client drives them and adds what every style needs: a
+loop guard (a request seen twice is an error), a maximum page count, the check against a
+declared total, and concurrency where the style allows random access.
+
+End of data is decided only on an explicit signal: an empty page, no next cursor or link,
+``has_more`` false, or an offset at or past the declared total. A short page in the
+middle of the data is *not* the end: APIs cap page sizes and filter pages after slicing.
+
+Custom styles subclass :class:`Paginator` and are named by import path in the YAML
+(``"my_package.pagination:MyPaginator"``); see :func:`create`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+
+from ingestion_assets.http.errors import ConfigurationError, PaginationError
+from ingestion_assets.http.jsonpath import compile_path, find
+from ingestion_assets.http.plugins import load_object
+
+
+@dataclass
+class PageRequest:
+    """A request the paginator shapes: URL, query parameters and optional JSON body."""
+
+    url: str
+    params: dict[str, Any] = field(default_factory=dict)
+    method: str = "GET"
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def copy(self) -> PageRequest:
+        return PageRequest(
+            url=self.url,
+            params=dict(self.params),
+            method=self.method,
+            json=copy.deepcopy(self.json),
+            headers=dict(self.headers),
+        )
+
+    def key(self) -> tuple:
+        """Identity of the request for the loop guard."""
+        return (self.method, self.url, repr(sorted(self.params.items(), key=str)), repr(self.json))
+
+
+@dataclass
+class PlannedPage:
+    """A page of a random-access plan and the record count it must hold."""
+
+    request: PageRequest
+    expected: int | None  # exact count; None when only "non-empty" is known
+    last: bool = False
+
+
+class Paginator:
+    """Base class of every pagination style (subclass it for a custom one).
+
+    Attributes:
+        has_next: False once the API signalled the end of data.
+        total: The record total the API declares on the latest page, if any.
+        stop_after_empty_page: Treat an empty page as the end (all built-in styles do).
+        random_access: True when the style can plan every page up front once the first
+            page is known (offset/page number with a declared total); the client then
+            fetches pages concurrently.
+    """
+
+    stop_after_empty_page: bool = True
+    random_access: bool = False
+
+    def __init__(self) -> None:
+        self.has_next = True
+        self.total: int | None = None
+
+    def fresh(self) -> Paginator:
+        """A clean copy for one fetch, so one configured paginator serves many fetches."""
+        clone = copy.copy(self)
+        clone.has_next = True
+        clone.total = None
+        clone.reset()
+        return clone
+
+    def reset(self) -> None:
+        """Clear the per-fetch state (override when the subclass keeps some)."""
+
+    def init_request(self, request: PageRequest) -> None:
+        """Prepare the first request (set the first offset, page number, size...)."""
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        """Read a successful response into the state; set ``has_next``."""
+        raise NotImplementedError
+
+    def update_request(self, request: PageRequest) -> None:
+        """Shape ``request`` into the next page's request from the state."""
+        raise NotImplementedError
+
+    def plan(self, request: PageRequest, first_count: int) -> Iterator[PlannedPage] | None:
+        """The remaining pages after the first, when they can be fetched in any order.
+
+        Args:
+            request: The first page's request (already prepared by ``init_request``).
+            first_count: Records on the first page.
+
+        Returns:
+            None when the style (or this response) does not allow random access.
+        """
+        return None
+
+    def expected_records(self) -> int | None:
+        """Records this fetch must yield according to the declared total (None: unknown)."""
+        return self.total
+
+    def describe(self) -> dict[str, Any]:
+        """Configuration summary (no state, no secrets) for logs and metadata."""
+        return {"style": type(self).__name__}
+
+    # helpers for subclasses -------------------------------------------------------------
+    def _read_total(self, body: Any, steps: tuple) -> None:
+        if not steps:
+            return
+        value = find(body, steps)
+        if value is None:
+            return
+        try:
+            self.total = int(value)
+        except (TypeError, ValueError) as exc:
+            raise PaginationError(f"declared total is not an integer: {value!r}") from exc
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "1", "yes"}
+    return bool(value)
+
+
+class SinglePage(Paginator):
+    """The endpoint answers with one page: nothing to follow."""
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self.has_next = False
+
+    def update_request(self, request: PageRequest) -> None:  # pragma: no cover - never called
+        raise PaginationError("a single-page endpoint has no next page")
+
+
+class OffsetPaginator(Paginator):
+    """``offset``/``limit`` pagination, with or without a declared total.
+
+    Args:
+        limit: Records requested per page.
+        offset_param: Query parameter of the offset.
+        limit_param: Query parameter of the page size.
+        total_path: Path to the declared total in the body (``"total"``); when present the
+            fetch ends at ``offset >= total`` and pages can be fetched concurrently.
+        has_more_path: Path to a ``has_more`` flag, if the API sends one.
+        initial_offset: First offset.
+    """
+
+    def __init__(
+        self,
+        limit: int = 100,
+        *,
+        offset_param: str = "offset",
+        limit_param: str = "limit",
+        total_path: str | None = None,
+        has_more_path: str | None = None,
+        initial_offset: int = 0,
+    ) -> None:
+        super().__init__()
+        if limit < 1:
+            raise ConfigurationError("limit must be >= 1")
+        self.limit = limit
+        self.offset_param = offset_param
+        self.limit_param = limit_param
+        self.total_path = total_path
+        self.has_more_path = has_more_path
+        self.initial_offset = initial_offset
+        self._total_steps = compile_path(total_path) if total_path else ()
+        self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
+        self.random_access = bool(total_path)
+        self.offset = initial_offset
+
+    def reset(self) -> None:
+        self.offset = self.initial_offset
+
+    def init_request(self, request: PageRequest) -> None:
+        self.offset = self.initial_offset
+        request.params[self.offset_param] = self.offset
+        request.params[self.limit_param] = self.limit
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self._read_total(body, self._total_steps)
+        # Advance by what arrived, not by the limit asked for: an API capping the page
+        # size below our limit would otherwise make us skip records.
+        self.offset += len(records)
+        if not records:
+            self.has_next = False
+        elif self._has_more_steps and not _to_bool(find(body, self._has_more_steps)):
+            self.has_next = False
+        elif self.total is not None:
+            self.has_next = self.offset < self.total
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.offset_param] = self.offset
+        request.params[self.limit_param] = self.limit
+
+    def plan(self, request: PageRequest, first_count: int) -> Iterator[PlannedPage] | None:
+        if self.total is None or first_count <= 0 or not self.has_next:
+            return None
+        total = self.total
+        size = first_count  # the size the API really serves (it may cap our limit)
+        start = self.initial_offset + first_count
+
+        def pages() -> Iterator[PlannedPage]:
+            for offset in range(start, total, size):
+                nxt = request.copy()
+                nxt.params[self.offset_param] = offset
+                nxt.params[self.limit_param] = self.limit
+                expected = min(size, total - offset)
+                yield PlannedPage(nxt, expected, last=offset + size >= total)
+
+        return pages()
+
+    def expected_records(self) -> int | None:
+        return None if self.total is None else max(0, self.total - self.initial_offset)
+
+    def describe(self) -> dict[str, Any]:
+        return {"style": "offset", "limit": self.limit, "total_path": self.total_path}
+
+
+class PageNumberPaginator(Paginator):
+    """``page``/``per_page`` pagination.
+
+    Args:
+        page_size: Records requested per page (None: the API's default, not sent).
+        page_param: Query parameter of the page number.
+        size_param: Query parameter of the page size.
+        initial_page: Number of the first page (1 for most APIs).
+        total_path: Path to the declared record total in the body.
+        total_pages_path: Path to the declared page count in the body.
+        has_more_path: Path to a ``has_more`` flag, if the API sends one.
+    """
+
+    def __init__(
+        self,
+        page_size: int | None = 100,
+        *,
+        page_param: str = "page",
+        size_param: str = "per_page",
+        initial_page: int = 1,
+        total_path: str | None = None,
+        total_pages_path: str | None = None,
+        has_more_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.page_size = page_size
+        self.page_param = page_param
+        self.size_param = size_param
+        self.initial_page = initial_page
+        self.total_path = total_path
+        self.total_pages_path = total_pages_path
+        self.has_more_path = has_more_path
+        self._total_steps = compile_path(total_path) if total_path else ()
+        self._pages_steps = compile_path(total_pages_path) if total_pages_path else ()
+        self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
+        self.random_access = bool(total_path or total_pages_path)
+        self.page = initial_page
+        self.seen = 0
+        self.total_pages: int | None = None
+
+    def reset(self) -> None:
+        self.page = self.initial_page
+        self.seen = 0
+        self.total_pages = None
+
+    def init_request(self, request: PageRequest) -> None:
+        self.reset()
+        self._shape(request, self.page)
+
+    def _shape(self, request: PageRequest, page: int) -> None:
+        request.params[self.page_param] = page
+        if self.page_size is not None:
+            request.params[self.size_param] = self.page_size
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self._read_total(body, self._total_steps)
+        if self._pages_steps:
+            value = find(body, self._pages_steps)
+            if value is not None:
+                self.total_pages = int(value)
+        self.page += 1
+        self.seen += len(records)
+        if not records:
+            self.has_next = False
+        elif self._has_more_steps and not _to_bool(find(body, self._has_more_steps)):
+            self.has_next = False
+        elif self.total is not None:
+            self.has_next = self.seen < self.total
+        elif self.total_pages is not None:
+            self.has_next = self.page < self.initial_page + self.total_pages
+
+    def update_request(self, request: PageRequest) -> None:
+        self._shape(request, self.page)
+
+    def plan(self, request: PageRequest, first_count: int) -> Iterator[PlannedPage] | None:
+        if first_count <= 0 or not self.has_next:
+            return None
+        first = self.initial_page
+        if self.total is not None:
+            size = first_count
+            total = self.total
+            last_page = first + math.ceil(total / size) - 1
+
+            def expected(page: int) -> int | None:
+                return min(size, total - (page - first) * size)
+
+        elif self.total_pages is not None:
+            size = first_count
+            last_page = first + self.total_pages - 1
+
+            def expected(page: int) -> int | None:
+                return size if page < last_page else None
+
+        else:
+            return None
+
+        def pages() -> Iterator[PlannedPage]:
+            for page in range(first + 1, last_page + 1):
+                nxt = request.copy()
+                self._shape(nxt, page)
+                yield PlannedPage(nxt, expected(page), last=page == last_page)
+
+        return pages()
+
+    def describe(self) -> dict[str, Any]:
+        return {"style": "page_number", "page_size": self.page_size, "total_path": self.total_path}
+
+
+class JsonCursor(Paginator):
+    """A cursor found in the body, sent back as a query parameter.
+
+    Args:
+        cursor_path: Path to the next cursor (``"paging.next.after"``); missing, null or
+            empty means the end.
+        cursor_param: Query parameter carrying the cursor.
+        has_more_path: Optional path to a ``has_more`` flag; false means the end.
+    """
+
+    def __init__(
+        self,
+        cursor_path: str = "next_cursor",
+        cursor_param: str = "cursor",
+        *,
+        has_more_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.cursor_path = cursor_path
+        self.cursor_param = cursor_param
+        self.has_more_path = has_more_path
+        self._cursor_steps = compile_path(cursor_path)
+        self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
+        self.cursor: Any = None
+
+    def reset(self) -> None:
+        self.cursor = None
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self.cursor = find(body, self._cursor_steps)
+        if self.cursor is None or self.cursor == "":
+            self.has_next = False
+        elif self._has_more_steps and not _to_bool(find(body, self._has_more_steps)):
+            self.has_next = False
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.cursor_param] = self.cursor
+
+    def describe(self) -> dict[str, Any]:
+        return {"style": "json_cursor", "cursor_path": self.cursor_path}
+
+
+class LastRecordCursor(Paginator):
+    """Stripe-style: while ``has_more`` is true, the last record's id is the next cursor.
+
+    Args:
+        cursor_field: Field of the last record used as the cursor (``"id"``).
+        cursor_param: Query parameter carrying it (``"starting_after"``).
+        has_more_path: Path to the ``has_more`` flag in the body.
+    """
+
+    def __init__(
+        self,
+        cursor_field: str = "id",
+        cursor_param: str = "starting_after",
+        *,
+        has_more_path: str = "has_more",
+    ) -> None:
+        super().__init__()
+        self.cursor_field = cursor_field
+        self.cursor_param = cursor_param
+        self.has_more_path = has_more_path
+        self._field_steps = compile_path(cursor_field)
+        self._has_more_steps = compile_path(has_more_path)
+        self.cursor: Any = None
+
+    def reset(self) -> None:
+        self.cursor = None
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        has_more = _to_bool(find(body, self._has_more_steps))
+        if not has_more:
+            self.has_next = False
+            return
+        if not records:
+            raise PaginationError("has_more is true on an empty page: no record to continue after")
+        self.cursor = find(records[-1], self._field_steps)
+        if self.cursor is None:
+            raise PaginationError(f"last record has no {self.cursor_field!r} to continue after")
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.cursor_param] = self.cursor
+
+    def describe(self) -> dict[str, Any]:
+        return {"style": "last_record_cursor", "cursor_param": self.cursor_param}
+
+
+class HeaderCursor(Paginator):
+    """A cursor in a response header (``X-Next-Cursor``); absent means the end.
+
+    Args:
+        header: Response header holding the next cursor.
+        cursor_param: Query parameter carrying it.
+    """
+
+    def __init__(self, header: str = "X-Next-Cursor", cursor_param: str = "cursor") -> None:
+        super().__init__()
+        self.header = header
+        self.cursor_param = cursor_param
+        self.cursor: str | None = None
+
+    def reset(self) -> None:
+        self.cursor = None
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self.cursor = response.headers.get(self.header) or None
+        if self.cursor is None:
+            self.has_next = False
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.cursor_param] = self.cursor
+
+    def describe(self) -> dict[str, Any]:
+        return {"style": "header_cursor", "header": self.header}
+
+
+class KeysetPaginator(Paginator):
+    """Keyset ("seek") pagination: the next request filters past the last record's key.
+
+    Records sharing a sort value (many rows updated in the same second) are not lost at
+    a page boundary because the tie-breaker (the primary key) is sent too, and the API
+    returns rows with ``(sort, tiebreaker) > (last_sort, last_tiebreaker)``.
+
+    Args:
+        sort_key: Record field the API orders by (``"updated_at"``).
+        sort_param: Query parameter filtering on it (``"updated_at_min"``).
+        tiebreaker_key: Unique record field breaking ties (``"id"``).
+        tiebreaker_param: Query parameter carrying it (``"since_id"``).
+    """
+
+    def __init__(
+        self,
+        sort_key: str = "updated_at",
+        sort_param: str = "updated_at_min",
+        *,
+        tiebreaker_key: str | None = "id",
+        tiebreaker_param: str | None = "since_id",
+    ) -> None:
+        super().__init__()
+        if bool(tiebreaker_key) != bool(tiebreaker_param):
+            raise ConfigurationError("tiebreaker_key and tiebreaker_param go together")
+        self.sort_key = sort_key
+        self.sort_param = sort_param
+        self.tiebreaker_key = tiebreaker_key
+        self.tiebreaker_param = tiebreaker_param
+        self._sort_steps = compile_path(sort_key)
+        self._tie_steps = compile_path(tiebreaker_key) if tiebreaker_key else ()
+        self.last_sort: Any = None
+        self.last_tie: Any = None
+
+    def reset(self) -> None:
+        self.last_sort = None
+        self.last_tie = None
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        if not records:
+            self.has_next = False
+            return
+        last = records[-1]
+        self.last_sort = find(last, self._sort_steps)
+        if self.last_sort is None:
+            raise PaginationError(f"last record has no sort key {self.sort_key!r}")
+        if self._tie_steps:
+            self.last_tie = find(last, self._tie_steps)
+            if self.last_tie is None:
+                raise PaginationError(f"last record has no tie-breaker {self.tiebreaker_key!r}")
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.sort_param] = self.last_sort
+        if self.tiebreaker_param:
+            request.params[self.tiebreaker_param] = self.last_tie
+
+    def describe(self) -> dict[str, Any]:
+        return {"style": "keyset", "sort_key": self.sort_key, "tiebreaker": self.tiebreaker_key}
+
+
+_LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
+_REL_RE = re.compile(r"""rel\s*=\s*(?:"([^"]*)"|([^\s;,]+))""", re.IGNORECASE)
+
+
+def parse_link_header(value: str | None) -> dict[str, str]:
+    """Parse an RFC 8288 ``Link`` header into ``{rel: url}`` (first link per rel wins)."""
+    links: dict[str, str] = {}
+    if not value:
+        return links
+    for match in _LINK_RE.finditer(value):
+        url, params = match.group(1).strip(), match.group(2)
+        rel = _REL_RE.search(params or "")
+        if not rel:
+            continue
+        for name in (rel.group(1) or rel.group(2) or "").split():
+            links.setdefault(name.lower(), url)
+    return links
+
+
+class LinkHeader(Paginator):
+    """RFC 8288 ``Link`` header pagination (GitHub, Shopify): follow ``rel="next"``.
+
+    The next URL (relative URLs are resolved against the current one) carries every
+    parameter the API needs, so the query parameters of the first request are dropped.
+
+    Args:
+        rel: Relation to follow.
+    """
+
+    def __init__(self, rel: str = "next") -> None:
+        super().__init__()
+        self.rel = rel.lower()
+        self.next_url: str | None = None
+
+    def reset(self) -> None:
+        self.next_url = None
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        link = parse_link_header(response.headers.get("Link")).get(self.rel)
+        if not link:
+            self.has_next = False
+            self.next_url = None
+            return
+        self.next_url = urljoin(response.url, link)
+
+    def update_request(self, request: PageRequest) -> None:
+        request.url = self.next_url or request.url
+        request.params = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"style": "link_header", "rel": self.rel}
+
+
+class JsonLink(Paginator):
+    """The next page's URL is in the body (``"paging.next.link"``, ``"next"``).
+
+    Args:
+        next_url_path: Path to the next URL; missing or null means the end.
+    """
+
+    def __init__(self, next_url_path: str = "next") -> None:
+        super().__init__()
+        self.next_url_path = next_url_path
+        self._steps = compile_path(next_url_path)
+        self.next_url: str | None = None
+
+    def reset(self) -> None:
+        self.next_url = None
+
+    def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        link = find(body, self._steps)
+        if not link:
+            self.has_next = False
+            self.next_url = None
+            return
+        self.next_url = urljoin(response.url, str(link))
+
+    def update_request(self, request: PageRequest) -> None:
+        request.url = self.next_url or request.url
+        request.params = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"style": "json_link", "next_url_path": self.next_url_path}
+
+
+PAGINATORS: dict[str, type[Paginator]] = {
+    "single_page": SinglePage,
+    "offset": OffsetPaginator,
+    "page_number": PageNumberPaginator,
+    "json_cursor": JsonCursor,
+    "cursor": JsonCursor,
+    "last_record_cursor": LastRecordCursor,
+    "stripe": LastRecordCursor,
+    "header_cursor": HeaderCursor,
+    "keyset": KeysetPaginator,
+    "link_header": LinkHeader,
+    "json_link": JsonLink,
+}
+
+
+def create(style: str, **kwargs: Any) -> Paginator:
+    """Build a paginator from a style name or an import path, with plain arguments.
+
+    Args:
+        style: A built-in name (see ``PAGINATORS``) or ``"package.module:ClassName"`` of a
+            :class:`Paginator` subclass.
+        **kwargs: Constructor arguments.
+
+    Raises:
+        ConfigurationError: Unknown style, bad import path, not a Paginator subclass, or
+            arguments the class does not accept.
+    """
+    cls = PAGINATORS.get(style) if ":" not in style else None
+    if cls is None:
+        cls = load_object(style, base=Paginator, kind="paginator")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(f"bad arguments for paginator {style!r}: {exc}") from exc

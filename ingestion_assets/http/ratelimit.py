@@ -1,0 +1,129 @@
+"""Client-side rate limiting: stay under the API's limit instead of bouncing off it.
+
+A token bucket (``rate`` requests per second, ``burst`` at once) shared by every thread
+of one source, plus feedback from the API's own headers: when ``X-RateLimit-Remaining``
+gets close to zero before the window resets, the limiter spreads the remaining requests
+over the time left (and waits for the reset at zero), so a well-configured run sees few
+or no 429s. A 429 pauses every thread of the source, not just the one that got it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+
+# A reset value above this is an epoch timestamp (GitHub), below it a delta (Stripe-like).
+_EPOCH_THRESHOLD = 1_000_000_000
+
+
+def parse_reset(value: str | None, now_epoch: float | None = None) -> float | None:
+    """Seconds until a rate-limit window resets, from delta-seconds or epoch seconds."""
+    if value is None:
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return None
+    if number >= _EPOCH_THRESHOLD:
+        now_epoch = time.time() if now_epoch is None else now_epoch
+        return max(0.0, number - now_epoch)
+    return max(0.0, number)
+
+
+def _header_number(headers: Mapping[str, str], name: str | None) -> float | None:
+    if not name:
+        return None
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return float(str(value).split(",")[0].strip())
+    except ValueError:
+        return None
+
+
+class RateLimiter:
+    """Thread-safe token bucket with feedback from the API's rate-limit headers.
+
+    Args:
+        rate: Requests per second allowed; None for no client-side limit (the header
+            feedback and 429 pauses still apply).
+        burst: Requests allowed at once after a quiet period; defaults to ``rate``
+            (at least 1).
+        remaining_header: Header holding the requests left in the current window.
+        reset_header: Header holding when the window resets (delta or epoch seconds).
+        limit_header: Header holding the window's size, used to scale the slow-down.
+        low_watermark: Fraction of the limit below which the limiter starts spreading the
+            remaining requests over the time left before the reset.
+    """
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        burst: int | None = None,
+        *,
+        remaining_header: str | None = "X-RateLimit-Remaining",
+        reset_header: str | None = "X-RateLimit-Reset",
+        limit_header: str | None = "X-RateLimit-Limit",
+        low_watermark: float = 0.1,
+    ) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError("rate must be positive (or None for unlimited)")
+        self.rate = float(rate) if rate else None
+        self.burst = max(1, int(burst if burst is not None else (rate or 1)))
+        self.remaining_header = remaining_header
+        self.reset_header = reset_header
+        self.limit_header = limit_header
+        self.low_watermark = low_watermark
+        self._lock = threading.Lock()
+        self._tokens = float(self.burst)
+        self._last = time.monotonic()
+        self._not_before = 0.0  # monotonic time before which nobody may send
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rate={self.rate}, burst={self.burst})"
+
+    def acquire(self) -> float:
+        """Wait for permission to send one request; returns the seconds waited."""
+        with self._lock:
+            now = time.monotonic()
+            wait = max(0.0, self._not_before - now)
+            if self.rate is not None:
+                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                # Reserve a token even if it is not there yet: the deficit orders the
+                # waiting threads, each sleeping until its own token is due.
+                self._tokens -= 1.0
+                if self._tokens < 0:
+                    wait = max(wait, -self._tokens / self.rate)
+        if wait > 0:
+            time.sleep(wait)
+        return wait
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request of this limiter for ``seconds`` (after a 429)."""
+        if seconds <= 0:
+            return
+        with self._lock:
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+
+    def observe(self, headers: Mapping[str, str]) -> float:
+        """Read the API's rate-limit headers; slows down when close to the limit.
+
+        Returns the pause imposed (0 when there is headroom).
+        """
+        remaining = _header_number(headers, self.remaining_header)
+        if remaining is None:
+            return 0.0
+        reset_in = parse_reset(headers.get(self.reset_header) if self.reset_header else None)
+        if reset_in is None:
+            return 0.0
+        limit = _header_number(headers, self.limit_header) or float(self.burst)
+        threshold = max(1.0, self.low_watermark * limit)
+        if remaining > threshold:
+            return 0.0
+        # Spread what is left over the time left; at zero, wait for the reset.
+        pause = reset_in if remaining <= 0 else reset_in / (remaining + 1)
+        self.pause(pause)
+        return pause
