@@ -1,0 +1,57 @@
+"""The demo API's credentials.
+
+These are public demo values, not secrets: they only open the bundled local demo
+API. The rest of the project never uses them directly; it reads them from the
+environment variables in :data:`ENV_VARS` (``{env: NAME}`` in YAML), exactly as it
+would read a real vendor's secrets. ``demo_env()`` gives the mapping to export.
+"""
+
+from __future__ import annotations
+
+#: payments (Stripe-like): two valid secret keys, so key rotation can be tested.
+PAYMENTS_KEY = "sk_test_demo_51PaymentsKeyA"
+PAYMENTS_KEY_ROTATED = "sk_test_demo_51PaymentsKeyB"
+PAYMENTS_KEYS = (PAYMENTS_KEY, PAYMENTS_KEY_ROTATED)
+
+#: commerce (Shopify-like): Admin API access tokens (``X-Shopify-Access-Token``).
+COMMERCE_TOKEN = "shpat_demo_commerce_token_a"
+COMMERCE_TOKEN_2 = "shpat_demo_commerce_token_b"
+COMMERCE_TOKENS = (COMMERCE_TOKEN, COMMERCE_TOKEN_2)
+
+#: crm (HubSpot-like): OAuth2 client credentials for ``POST /oauth/v1/token``.
+CRM_CLIENT_ID = "demo-crm-client"
+CRM_CLIENT_SECRET = "demo-crm-secret"
+CRM_CLIENTS = {CRM_CLIENT_ID: CRM_CLIENT_SECRET}
+
+#: devhub (GitHub-like): personal access tokens; basic auth uses any user name.
+DEVHUB_TOKEN = "ghp_demoDevhubToken000000000000000000A"
+DEVHUB_TOKEN_2 = "ghp_demoDevhubToken000000000000000000B"
+DEVHUB_TOKENS = (DEVHUB_TOKEN, DEVHUB_TOKEN_2)
+DEVHUB_USER = "demo-user"
+
+#: Environment variable -> demo value, as the project's configs expect them.
+ENV_VARS = {
+    "DEMO_PAYMENTS_KEY": PAYMENTS_KEY,
+    "DEMO_COMMERCE_TOKEN": COMMERCE_TOKEN,
+    "DEMO_CRM_CLIENT_ID": CRM_CLIENT_ID,
+    "DEMO_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
+    "DEMO_DEVHUB_TOKEN": DEVHUB_TOKEN,
+}
+
+
+def demo_env() -> dict[str, str]:
+    """The environment variables to export to point the project at the demo API."""
+    return dict(ENV_VARS)
+
+
+def credentials(source: str) -> dict:
+    """The valid demo credentials of one source."""
+    table = {
+        "payments": {"api_key": PAYMENTS_KEY, "api_key_rotated": PAYMENTS_KEY_ROTATED},
+        "commerce": {"access_token": COMMERCE_TOKEN, "access_token_2": COMMERCE_TOKEN_2},
+        "crm": {"client_id": CRM_CLIENT_ID, "client_secret": CRM_CLIENT_SECRET},
+        "devhub": {"token": DEVHUB_TOKEN, "token_2": DEVHUB_TOKEN_2, "username": DEVHUB_USER},
+    }
+    if source not in table:
+        raise KeyError(f"unknown source {source!r}")
+    return dict(table[source])

@@ -1,0 +1,166 @@
+"""One test per fault kind: the raw response a plain ``requests`` call sees."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+import requests
+
+from .helpers import payments_session, ts
+
+CHARGES = "/v1/charges"
+
+
+@pytest.fixture
+def charges(demo_api):
+    return demo_api.base_url("payments") + CHARGES
+
+
+def test_server_error_burst_then_recovery(demo_api, charges):
+    demo_api.add_fault(kind="server_error", source="payments", count=2, status=502)
+    s = payments_session()
+    codes = [s.get(charges).status_code for _ in range(3)]
+    assert codes == [502, 502, 200]
+    fault = demo_api.list_faults()[0]
+    assert fault["fired"] == 2 and fault["seen"] == 3
+
+
+def test_server_error_default_is_503_with_vendor_body(demo_api, charges):
+    demo_api.add_fault(kind="server_error")
+    r = payments_session().get(charges)
+    assert r.status_code == 503 and "error" in r.json()
+
+
+@pytest.mark.parametrize("form", ["2", "0"])
+def test_rate_limit_burst_with_retry_after_seconds(demo_api, charges, form):
+    demo_api.add_fault(kind="rate_limit", source="payments", count=2, retry_after=form)
+    s = payments_session()
+    r = s.get(charges)
+    assert r.status_code == 429
+    assert r.headers["Retry-After"] == form
+    assert r.headers["X-RateLimit-Remaining"] == "0"
+    assert r.json()["error"]["type"] == "rate_limit_error"
+    assert s.get(charges).status_code == 429
+    assert s.get(charges).status_code == 200
+
+
+def test_rate_limit_with_http_date_retry_after(demo_api, charges):
+    demo_api.add_fault(kind="rate_limit", retry_after="http-date", retry_after_s=3)
+    r = payments_session().get(charges)
+    assert r.status_code == 429
+    when = email.utils.parsedate_to_datetime(r.headers["Retry-After"])
+    assert when.tzinfo is not None  # an IMF-fixdate in GMT
+
+
+def test_rate_limit_without_retry_after(demo_api, charges):
+    demo_api.add_fault(kind="rate_limit", retry_after=None)
+    r = payments_session().get(charges)
+    assert r.status_code == 429 and "Retry-After" not in r.headers
+
+
+def test_slow_response_times_out_the_client(demo_api, charges):
+    demo_api.add_fault(kind="slow", delay=2.0)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        payments_session().get(charges, timeout=0.3)
+    # the next request is not slowed
+    assert payments_session().get(charges, timeout=5).status_code == 200
+
+
+def test_latency_delays_every_matching_request(demo_api, charges):
+    f = demo_api.add_fault(kind="latency", ms=50, path=CHARGES)
+    s = payments_session()
+    for _ in range(3):
+        assert s.get(charges).status_code == 200
+    assert f.count == -1 and f.fired == 3
+    other = demo_api.base_url("payments") + "/v1/customers"
+    assert s.get(other).status_code == 200 and f.fired == 3
+
+
+def test_drop_connection_before_response(demo_api, charges):
+    demo_api.add_fault(kind="drop_connection", mode="before_response")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        payments_session().get(charges)
+    assert payments_session().get(charges).status_code == 200
+
+
+def test_drop_connection_mid_body(demo_api, charges):
+    demo_api.add_fault(kind="drop_connection", mode="mid_body")
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        payments_session().get(charges, params={"limit": 100})
+
+
+def test_truncated_json(demo_api, charges):
+    demo_api.add_fault(kind="truncated_json")
+    r = payments_session().get(charges, params={"limit": 20})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    with pytest.raises(requests.exceptions.JSONDecodeError):
+        r.json()
+
+
+def test_error_body_with_200(demo_api, charges):
+    demo_api.add_fault(kind="error_body")
+    r = payments_session().get(charges)
+    assert r.status_code == 200
+    assert "data" not in r.json() and r.json()["error"]["type"] == "api_error"
+
+
+def test_html_maintenance_page_with_200(demo_api, charges):
+    demo_api.add_fault(kind="html")
+    r = payments_session().get(charges)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    assert "<html>" in r.text
+    with pytest.raises(requests.exceptions.JSONDecodeError):
+        r.json()
+
+
+def test_after_lets_requests_through_first(demo_api, charges):
+    demo_api.add_fault(kind="server_error", after=2, count=1)
+    s = payments_session()
+    assert [s.get(charges).status_code for _ in range(4)] == [200, 200, 503, 200]
+
+
+def test_fault_scoped_to_other_source_does_not_fire(demo_api, charges):
+    demo_api.add_fault(kind="server_error", source="commerce", count=-1)
+    assert payments_session().get(charges).status_code == 200
+
+
+def test_insert_during_pagination_shifts_the_head(demo_api, charges):
+    s = payments_session()
+    before = s.get(charges, params={"limit": 5}).json()["data"]
+    demo_api.add_fault(kind="insert_during_pagination", source="payments", path=CHARGES, records=3)
+    after = s.get(charges, params={"limit": 5}).json()["data"]
+    # three new charges now head the newest-first list; the old head moved down
+    assert [r["id"] for r in after[3:]] == [r["id"] for r in before[:2]]
+    assert not {r["id"] for r in after[:3]} & {r["id"] for r in before}
+
+
+def test_schema_change_from_a_date_on(demo_api, charges):
+    demo_api.add_fault(
+        kind="schema_change", source="payments", since="2025-02-01", change="retype",
+        field="amount", type="string",
+    )
+    demo_api.add_fault(kind="schema_change", since="2025-02-01", change="add", field="risk_score", value=7)
+    demo_api.add_fault(kind="schema_change", since="2025-02-01", change="remove", field="description")
+    s = payments_session()
+    new = s.get(charges, params={"limit": 3, "created[gte]": ts("2025-02-10T00:00:00Z")}).json()["data"]
+    old = s.get(charges, params={"limit": 3, "created[lt]": ts("2025-01-20T00:00:00Z")}).json()["data"]
+    assert all(isinstance(r["amount"], str) and r["risk_score"] == 7 for r in new)
+    assert all("description" not in r for r in new)
+    assert all(isinstance(r["amount"], int) and "risk_score" not in r for r in old)
+    assert all("description" in r for r in old)
+    truth = demo_api.records("payments", "charges", start="2025-02-10", end="2025-02-10T01:00:00Z")
+    assert truth and all(isinstance(r["amount"], str) for r in truth)
+
+
+def test_faults_over_http_control(demo_api, charges):
+    ctl = demo_api.url + "/_control/faults"
+    r = requests.post(ctl, json=[{"kind": "server_error", "count": 1}, {"kind": "html", "count": 1}])
+    assert r.status_code == 201 and len(r.json()["added"]) == 2
+    assert len(requests.get(ctl).json()["faults"]) == 2
+    s = payments_session()
+    assert s.get(charges).status_code == 503
+    assert s.get(charges).headers["Content-Type"].startswith("text/html")
+    assert requests.delete(ctl).json() == {"faults": []}
+    bad = requests.post(ctl, json={"kind": "nope"})
+    assert bad.status_code == 400 and "unknown fault kind" in bad.json()["message"]
