@@ -43,6 +43,12 @@ from ingestion_assets.http.retry import parse_retry_after
 log = get_logger()
 
 
+def _join(prefix: str, secret: str) -> str:
+    """``"Bearer" + token`` with exactly one space, whatever spacing the config used."""
+    prefix = (prefix or "").strip()
+    return f"{prefix} {secret}" if prefix else secret
+
+
 class ApiAuth(AuthBase):
     """Base class of every auth (subclass it for a custom one)."""
 
@@ -95,9 +101,7 @@ class BearerToken(ApiAuth):
         self.prefix = prefix
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers[self.header] = (
-            f"{self.prefix} {self._token}" if self.prefix else self._token
-        )
+        request.headers[self.header] = _join(self.prefix, self._token)
         return request
 
     def describe(self) -> dict[str, Any]:
@@ -129,7 +133,7 @@ class ApiKey(ApiAuth):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if self.location == "header":
-            request.headers[self.name] = f"{self.prefix} {self._key}" if self.prefix else self._key
+            request.headers[self.name] = _join(self.prefix, self._key)
         else:
             request.prepare_url(request.url, {self.name: self._key})
         return request
@@ -172,7 +176,7 @@ class OAuth2ClientCredentials(ApiAuth):
         token_url: Token endpoint; absolute, or a path appended to the client's base URL.
         client_id: Client id.
         client_secret: Client secret.
-        scope: Optional scope.
+        scope: Optional scope (a list is joined with spaces).
         extra_params: Extra form fields sent to the token endpoint.
         refresh_ahead_s: Refresh this long before expiry.
         client_auth: ``"body"`` (credentials in the form) or ``"basic"`` (HTTP basic).
@@ -185,7 +189,7 @@ class OAuth2ClientCredentials(ApiAuth):
         client_id: str,
         client_secret: str,
         *,
-        scope: str | None = None,
+        scope: str | list[str] | None = None,
         extra_params: dict[str, str] | None = None,
         refresh_ahead_s: float = 60.0,
         client_auth: str = "body",
@@ -201,7 +205,7 @@ class OAuth2ClientCredentials(ApiAuth):
         self.token_url = token_url
         self.client_id = client_id
         self._client_secret = client_secret
-        self.scope = scope
+        self.scope = " ".join(scope) if isinstance(scope, list | tuple) else scope
         self.extra_params = dict(extra_params or {})
         self.refresh_ahead_s = refresh_ahead_s
         self.client_auth = client_auth
@@ -381,7 +385,7 @@ class RotatingApiKeys(ApiAuth):
         self._by_value = {self._render(k): i for i, k in enumerate(keys)}
 
     def _render(self, key: str) -> str:
-        return f"{self.prefix} {key}" if (self.prefix and self.location == "header") else key
+        return _join(self.prefix, key) if self.location == "header" else key
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         with self._lock:

@@ -1,0 +1,81 @@
+"""Helpers of the HTTP core tests: fast retry settings and ground-truth comparison."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+import pytest
+
+from ingestion_assets.http import ApiClient, RateLimiter, RetryPolicy, auth, paginators
+
+# Small delays keep the whole folder quick; the floors are still non-zero.
+FAST_RETRY = RetryPolicy(
+    max_attempts=4,
+    rate_limit_attempts=6,
+    backoff_base=0.01,
+    backoff_max=0.05,
+    retry_after_floor=0.02,
+    retry_after_max=1.5,
+)
+
+FEB1 = 1738368000  # 2025-02-01T00:00:00Z
+SIX_HOURS = 6 * 3600
+
+
+def record_ids(records: Iterable[dict], key: str = "id") -> list:
+    return [r[key] for r in records]
+
+
+def assert_exactly_once(got: Iterable[dict], truth: Iterable[dict], key: str = "id") -> None:
+    """Every ground-truth record arrived, none twice, nothing extra."""
+    got_ids = record_ids(got, key)
+    truth_ids = record_ids(truth, key)
+    dupes = [k for k, n in Counter(got_ids).items() if n > 1]
+    assert not dupes, f"duplicated records: {dupes[:5]}"
+    missing = set(truth_ids) - set(got_ids)
+    extra = set(got_ids) - set(truth_ids)
+    assert not missing, f"{len(missing)} records lost, e.g. {sorted(missing)[:5]}"
+    assert not extra, f"{len(extra)} unexpected records, e.g. {sorted(extra)[:5]}"
+    assert truth_ids, "the ground truth is empty: the test proves nothing"
+
+
+def payments_client(api, *, key: str | None = None, **kwargs) -> ApiClient:
+    kwargs.setdefault("retry", FAST_RETRY)
+    # No client rate and no header feedback by default: tests of the limiter opt in, so
+    # that the other tests show the retry policy alone.
+    kwargs.setdefault("rate_limiter", RateLimiter(None, remaining_header=None))
+    kwargs.setdefault("timeout", (2, 5))
+    return ApiClient(
+        api.base_url("payments"),
+        auth=kwargs.pop("auth", None)
+        or auth.BearerToken(key or api.credentials("payments")["api_key"]),
+        source="payments",
+        **kwargs,
+    )
+
+
+def fetch_charges(
+    client: ApiClient, start: int = FEB1, end: int = FEB1 + SIX_HOURS, limit: int = 50, **kwargs
+):
+    """A Stripe-style fetch of one window of charges (180 records in 6 hours)."""
+    return client.fetch_pages(
+        "/v1/charges",
+        params={"limit": limit, "created[gte]": start, "created[lt]": end},
+        paginator=paginators.LastRecordCursor(),
+        records_path="data",
+        endpoint="charges",
+        **kwargs,
+    )
+
+
+def charges_truth(api, start: int = FEB1, end: int = FEB1 + SIX_HOURS) -> list[dict]:
+    return api.records("payments", "charges", start=start, end=end)
+
+
+@pytest.fixture
+def payments(demo_api):
+    """A payments client on the default demo API."""
+    client = payments_client(demo_api)
+    yield client
+    client.close()
