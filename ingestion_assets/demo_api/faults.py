@@ -230,7 +230,9 @@ def apply_schema_change(record: dict, fault: Fault) -> None:
         if not isinstance(nxt, dict):
             if fault.change != "add":
                 return
-            nxt = target[p] = {}
+            nxt = {}
+        # copy on write: nested dicts may be shared between rendered records
+        nxt = target[p] = dict(nxt)
         target = nxt
     if fault.change == "add":
         target[leaf] = fault.value

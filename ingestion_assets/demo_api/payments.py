@@ -13,7 +13,7 @@ import re
 from . import credentials as creds
 from .base import ApiError, Request, Response, Source
 from .data import Collection, Query
-from .fake import CITIES, COUNTRIES, CURRENCIES, DOMAINS, FIRST, LAST, STREETS, WORDS, IdCodec
+from .fake import CURRENCIES, PEOPLE, WORDS, IdCodec
 from .ratelimit import TokenBucket
 
 _ENDPOINTS = {
@@ -30,6 +30,14 @@ _ITEM_RE = re.compile(r"^/v1/(charges|customers|refunds)(?:/([^/]+))?/?$")
 _CHARGE_STATUS = ("succeeded",) * 13 + ("failed", "failed", "pending")
 _BRANDS = ("visa", "visa", "mastercard", "amex")
 _REASONS = ("requested_by_customer", "duplicate", "fraudulent", None)
+_BILLING = [
+    {"address": address, "email": email, "name": name, "phone": None}
+    for name, email, address in PEOPLE
+]
+_CARDS = [
+    {"type": "card", "card": {"brand": _BRANDS[k & 3], "last4": f"{(k * 7919) % 10000:04d}"}}
+    for k in range(1024)
+]
 
 
 class Payments(Source):
@@ -45,6 +53,9 @@ class Payments(Source):
         self.codecs = {
             ep: IdCodec(prefix, self.collection(ep).seed) for ep, (_, prefix) in _ENDPOINTS.items()
         }
+        self._customers = self.collection("customers")
+        self._charge_codec = self.codecs["charges"]
+        self._customer_codec = self.codecs["customers"]
         self.renderers = {
             "charges": self.render_charge,
             "customers": self.render_customer,
@@ -220,24 +231,9 @@ class Payments(Source):
 
     # ---- records ----------------------------------------------------------------------
 
-    def _person(self, h: int):
-        first = FIRST[h & 31]
-        last = LAST[(h >> 5) & 31]
-        email = f"{first.lower()}.{last.lower()}{(h >> 10) & 1023}@{DOMAINS[(h >> 20) & 3]}"
-        address = {
-            "city": CITIES[(h >> 22) & 15],
-            "country": COUNTRIES[(h >> 26) & 15],
-            "line1": f"{(h >> 30) & 1023} {STREETS[(h >> 40) & 7]}",
-            "line2": None,
-            "postal_code": f"{(h >> 43) % 90000 + 10000}",
-            "state": None,
-        }
-        return f"{first} {last}", email, address
-
     def _ref(self, endpoint: str, t: int, h: int) -> str:
         """Id of an existing record of ``endpoint`` created before ``t``."""
-        coll = self.collection(endpoint)
-        n = _approx_count_before(coll, t)
+        n = _approx_count_before(self.collection(endpoint), t)
         return self.codecs[endpoint].encode(h % n if n > 0 else 0)
 
     def render_charge(self, coll: Collection, i: int, now: int) -> dict:
@@ -247,34 +243,31 @@ class Payments(Source):
         status = _CHARGE_STATUS[(h >> 50) & 15]
         paid = status == "succeeded"
         refunded = paid and (h >> 54) & 15 == 0
-        name, email, address = self._person(mixh := (h >> 3) ^ (h << 7) & 0xFFFFFFFFFFFF)
+        n_cus = _approx_count_before(self._customers, created)
         return {
-            "id": self.codecs["charges"].encode(i),
+            "id": self._charge_codec.encode(i),
             "object": "charge",
             "amount": amount,
             "amount_captured": amount if paid else 0,
             "amount_refunded": amount if refunded else 0,
-            "billing_details": {"address": address, "email": email, "name": name, "phone": None},
+            "billing_details": _BILLING[(h >> 20) & 4095],
             "captured": paid,
             "created": created,
             "currency": CURRENCIES[(h >> 58) & 7],
-            "customer": self._ref("customers", created, mixh),
+            "customer": self._customer_codec.encode((h >> 3) % n_cus if n_cus > 0 else 0),
             "description": f"Order {WORDS[(h >> 12) & 31]}-{(h >> 17) & 0xFFFF}",
-            "failure_code": None if status != "failed" else "card_declined",
+            "failure_code": "card_declined" if status == "failed" else None,
             "livemode": False,
-            "metadata": {"order_id": str(100000 + i)} if i < 10**12 else {},
+            "metadata": {"order_id": str(100000 + i)},
             "paid": paid,
-            "payment_method_details": {
-                "type": "card",
-                "card": {"brand": _BRANDS[(h >> 61) & 3], "last4": f"{(h >> 33) % 10000:04d}"},
-            },
+            "payment_method_details": _CARDS[(h >> 33) & 1023],
             "refunded": refunded,
             "status": status,
         }
 
     def render_customer(self, coll: Collection, i: int, now: int) -> dict:
         h = coll.hash_of(i)
-        name, email, address = self._person(h)
+        name, email, address = PEOPLE[(h >> 20) & 4095]
         return {
             "id": self.codecs["customers"].encode(i),
             "object": "customer",

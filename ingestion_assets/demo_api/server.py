@@ -371,9 +371,11 @@ class DemoApi:
 
 
 def _source_classes() -> list:
+    from .commerce import Commerce
+    from .crm import Crm
     from .payments import Payments
 
-    return [Payments]
+    return [Payments, Commerce, Crm]
 
 
 def _fmt_seconds(s) -> str:
