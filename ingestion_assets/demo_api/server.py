@@ -373,9 +373,10 @@ class DemoApi:
 def _source_classes() -> list:
     from .commerce import Commerce
     from .crm import Crm
+    from .devhub import Devhub
     from .payments import Payments
 
-    return [Payments, Commerce, Crm]
+    return [Payments, Commerce, Crm, Devhub]
 
 
 def _fmt_seconds(s) -> str:
