@@ -266,6 +266,7 @@ class ApiClient:
             stats.add_wait(self.rate_limiter.acquire())
             attempts += 1
             started = time.monotonic()
+            released = False
             try:
                 try:
                     response = self.session.request(
@@ -320,6 +321,8 @@ class ApiClient:
                     ) from None
 
                 stats.add_response(len(content))
+                self.rate_limiter.release()
+                released = True
                 handled = self.auth.on_response(response)
                 if not handled:
                     self.rate_limiter.observe(response.headers)
@@ -402,6 +405,9 @@ class ApiClient:
                     )
                 return self._parse(response, content, records_steps, attempts, started, where)
             except _Failure as failure:
+                if not released:
+                    self.rate_limiter.release()
+                    released = True
                 failures += 1
                 error = failure.error
                 error.attempts = attempts
@@ -423,6 +429,9 @@ class ApiClient:
                     delay,
                 )
                 time.sleep(delay)
+            finally:
+                if not released:  # an error escaped before the response was read
+                    self.rate_limiter.release()
 
     def _parse(
         self,

@@ -80,15 +80,22 @@ class RateLimiter:
         self._tokens = float(self.burst)
         self._last = time.monotonic()
         self._not_before = 0.0  # monotonic time before which nobody may send
+        self._in_flight = 0
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, burst={self.burst})"
 
     def acquire(self) -> float:
-        """Wait for permission to send one request; returns the seconds waited."""
+        """Wait for permission to send one request; returns the seconds waited.
+
+        Every call must be paired with :meth:`release` once the response (or the
+        failure) is in, so the header feedback knows how many requests are in flight.
+        """
+        started = time.monotonic()
         with self._lock:
-            now = time.monotonic()
-            wait = max(0.0, self._not_before - now)
+            self._in_flight += 1
+            now = started
+            wait = 0.0
             if self.rate is not None:
                 self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
                 self._last = now
@@ -96,10 +103,27 @@ class RateLimiter:
                 # waiting threads, each sleeping until its own token is due.
                 self._tokens -= 1.0
                 if self._tokens < 0:
-                    wait = max(wait, -self._tokens / self.rate)
+                    wait = -self._tokens / self.rate
         if wait > 0:
             time.sleep(wait)
-        return wait
+        # A pause (429, header feedback) may have been imposed while we slept: honour it.
+        while True:
+            with self._lock:
+                remaining = self._not_before - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(remaining)
+        return time.monotonic() - started if (wait > 0 or self._not_before > started) else 0.0
+
+    def release(self) -> None:
+        """The request of a matching :meth:`acquire` is done."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests acquired and not yet released."""
+        return self._in_flight
 
     def pause(self, seconds: float) -> None:
         """Hold every request of this limiter for ``seconds`` (after a 429)."""
@@ -121,9 +145,11 @@ class RateLimiter:
             return 0.0
         limit = _header_number(headers, self.limit_header) or float(self.burst)
         threshold = max(1.0, self.low_watermark * limit)
-        if remaining > threshold:
+        # Requests already on their way will spend part of what remains.
+        effective = remaining - self._in_flight
+        if effective > threshold:
             return 0.0
-        # Spread what is left over the time left; at zero, wait for the reset.
-        pause = reset_in if remaining <= 0 else reset_in / (remaining + 1)
+        # Spread what is left over the time left; with nothing left, wait for the reset.
+        pause = reset_in if effective <= 0 else reset_in / (effective + 1)
         self.pause(pause)
         return pause
