@@ -1,0 +1,162 @@
+"""The server as a whole: listing, control endpoints, mutations, records mode, the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from ingestion_assets.demo_api import ENV_VARS, DemoApi, DemoConfig, credentials
+
+from .helpers import payments_session, ts, walk_stripe
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_root_lists_every_source_and_endpoint(demo_api):
+    body = requests.get(demo_api.url + "/").json()
+    sources = {s["name"]: s for s in body["sources"]}
+    assert set(sources) == {"payments", "commerce", "crm", "devhub"}
+    assert {s["auth"]["model"] for s in sources.values()} >= {
+        "api_key_bearer", "api_key_header", "oauth2_client_credentials",
+    }
+    for s in sources.values():
+        assert s["base_path"].startswith("/") and s["rate_limit"] and s["endpoints"]
+        for ep in s["endpoints"]:
+            assert {"name", "path", "pagination", "max_page_size"} <= set(ep)
+    assert sources["commerce"]["base_path"] == "/commerce/admin/api/2024-01"
+
+
+def test_unknown_source_is_404_with_the_list(demo_api):
+    r = requests.get(demo_api.url + "/nowhere/v1/things")
+    assert r.status_code == 404 and "/payments" in r.json()["sources"]
+
+
+def test_only_loopback_is_bound(demo_api):
+    assert demo_api.url.startswith("http://127.0.0.1:")
+    with pytest.raises(ValueError):
+        DemoConfig(host="0.0.0.0")
+
+
+def test_reset_clears_faults_mutations_and_buckets(demo_api):
+    demo_api.add_fault(kind="server_error", count=-1)
+    demo_api.mutate("payments", "charges", insert=2)
+    assert requests.post(demo_api.url + "/_control/reset").json() == {"reset": True}
+    assert demo_api.list_faults() == []
+    assert payments_session().get(demo_api.base_url("payments") + "/v1/charges").status_code == 200
+    assert demo_api.sources["payments"].collection("charges").extras == {}
+
+
+def test_mutations_insert_and_bump_updated_at(demo_api):
+    r = requests.post(demo_api.url + "/_control/mutations", json={
+        "source": "commerce", "endpoint": "orders", "insert": 3, "at": "2025-02-27T12:00:00Z",
+        "update": 2, "window": ["2025-01-05T00:00:00Z", "2025-01-06T00:00:00Z"],
+    })
+    assert r.status_code == 200
+    out = r.json()
+    assert len(out["inserted"]) == 3 and len(out["updated"]) == 2
+    changed = demo_api.records("commerce", "orders", start="2025-02-27T12:00:00Z",
+                               end="2025-02-27T12:00:01Z", field="updated")
+    assert {o["id"] for o in changed} == set(out["inserted"]) | set(out["updated"])
+    # the API serves them too
+    from .helpers import commerce_session
+
+    got = commerce_session().get(demo_api.base_url("commerce") + "/orders.json", params={
+        "status": "any", "updated_at_min": "2025-02-27T12:00:00Z",
+        "updated_at_max": "2025-02-27T12:00:00Z",
+    }).json()["orders"]
+    assert {o["id"] for o in got} == {o["id"] for o in changed}
+
+
+def test_mutation_update_by_id_in_process(demo_api):
+    first = demo_api.records("crm", "contacts", start="2025-01-02", end="2025-01-03")[0]
+    out = demo_api.mutate("crm", "contacts", update=[first["id"]], at="2025-02-28T00:00:00Z")
+    assert out["updated"] == [first["id"]]
+    after = demo_api.records("crm", "contacts", start="2025-02-28", end="2025-02-28T00:00:01Z", field="updated")
+    assert [c["id"] for c in after] == [first["id"]]
+    bad = requests.post(demo_api.url + "/_control/mutations", json={"source": "crm"})
+    assert bad.status_code == 400
+
+
+def test_records_mode_gives_exactly_n_records(demo_api_factory):
+    api = demo_api_factory(records=2500, max_page_size=1000)
+    url = api.base_url("payments") + "/v1/charges"
+    got, pages = walk_stripe(payments_session(), url, {"limit": 1000})
+    assert len(got) == len({c["id"] for c in got}) == 2500 and pages == 3
+    assert len(api.records("crm", "contacts")) == 2500
+
+
+def test_millions_of_records_cost_no_memory(demo_api_factory):
+    api = demo_api_factory(records=5_000_000, max_page_size=1000, rate_limit=False)
+    url = api.base_url("payments") + "/v1/charges"
+    s = payments_session()
+    page = s.get(url, params={"limit": 1000}).json()
+    assert len(page["data"]) == 1000 and page["has_more"]
+    # a window deep in the data is found by bisection, not by scanning
+    r = s.get(url, params={"limit": 100, "created[gte]": ts("2025-01-15T00:00:00Z"),
+                           "created[lt]": ts("2025-01-15T00:00:10Z")})
+    assert 0 < len(r.json()["data"]) <= 100
+    assert api.sources["payments"].collection("charges").extras == {}
+
+
+def test_credentials_and_env_names(demo_api):
+    assert demo_api.credentials("payments")["api_key"] == credentials.PAYMENTS_KEY
+    assert set(demo_api.credentials("crm")) == {"client_id", "client_secret"}
+    assert set(ENV_VARS) == {
+        "DEMO_PAYMENTS_KEY", "DEMO_COMMERCE_TOKEN", "DEMO_CRM_CLIENT_ID",
+        "DEMO_CRM_CLIENT_SECRET", "DEMO_DEVHUB_TOKEN",
+    }
+    with pytest.raises(KeyError):
+        demo_api.credentials("nope")
+
+
+def test_live_clock_serves_data_up_to_now():
+    api = DemoApi(DemoConfig(seed=3, start="2025-01-01T00:00:00Z"))
+    with api.serve():
+        got = payments_session().get(api.base_url("payments") + "/v1/charges", params={"limit": 1}).json()
+        assert time.time() - got["data"][0]["created"] < 3600
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_starts_answers_and_stops():
+    port = _free_port()
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingestion_assets.demo_api", "--port", str(port), "--seed", "5",
+         "--now", "2025-02-01T00:00:00Z", "--fault", "server_error:source=payments,count=1,status=502",
+         "--no-rate-limit"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in line
+        base = f"http://127.0.0.1:{port}"
+        assert requests.get(base + "/", timeout=5).json()["seed"] == 5
+        s = payments_session()
+        assert s.get(base + "/payments/v1/charges", timeout=5).status_code == 502
+        r = s.get(base + "/payments/v1/charges", timeout=5)
+        assert r.status_code == 200 and "X-RateLimit-Limit" not in r.headers
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_cli_rejects_a_bad_fault():
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    r = subprocess.run(
+        [sys.executable, "-m", "ingestion_assets.demo_api", "--port", "0", "--fault", "explode"],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=30,
+    )
+    assert r.returncode == 2 and "unknown fault kind" in r.stderr
