@@ -79,3 +79,29 @@ def payments(demo_api):
     client = payments_client(demo_api)
     yield client
     client.close()
+
+
+def source_client(api, source: str, *, auth_obj=None, **kwargs) -> ApiClient:
+    """A client of any demo source with its usual auth."""
+    creds = api.credentials(source)
+    if auth_obj is None:
+        if source == "payments":
+            auth_obj = auth.BearerToken(creds["api_key"])
+        elif source == "commerce":
+            auth_obj = auth.ApiKey(creds["access_token"], name="X-Shopify-Access-Token")
+        elif source == "crm":
+            auth_obj = auth.OAuth2ClientCredentials(
+                "/oauth/v1/token", creds["client_id"], creds["client_secret"]
+            )
+        elif source == "devhub":
+            auth_obj = auth.BearerToken(creds["token"], prefix="token")
+    kwargs.setdefault("retry", FAST_RETRY)
+    kwargs.setdefault("rate_limiter", RateLimiter(None, remaining_header=None))
+    kwargs.setdefault("timeout", (2, 5))
+    return ApiClient(api.base_url(source), auth=auth_obj, source=source, **kwargs)
+
+
+@pytest.fixture
+def api(demo_api_factory):
+    """A demo API without server-side rate limits (pagination tests make many requests)."""
+    return demo_api_factory(rate_limit=False)
