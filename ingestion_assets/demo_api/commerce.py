@@ -13,7 +13,7 @@ import re
 
 from . import credentials as creds
 from .base import ApiError, Request, Response, Source
-from .data import EXTRA_BASE, Collection, Query
+from .data import EXTRA_BASE, Query
 from .fake import PEOPLE, PRODUCTS, WORDS
 from .ratelimit import LeakyBucket
 from .timeutil import TimeParseError, iso_offset, offset_suffix
@@ -39,8 +39,22 @@ _FULFIL = (None, "fulfilled", "fulfilled", "partial")
 _PRODUCT_STATUS = ("active", "active", "active", "draft", "archived", "active", "active", "active")
 
 
-def _order_status(coll: Collection, i: int, h: int) -> str:
-    return _ORDER_STATE[(h >> 12) & 7]
+
+
+def _money(cents: int) -> str:
+    """Shopify sends money as strings: ``"12.30"``."""
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+_BUYERS = [(*name.split(" ", 1), email, address) for name, email, address in PEOPLE]
+#: 512 catalogue entries: (price in cents, title, sku)
+_CATALOG = [
+    (500 + (k * 7919) % 9500, PRODUCTS[k & 15], f"SKU-{k:04d}") for k in range(512)
+]
+_TITLES = [
+    (t, t.lower().replace(" ", "-"))
+    for t in (f"{WORDS[k & 31].title()} {PRODUCTS[(k >> 5) & 15]}" for k in range(512))
+]
 
 
 class Commerce(Source):
@@ -251,26 +265,25 @@ class Commerce(Source):
 
     def render_order(self, coll, i, now):
         h = coll.hash_of(i)
-        created = coll.created_of(i)
-        updated = coll.updated_of(i, now, h)
+        created, updated = coll.times(i, now, h)
+        c_s, u_s = self._ts(created), self._ts(updated)
         state = _ORDER_STATE[(h >> 12) & 7]
-        name, email, address = PEOPLE[(h >> 20) & 4095]
-        first, _, last = name.partition(" ")
+        first, last, email, address = _BUYERS[(h >> 20) & 4095]
         n_items = 1 + (h >> 16) % 3
         items = []
         subtotal = 0
         for k in range(n_items):
-            hh = h >> (5 * k)
-            cents = 500 + (hh >> 24) % 9500
-            qty = 1 + (hh >> 34) % 3
+            pidx = (h >> (24 + 7 * k)) & 511
+            cents, title, sku = _CATALOG[pidx]
+            qty = 1 + (h >> (45 + k)) % 3
             subtotal += cents * qty
             items.append({
                 "id": 13_000_000_000_000 + i * 3 + k,
-                "product_id": _ID_BASE["products"] + (hh >> 40) % 500,
-                "title": PRODUCTS[(hh >> 44) & 15],
+                "product_id": _ID_BASE["products"] + pidx,
+                "title": title,
                 "quantity": qty,
-                "price": f"{cents / 100:.2f}",
-                "sku": f"SKU-{(hh >> 40) % 500:04d}",
+                "price": _money(cents),
+                "sku": sku,
             })
         tax = subtotal * 8 // 100
         number = 1001 + i if i < EXTRA_BASE else 900000 + (i - EXTRA_BASE)
@@ -281,18 +294,18 @@ class Commerce(Source):
             "name": f"#{number}",
             "order_number": number,
             "email": email,
-            "created_at": self._ts(created),
-            "updated_at": self._ts(updated),
-            "processed_at": self._ts(created),
-            "closed_at": self._ts(updated) if state == "closed" else None,
-            "cancelled_at": self._ts(updated) if state == "cancelled" else None,
+            "created_at": c_s,
+            "updated_at": u_s,
+            "processed_at": c_s,
+            "closed_at": u_s if state == "closed" else None,
+            "cancelled_at": u_s if state == "cancelled" else None,
             "cancel_reason": "customer" if state == "cancelled" else None,
             "currency": "USD",
             "financial_status": _FIN[(h >> 50) & 7],
             "fulfillment_status": _FULFIL[(h >> 53) & 3],
-            "subtotal_price": f"{subtotal / 100:.2f}",
-            "total_tax": f"{tax / 100:.2f}",
-            "total_price": f"{(subtotal + tax) / 100:.2f}",
+            "subtotal_price": _money(subtotal),
+            "total_tax": _money(tax),
+            "total_price": _money(subtotal + tax),
             "customer": {
                 "id": _ID_BASE["customers"] + (h >> 8) % 5000,
                 "email": email,
@@ -307,27 +320,27 @@ class Commerce(Source):
 
     def render_product(self, coll, i, now):
         h = coll.hash_of(i)
-        created = coll.created_of(i)
-        updated = coll.updated_of(i, now, h)
+        created, updated = coll.times(i, now, h)
+        c_s = self._ts(created)
         pid = _ID_BASE["products"] + i
-        title = f"{WORDS[(h >> 8) & 31].title()} {PRODUCTS[(h >> 13) & 15]}"
+        title, handle = _TITLES[(h >> 8) & 511]
         status = _PRODUCT_STATUS[(h >> 12) & 7]
         return {
             "id": pid,
             "admin_graphql_api_id": f"gid://shopify/Product/{pid}",
             "title": title,
-            "handle": title.lower().replace(" ", "-") + f"-{i}",
+            "handle": f"{handle}-{i}",
             "vendor": "Demo Goods",
-            "product_type": PRODUCTS[(h >> 13) & 15],
+            "product_type": PRODUCTS[(h >> 12) & 15],
             "status": status,
-            "created_at": self._ts(created),
+            "created_at": c_s,
             "updated_at": self._ts(updated),
-            "published_at": self._ts(created) if status == "active" else None,
+            "published_at": c_s if status == "active" else None,
             "tags": WORDS[(h >> 20) & 31],
             "variants": [{
                 "id": 40_000_000_000_000 + i,
                 "product_id": pid,
-                "price": f"{(500 + (h >> 24) % 9500) / 100:.2f}",
+                "price": _money(500 + (h >> 24) % 9500),
                 "sku": f"SKU-{i:04d}",
                 "inventory_quantity": (h >> 40) % 200,
             }],
@@ -335,10 +348,8 @@ class Commerce(Source):
 
     def render_customer(self, coll, i, now):
         h = coll.hash_of(i)
-        created = coll.created_of(i)
-        updated = coll.updated_of(i, now, h)
-        name, email, address = PEOPLE[(h >> 20) & 4095]
-        first, _, last = name.partition(" ")
+        created, updated = coll.times(i, now, h)
+        first, last, email, address = _BUYERS[(h >> 20) & 4095]
         cid = _ID_BASE["customers"] + i
         return {
             "id": cid,
@@ -348,7 +359,7 @@ class Commerce(Source):
             "last_name": last,
             "state": "enabled" if h & 3 else "disabled",
             "orders_count": (h >> 8) % 20,
-            "total_spent": f"{(h >> 16) % 100000 / 100:.2f}",
+            "total_spent": _money((h >> 16) % 100000),
             "currency": "USD",
             "verified_email": bool(h & 8),
             "created_at": self._ts(created),

@@ -38,6 +38,12 @@ _DEFAULT_PROPS = {
     "deals": ("amount", "closedate", "createdate", "dealname", "dealstage",
               "hs_lastmodifieddate", "hs_object_id", "pipeline"),
 }
+
+
+def props_id(i: int) -> str:
+    return str(_ID_BASE + i)
+
+
 CHANNELS = ("direct", "organic_search", "paid_search", "email", "social", "referral")
 
 
@@ -320,48 +326,51 @@ class Crm(Source):
 
     # ---- records ------------------------------------------------------------------------
 
-    def _wrap(self, i, created, updated, props, wanted, endpoint):
-        if wanted is None:
-            keep = _DEFAULT_PROPS[endpoint]
-            props = {k: props[k] for k in keep}
-        else:
+    def _wrap(self, i, c_s, u_s, props, wanted, endpoint):
+        if wanted is not None:
             props = {k: props.get(k) for k in wanted}
         return {
-            "id": str(_ID_BASE + i),
+            "id": props_id(i),
             "properties": props,
-            "createdAt": iso_ms_z(created),
-            "updatedAt": iso_ms_z(updated),
+            "createdAt": c_s,
+            "updatedAt": u_s,
             "archived": False,
         }
 
     def render_contact(self, coll, i, now, wanted=None):
         h = coll.hash_of(i)
-        created, updated = coll.created_of(i), coll.updated_of(i, now, h)
+        created, updated = coll.times(i, now, h)
+        c_s, u_s = iso_ms_z(created), iso_ms_z(updated)
         name, email, address = PEOPLE[(h >> 20) & 4095]
         first, _, last = name.partition(" ")
-        props = {
-            "createdate": iso_ms_z(created),
-            "email": email,
-            "firstname": first,
-            "hs_object_id": str(_ID_BASE + i),
-            "lastmodifieddate": iso_ms_z(updated),
-            "lastname": last,
-            "lifecyclestage": _LIFECYCLE[(h >> 8) & 7],
-            "city": address["city"],
-            "country": address["country"],
-            "phone": f"+1555{(h >> 12) % 10_000_000:07d}",
-        }
-        return self._wrap(i, created, updated, props, wanted, "contacts")
+        if wanted is None:  # HubSpot's default property set, built directly (hot path)
+            props = {"createdate": c_s, "email": email, "firstname": first,
+                     "hs_object_id": props_id(i), "lastmodifieddate": u_s, "lastname": last}
+        else:
+            props = {
+                "createdate": c_s,
+                "email": email,
+                "firstname": first,
+                "hs_object_id": props_id(i),
+                "lastmodifieddate": u_s,
+                "lastname": last,
+                "lifecyclestage": _LIFECYCLE[(h >> 8) & 7],
+                "city": address["city"],
+                "country": address["country"],
+                "phone": f"+1555{(h >> 12) % 10_000_000:07d}",
+            }
+        return self._wrap(i, c_s, u_s, props, wanted, "contacts")
 
     def render_company(self, coll, i, now, wanted=None):
         h = coll.hash_of(i)
-        created, updated = coll.created_of(i), coll.updated_of(i, now, h)
+        created, updated = coll.times(i, now, h)
+        c_s, u_s = iso_ms_z(created), iso_ms_z(updated)
         word = WORDS[(h >> 8) & 31]
         name = f"{word.title()} {('Labs', 'Inc', 'GmbH', 'Ltd', 'Group', 'Systems', 'Co', 'AG')[(h >> 13) & 7]}"
         props = {
-            "createdate": iso_ms_z(created),
+            "createdate": c_s,
             "domain": f"{word}{i}.example.com",
-            "hs_lastmodifieddate": iso_ms_z(updated),
+            "hs_lastmodifieddate": u_s,
             "hs_object_id": str(_ID_BASE + i),
             "name": name,
             "industry": _INDUSTRIES[(h >> 16) & 7],
@@ -370,26 +379,30 @@ class Crm(Source):
             "numberofemployees": str(5 + (h >> 27) % 5000),
             "annualrevenue": str(100000 + (h >> 40) % 50_000_000),
         }
-        return self._wrap(i, created, updated, props, wanted, "companies")
+        if wanted is None:
+            props = {k: props[k] for k in _DEFAULT_PROPS["companies"]}
+        return self._wrap(i, c_s, u_s, props, wanted, "companies")
 
     def render_deal(self, coll, i, now, wanted=None):
         h = coll.hash_of(i)
-        created, updated = coll.created_of(i), coll.updated_of(i, now, h)
+        created, updated = coll.times(i, now, h)
+        c_s, u_s = iso_ms_z(created), iso_ms_z(updated)
         props = {
             "amount": f"{(h >> 8) % 5_000_000 / 100:.2f}",
             "closedate": iso_ms_z(created + 86400 * (7 + (h >> 30) % 60)),
-            "createdate": iso_ms_z(created),
+            "createdate": c_s,
             "dealname": f"{WORDS[(h >> 16) & 31].title()} renewal {i}",
             "dealstage": _STAGES[(h >> 21) & 7],
-            "hs_lastmodifieddate": iso_ms_z(updated),
+            "hs_lastmodifieddate": u_s,
             "hs_object_id": str(_ID_BASE + i),
             "pipeline": "default",
         }
-        return self._wrap(i, created, updated, props, wanted, "deals")
+        return self._wrap(i, c_s, u_s, props, wanted, "deals")
 
     def render_email(self, coll, i, now, wanted=None):
         h = coll.hash_of(i)
-        created, updated = coll.created_of(i), coll.updated_of(i, now, h)
+        created, updated = coll.times(i, now, h)
+        u_s = iso_ms_z(updated)
         published = h & 3 != 0
         sent = 500 + (h >> 8) % 20000 if published else 0
         return {
@@ -399,8 +412,8 @@ class Crm(Source):
             "state": "PUBLISHED" if published else "DRAFT",
             "type": "BATCH_EMAIL",
             "createdAt": iso_ms_z(created),
-            "updatedAt": iso_ms_z(updated),
-            "publishDate": iso_ms_z(updated) if published else None,
+            "updatedAt": u_s,
+            "publishDate": u_s if published else None,
             "stats": {"counters": {"sent": sent, "open": sent * ((h >> 20) % 60) // 100,
                                    "click": sent * ((h >> 26) % 12) // 100}},
         }

@@ -146,6 +146,17 @@ class Collection:
         u = c + d
         return u if u < now else max(c, now)
 
+    def times(self, i: int, now: int, h: int) -> tuple[int, int]:
+        """``(created, updated)`` of record ``i`` (hot path of rendering)."""
+        if i >= EXTRA_BASE or (self.bumped and i in self.bumped):
+            return self.created_of(i), self.updated_of(i, now, h)
+        if self.fixed_count is not None:
+            c = self.start + (i * self.span) // self.fixed_count
+        else:
+            c = self.start + int(i * self.interval)
+        u = c if h & 1 else c + (h >> 40) % (self.max_delay + 1)
+        return c, (u if u < now else max(c, now))
+
     # ---- overlay ----------------------------------------------------------------------
 
     def insert(self, n: int, at: int) -> list[int]:

@@ -165,7 +165,7 @@ class Devhub(Source):
 
     def render_repo(self, coll, i, now, org="demo-org"):
         h = coll.hash_of(i)
-        created, updated = coll.created_of(i), coll.updated_of(i, now, h)
+        created, updated = coll.times(i, now, h)
         name = self.repo_name(i)
         rid = 700_000_000 + i
         return {
@@ -279,7 +279,7 @@ class Devhub(Source):
 
     def render_issue(self, coll, i, now, org="demo-org", repo=""):
         h = coll.hash_of(i)
-        created, updated = coll.created_of(i), coll.updated_of(i, now, h)
+        created, updated = coll.times(i, now, h)
         number = 1 + i if i < EXTRA_BASE else 100000 + (i - EXTRA_BASE)
         state = self._issue_state(h)
         base = f"https://devhub.example/api/repos/{org}/{repo}"
@@ -327,7 +327,8 @@ class Devhub(Source):
     def render_event(self, coll, i, now, org="demo-org"):
         h = coll.hash_of(i)
         created = coll.created_of(i)
-        n_repos = max(1, self.repo_coll().base_count(created + 1))
+        # repositories come at a fixed interval: count them by arithmetic, not bisection
+        n_repos = max(1, (created - self.config.start_ts) // REPO_INTERVAL + 1)
         repo = self.repo_name((h >> 16) % n_repos)
         etype = _EVENT_TYPES[(h >> 8) & 7]
         user = FIRST[(h >> 11) & 31].lower()

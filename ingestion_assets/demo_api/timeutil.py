@@ -82,20 +82,34 @@ def _day_prefix(day: int) -> str:
     return (date(1970, 1, 1) + timedelta(days=day)).isoformat()
 
 
+class _DayCache(dict):
+    """day number -> ``YYYY-MM-DD`` (a plain dict look-up on the hot path)."""
+
+    def __missing__(self, day: int) -> str:
+        v = self[day] = _day_prefix(day)
+        return v
+
+
+_DAYS = _DayCache()
+_TOD: list[str] = []  # second of day -> "HH:MM:SS", built on first use (86,400 short strings)
+
+
+def _tod() -> list[str]:
+    if not _TOD:
+        _TOD.extend(f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(86400))
+    return _TOD
+
+
 def iso_z(ts: int) -> str:
     """``2025-01-02T03:04:05Z``."""
     day, sec = divmod(ts, 86400)
-    h, rem = divmod(sec, 3600)
-    m, s = divmod(rem, 60)
-    return f"{_day_prefix(day)}T{h:02d}:{m:02d}:{s:02d}Z"
+    return f"{_DAYS[day]}T{(_TOD or _tod())[sec]}Z"
 
 
 def iso_ms_z(ts: int) -> str:
     """``2025-01-02T03:04:05.000Z`` (HubSpot style)."""
     day, sec = divmod(ts, 86400)
-    h, rem = divmod(sec, 3600)
-    m, s = divmod(rem, 60)
-    return f"{_day_prefix(day)}T{h:02d}:{m:02d}:{s:02d}.000Z"
+    return f"{_DAYS[day]}T{(_TOD or _tod())[sec]}.000Z"
 
 
 def offset_suffix(offset_s: int) -> str:
@@ -107,11 +121,8 @@ def offset_suffix(offset_s: int) -> str:
 
 def iso_offset(ts: int, offset_s: int, suffix: str) -> str:
     """Local time with an explicit offset, e.g. ``2025-01-01T19:00:00-05:00``."""
-    local = ts + offset_s
-    day, sec = divmod(local, 86400)
-    h, rem = divmod(sec, 3600)
-    m, s = divmod(rem, 60)
-    return f"{_day_prefix(day)}T{h:02d}:{m:02d}:{s:02d}{suffix}"
+    day, sec = divmod(ts + offset_s, 86400)
+    return f"{_DAYS[day]}T{(_TOD or _tod())[sec]}{suffix}"
 
 
 def day_string(ts: int) -> str:
