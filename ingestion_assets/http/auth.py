@@ -218,6 +218,7 @@ class OAuth2ClientCredentials(ApiAuth):
         self._base_url = ""
         self._timeout: Any = (5, 30)
         self.token_requests = 0
+        self.grants: dict[str, int] = {}  # tokens obtained per grant type (no secrets)
 
     def bind(self, session: requests.Session, base_url: str, timeout: Any) -> None:
         self._session = session
@@ -324,6 +325,7 @@ class OAuth2ClientCredentials(ApiAuth):
             self._token = token
             self._refresh_token = refresh_token or self._refresh_token
             self._expires_at = time.monotonic() + lifetime - ahead
+            self.grants[form["grant_type"]] = self.grants.get(form["grant_type"], 0) + 1
             log.debug(
                 "obtained access token (grant=%s, expires_in=%ss)", form["grant_type"], lifetime
             )

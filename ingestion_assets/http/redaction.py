@@ -64,7 +64,12 @@ _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 # "Bearer abc", "token abc", "Basic abc=" inside free text (e.g. a repr of headers).
-_SCHEME_RE = re.compile(r"\b(Bearer|Basic|token|Token)\s+([A-Za-z0-9._~+/=\-]{6,})")
+_SCHEME_RE = re.compile(
+    r"\b(Bearer|bearer|Basic|basic)\s+([A-Za-z0-9._~+/=\-]{6,})"
+    # GitHub's "token <pat>": only a credential-looking word (has a digit, 12+ chars),
+    # so prose like "token endpoint" stays readable.
+    r"|\b(token|Token)\s+((?=[A-Za-z0-9._~+/=\-]*\d)[A-Za-z0-9._~+/=\-]{12,})"
+)
 _URL_RE = re.compile(r"https?://[^\s'\"<>]+")
 
 
@@ -158,7 +163,7 @@ def redact_text(text: str) -> str:
         text = _URL_RE.sub(lambda m: redact_url(m.group(0)), text)
     text = _mask_values(text)
     if "earer" in text or "asic" in text or "oken" in text:
-        text = _SCHEME_RE.sub(lambda m: f"{m.group(1)} {MASK}", text)
+        text = _SCHEME_RE.sub(lambda m: f"{m.group(1) or m.group(3)} {MASK}", text)
     return text
 
 
