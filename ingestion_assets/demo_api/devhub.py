@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from itertools import islice
 
 from . import credentials as creds
@@ -45,6 +46,7 @@ class Devhub(Source):
     def __init__(self, api) -> None:
         super().__init__(api)
         self._repo_names: list[str] = []
+        self._names_lock = threading.Lock()
 
     def make_limiter(self):
         return FixedWindow(self.config.allowance(self.name, 5000), 3600)
@@ -149,8 +151,9 @@ class Devhub(Source):
     def _repo_idx(self, name, now, org):
         coll = self.repo_coll()
         n = coll.base_count(now)
-        while len(self._repo_names) < n:
-            self._repo_names.append(self.repo_name(len(self._repo_names)))
+        with self._names_lock:  # handler threads share the cache
+            while len(self._repo_names) < n:
+                self._repo_names.append(self.repo_name(len(self._repo_names)))
         try:
             return self._repo_names.index(name, 0, n)
         except ValueError:

@@ -43,12 +43,12 @@ class DemoApi:
     def __init__(self, config: DemoConfig | None = None) -> None:
         self.config = config or DemoConfig()
         self.faults = FaultSet()
-        for f in self.config.faults:
-            self.add_fault(f)
         self.sources: dict[str, Source] = {}
         for cls in _source_classes():
             src = cls(self)
             self.sources[src.name] = src
+        for f in self.config.faults:
+            self.add_fault(f)
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
@@ -123,6 +123,8 @@ class DemoApi:
             raise TypeError("pass a fault or keyword arguments, not both")
         if isinstance(fault, dict):
             fault = Fault.from_dict(fault)
+        if fault.source is not None and fault.source not in self.sources:
+            raise FaultError(f"unknown source {fault.source!r}; sources: {sorted(self.sources)}")
         return self.faults.add(fault)
 
     def clear_faults(self) -> None:
