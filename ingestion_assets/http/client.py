@@ -48,6 +48,8 @@ from ingestion_assets.http.redaction import get_logger, redact, redact_headers, 
 from ingestion_assets.http.retry import RetryPolicy, parse_retry_after
 
 log = get_logger()
+# urllib3 logs request lines (with query strings) at DEBUG: mask secrets there too.
+get_logger("urllib3.connectionpool")
 
 USER_AGENT = "ingestion_assets/0.1 (+requests)"
 _SELECTED_HEADERS = frozenset(
@@ -534,6 +536,7 @@ class PageStream:
         self._started = False
         self._totals: list[int] = []
         self._where = {"source": client.source, "endpoint": endpoint}
+        self._first_url = request.url  # the paginator may move request.url along
 
     def __iter__(self) -> Iterator[Page]:
         if self._started:
@@ -572,12 +575,20 @@ class PageStream:
                 self.stats.declared_total = total
             if not self._totals or self._totals[-1] != total:
                 self._totals.append(total)
+                if len(self._totals) > 1 and self.on_total_mismatch == "error":
+                    self._mismatch(self._drift_message())  # fail now, not after every page
+
+    def _drift_message(self) -> str:
+        return (
+            f"the declared total changed during the fetch ({' -> '.join(map(str, self._totals))}): "
+            "records were inserted or deleted while paginating, so pages may overlap or skip"
+        )
 
     def _mismatch(self, message: str) -> None:
         if self.on_total_mismatch == "warn":
-            log.warning("%s: %s", self.endpoint or self.request.url, message)
+            log.warning("%s: %s", self.endpoint or redact_url(self._first_url), message)
             return
-        raise IncompleteFetchError(message, url=self.request.url, **self._where)
+        raise IncompleteFetchError(message, url=self._first_url, **self._where)
 
     def _run(self) -> Iterator[Page]:
         paginator = self.paginator
@@ -684,11 +695,8 @@ class PageStream:
         stats = self.stats
         stats.tick()
         if len(self._totals) > 1:
-            self._mismatch(
-                f"the declared total changed during the fetch ({' -> '.join(map(str, self._totals))}): "
-                "records were inserted or deleted while paginating, so pages may overlap or skip"
-            )
+            self._mismatch(self._drift_message())
         expected = self.paginator.expected_records() if stats.declared_total is not None else None
         if expected is not None and stats.records != expected:
             self._mismatch(f"received {stats.records} records but the API declared {expected}")
-        log.info("fetched %s: %s", self.endpoint or redact_url(self.request.url), stats.to_dict())
+        log.info("fetched %s: %s", self.endpoint or redact_url(self._first_url), stats.to_dict())
