@@ -77,7 +77,7 @@ class DemoApi:
         self._httpd = _Server((self.config.host, self.config.port), _Handler)
         self._httpd.api = self
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
             name="demo-api", daemon=True,
         )
         self._thread.start()

@@ -104,3 +104,17 @@ def test_bad_inputs_get_github_errors(demo_api):
     r = requests.get(base + "/orgs/demo-org/repos", headers={"Authorization": "token ghp_wrong"})
     assert r.status_code == 401 and r.json()["message"] == "Bad credentials"
     assert requests.get(base + "/orgs/demo-org/repos").json()["message"] == "Requires authentication"
+
+
+def test_sort_updated_ascending_since_walk(demo_api):
+    repo = demo_api.sources["devhub"].repo_names()[0]
+    url = demo_api.base_url("devhub") + f"/repos/demo-org/{repo}/issues"
+    params = {"state": "all", "sort": "updated", "direction": "asc", "since": "2025-02-01T00:00:00Z",
+              "per_page": 25}
+    got, _ = walk_links(devhub_session(), url, params)
+    updated = [i["updated_at"] for i in got]
+    assert updated == sorted(updated) and updated[0] >= "2025-02-01T00:00:00Z"
+    truth = demo_api.records("devhub", "issues", repo=repo, start="2025-02-01", field="updated")
+    assert {i["number"] for i in got} == {i["number"] for i in truth}
+    desc = walk_links(devhub_session(), url, dict(params, direction="desc"))[0]
+    assert [i["number"] for i in desc] == [i["number"] for i in reversed(got)]

@@ -160,3 +160,19 @@ def test_cli_rejects_a_bad_fault():
         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=30,
     )
     assert r.returncode == 2 and "unknown fault kind" in r.stderr
+
+
+def test_control_refuses_non_loopback_clients(demo_api):
+    class FakeHandler:  # the guard only looks at the peer address
+        client_address = ("192.0.2.10", 40000)
+
+    resp = demo_api._control(FakeHandler(), "DELETE", "/_control/faults", b"")
+    assert resp.status == 403
+
+
+def test_configured_latency_and_startup_faults(demo_api_factory):
+    api = demo_api_factory(latency_ms=20, faults=[{"kind": "html", "source": "payments"}])
+    s = payments_session()
+    url = api.base_url("payments") + "/v1/charges"
+    assert s.get(url).headers["Content-Type"].startswith("text/html")
+    assert s.get(url).status_code == 200 and s.get(url).json()["object"] == "list"
