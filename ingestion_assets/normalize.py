@@ -1,0 +1,624 @@
+"""Turn pages of JSON records into Arrow record batches with one stable schema.
+
+A partition is processed page by page: each page becomes one ``pyarrow.RecordBatch``, so
+memory is bounded by a page whatever the size of the partition. The schema of a partition
+is built as the pages arrive:
+
+* declared columns (``schema=``) come first, in the declared order, always present, and
+  every page is cast to the declared type (a value that cannot be cast fails loudly);
+* configured ``timestamp_fields`` are parsed to ``timestamp[us, tz=UTC]`` from ISO 8601
+  strings with any offset (or none: read as UTC), ``Z``, or unix seconds / ms / us / ns;
+* undeclared columns are inferred by Arrow and kept (a new field becomes a new column,
+  appended at the end). Between pages a type may only *widen*: null -> any type,
+  int64 -> float64, a struct gains fields, ``list<null>`` -> ``list<T>``. A page whose values
+  are narrower than the established type is cast up; a real conflict (an int column that
+  suddenly holds strings) raises :class:`NormalizationError` naming the field and the page.
+  Declare the column's type to coerce instead.
+
+Each emitted batch conforms to :attr:`Normalizer.schema` *as it was when the batch was
+emitted*; the final ``schema`` is a superset every earlier batch can be cast to safely
+(only added nullable columns and widened types). Writers that need a fixed schema per
+file (Parquet) start a new file when the batch schema changes.
+
+This module imports nothing from Dagster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "TIMESTAMP",
+    "NormalizationError",
+    "Normalizer",
+    "RecordBatchStream",
+    "parse_type",
+]
+
+#: The one timestamp type of the project: microseconds, UTC.
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+# Marker for columns stored as JSON text (the value serialized as-is).
+_JSON = "json"
+
+_SCALAR_TYPES: dict[str, pa.DataType | str] = {
+    "string": pa.string(),
+    "str": pa.string(),
+    "int64": pa.int64(),
+    "int": pa.int64(),
+    "integer": pa.int64(),
+    "float64": pa.float64(),
+    "float": pa.float64(),
+    "double": pa.float64(),
+    "number": pa.float64(),
+    "bool": pa.bool_(),
+    "boolean": pa.bool_(),
+    "timestamp": TIMESTAMP,
+    "datetime": TIMESTAMP,
+    "date": pa.date32(),
+    "json": _JSON,
+}
+
+# A time followed by an offset: ...T10:00Z, +hh, +hhmm or +hh:mm (not the day of a date).
+_OFFSET_RE = r"[T ]\d.*([Zz]|[+-]\d\d(:?\d\d)?)$"
+
+
+class NormalizationError(ValueError):
+    """A page could not be turned into the partition's schema.
+
+    Attributes:
+        field: the column at fault (None when the whole page is at fault).
+        page: the 0-based index of the page within the stream.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, page: int | None = None):
+        where = []
+        if field is not None:
+            where.append(f"field {field!r}")
+        if page is not None:
+            where.append(f"page {page}")
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+        self.field = field
+        self.page = page
+
+
+def parse_type(spec: Any) -> pa.DataType | str:
+    """Parse a declared column type.
+
+    Args:
+        spec: a ``pyarrow.DataType``; one of ``string, int64, float64, bool, timestamp, date,
+            json`` (plus the aliases ``str, int, integer, float, double, number, boolean,
+            datetime``); ``"list<T>"``; ``{"list": T}``; or ``{"struct": {name: T, ...}}``.
+
+    Returns:
+        The Arrow type, or the string ``"json"`` for a column kept as JSON text.
+    """
+    if isinstance(spec, pa.DataType):
+        return spec
+    if isinstance(spec, Mapping):
+        if set(spec) == {"list"}:
+            return pa.list_(_nested(parse_type(spec["list"])))
+        if set(spec) == {"struct"}:
+            return pa.struct([(k, _nested(parse_type(v))) for k, v in spec["struct"].items()])
+        raise ValueError(f"unknown type spec {spec!r}: expected {{'list': T}} or {{'struct': {{...}}}}")
+    if isinstance(spec, str):
+        text = spec.strip()
+        lowered = text.lower()
+        if lowered in _SCALAR_TYPES:
+            return _SCALAR_TYPES[lowered]
+        match = re.fullmatch(r"list\s*[<\[](.+)[>\]]", text, flags=re.IGNORECASE)
+        if match:
+            return pa.list_(_nested(parse_type(match.group(1))))
+    raise ValueError(
+        f"unknown type spec {spec!r}: use one of {sorted(_SCALAR_TYPES)}, 'list<T>' or "
+        "{'struct': {...}}"
+    )
+
+
+def _nested(type_: pa.DataType | str) -> pa.DataType:
+    # Inside a list or struct, JSON values are stored as text.
+    return pa.string() if type_ == _JSON else type_
+
+
+class Normalizer:
+    """Turn pages of JSON records into record batches with a stable schema.
+
+    Args:
+        schema: declared columns, ``{name: type spec}`` (see :func:`parse_type`) or a
+            ``pyarrow.Schema``. Declared columns are always present and cast to their type.
+        timestamp_fields: columns parsed to ``timestamp[us, tz=UTC]`` (names after
+            flattening when ``nested="flatten"``).
+        nested: ``"struct"`` keeps nested objects as struct columns; ``"flatten"`` turns
+            ``{"a": {"b": 1}}`` into a column ``a__b``. Declared struct and json columns are
+            never flattened.
+        separator: joins the names of flattened columns.
+
+    Example:
+        >>> n = Normalizer(schema={"id": "string"}, timestamp_fields=["created"])
+        >>> for batch in n.batches(pages):  # pages: iterable of lists of dicts
+        ...     writer.write_batch(batch)
+        >>> n.schema
+    """
+
+    def __init__(
+        self,
+        schema: Mapping[str, Any] | pa.Schema | None = None,
+        timestamp_fields: Sequence[str] = (),
+        nested: str = "struct",
+        separator: str = "__",
+    ):
+        if nested not in ("struct", "flatten"):
+            raise ValueError(f"nested must be 'struct' or 'flatten', not {nested!r}")
+        self.nested = nested
+        self.separator = separator
+        declared: dict[str, pa.DataType | str] = {}
+        if isinstance(schema, pa.Schema):
+            declared = {f.name: f.type for f in schema}
+        elif schema:
+            declared = {name: parse_type(spec) for name, spec in schema.items()}
+        for name in timestamp_fields:
+            declared.setdefault(name, TIMESTAMP)
+        self._declared = declared
+        self._json_fields = {n for n, t in declared.items() if t == _JSON}
+        self._keep_nested = {
+            n for n, t in declared.items() if t == _JSON or pa.types.is_struct(t)
+        }
+        self._fields: dict[str, pa.DataType] = {
+            name: (pa.string() if t == _JSON else t) for name, t in declared.items()
+        }
+        self._pages = 0
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The schema so far: declared columns, then the others in order of first sight."""
+        return pa.schema(
+            [pa.field(name, type_) for name, type_ in self._fields.items()],
+            metadata={b"ingestion.json_columns": ",".join(sorted(self._json_fields)).encode()}
+            if self._json_fields
+            else None,
+        )
+
+    def batches(self, pages: Iterable[Sequence[Mapping[str, Any]]]) -> Iterator[pa.RecordBatch]:
+        """Yield one record batch per non-empty page, lazily (one page in memory at a time)."""
+        for records in pages:
+            batch = self.normalize_page(records)
+            if batch is not None:
+                yield batch
+
+    def normalize_page(self, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch | None:
+        """Normalize one page; returns None for an empty page (it still counts as a page)."""
+        page = self._pages
+        self._pages += 1
+        if not records:
+            return None
+        batch = self._to_arrow(records, page)
+        if self.nested == "flatten":
+            batch = self._flatten(batch, page)
+        columns = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        # Declared types first: they never change.
+        for name, type_ in self._declared.items():
+            if name in columns and name not in self._json_fields:
+                columns[name] = self._to_declared(columns[name], type_, name, page)
+        # Undeclared columns may widen the schema; compute the new schema, then conform.
+        for name, array in columns.items():
+            if name in self._declared:
+                continue
+            current = self._fields.get(name)
+            if current is None:
+                self._fields[name] = array.type
+            elif current != array.type:
+                self._fields[name] = _widen(current, array.type, name, page)
+        arrays = []
+        for name, type_ in self._fields.items():
+            array = columns.get(name)
+            if array is None:
+                arrays.append(pa.nulls(batch.num_rows, type_))
+            elif array.type != type_:
+                arrays.append(_cast(array, type_, name, page))
+            else:
+                arrays.append(array)
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    # -- page to Arrow ------------------------------------------------------------------
+
+    def _to_arrow(self, records: Sequence[Mapping[str, Any]], page: int) -> pa.RecordBatch:
+        try:
+            # Fast path: Arrow infers the struct of all keys of all records in C++.
+            array = pa.array(records)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            batch = self._to_arrow_by_column(records, page)
+        else:
+            if not pa.types.is_struct(array.type):
+                raise NormalizationError(
+                    f"records must be JSON objects, got {array.type}", page=page
+                )
+            batch = pa.RecordBatch.from_struct_array(array)
+            if self._json_fields:
+                batch = self._replace_json_columns(batch, records)
+        return _drop_empty_structs(batch)
+
+    def _replace_json_columns(
+        self, batch: pa.RecordBatch, records: Sequence[Mapping[str, Any]]
+    ) -> pa.RecordBatch:
+        for name in self._json_fields:
+            index = batch.schema.get_field_index(name)
+            if index >= 0:
+                batch = batch.set_column(index, name, _json_column(records, name))
+        return batch
+
+    def _to_arrow_by_column(
+        self, records: Sequence[Mapping[str, Any]], page: int
+    ) -> pa.RecordBatch:
+        # Slow path, only for pages Arrow cannot infer in one go: find the culprit column.
+        if not all(isinstance(r, Mapping) for r in records):
+            raise NormalizationError("records must be JSON objects", page=page)
+        names = list(dict.fromkeys(itertools.chain.from_iterable(records)))
+        arrays = []
+        for name in names:
+            if name in self._json_fields:
+                arrays.append(_json_column(records, name))
+                continue
+            values = [r.get(name) for r in records]
+            try:
+                arrays.append(pa.array(values))
+                continue
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                error = exc
+            target = self._fields.get(name)
+            if target == TIMESTAMP:
+                arrays.append(_mixed_timestamps(values, name, page))
+            elif target is not None and pa.types.is_string(target):
+                arrays.append(pa.array([_to_text(v) for v in values], pa.string()))
+            else:
+                kinds = sorted({type(v).__name__ for v in values if v is not None})
+                raise NormalizationError(
+                    f"values of mixed types ({', '.join(kinds)}) cannot share a column ({error}); "
+                    "declare the column's type (e.g. string or json) to coerce",
+                    field=name,
+                    page=page,
+                ) from error
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
+    def _flatten(self, batch: pa.RecordBatch, page: int) -> pa.RecordBatch:
+        names: list[str] = []
+        arrays: list[pa.Array] = []
+
+        def add(name: str, array: pa.Array, top: bool) -> None:
+            if pa.types.is_struct(array.type) and not (top and name in self._keep_nested):
+                children = array.flatten()  # applies the parent's nulls to the children
+                for field, child in zip(array.type, children, strict=True):
+                    add(f"{name}{self.separator}{field.name}", child, False)
+                return
+            if name in seen:
+                raise NormalizationError(
+                    "two fields flatten to the same column name; change the separator",
+                    field=name,
+                    page=page,
+                )
+            seen.add(name)
+            names.append(name)
+            arrays.append(array)
+
+        seen: set[str] = set()
+        for name, array in zip(batch.schema.names, batch.columns, strict=True):
+            add(name, array, True)
+        return pa.RecordBatch.from_arrays(arrays, names=names)
+
+    def _to_declared(
+        self, array: pa.Array, type_: pa.DataType, name: str, page: int
+    ) -> pa.Array:
+        if array.type == type_:
+            return array
+        if type_ == TIMESTAMP:
+            return to_utc_timestamp(array, field=name, page=page)
+        if pa.types.is_date(type_) and (
+            pa.types.is_string(array.type) or pa.types.is_integer(array.type)
+        ):
+            try:
+                return array.cast(type_)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                # Full timestamps ("2025-01-05T10:00:00Z") or epoch numbers: the UTC date.
+                return to_utc_timestamp(array, field=name, page=page).cast(type_)
+        if pa.types.is_string(type_) and (
+            pa.types.is_struct(array.type) or pa.types.is_list(array.type)
+        ):
+            return pa.array([_to_text(v) for v in array.to_pylist()], pa.string())
+        return _cast(array, type_, name, page)
+
+
+def _widen(current: pa.DataType, new: pa.DataType, name: str, page: int) -> pa.DataType:
+    """The type both ``current`` and ``new`` values fit, or raise on a real conflict."""
+    if pa.types.is_null(new):
+        return current
+    try:
+        merged = pa.unify_schemas(
+            [pa.schema([(name, current)]), pa.schema([(name, new)])],
+            promote_options="permissive",
+        ).field(name).type
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        if pa.types.is_string(current) and not pa.types.is_nested(new):
+            return current  # numbers and bools in a text column: kept as their text
+        raise NormalizationError(
+            f"type changed from {current} (earlier pages) to {new}; declare the column's type "
+            "to coerce",
+            field=name,
+            page=page,
+        ) from exc
+    if _is_unwanted_promotion(current, merged) or _is_unwanted_promotion(new, merged):
+        raise NormalizationError(
+            f"type changed from {current} (earlier pages) to {new}; declare the column's type "
+            "to coerce",
+            field=name,
+            page=page,
+        )
+    return merged
+
+
+def _is_unwanted_promotion(before: pa.DataType, after: pa.DataType) -> bool:
+    # Arrow's permissive promotion also turns e.g. bool into int or string into large_string;
+    # only null -> T, int -> float and nested widening are accepted silently.
+    if before == after or pa.types.is_null(before):
+        return False
+    if pa.types.is_integer(before) and pa.types.is_floating(after):
+        return False
+    if pa.types.is_nested(before) and pa.types.is_nested(after):
+        return False
+    return True
+
+
+def _cast(array: pa.Array, type_: pa.DataType, name: str, page: int) -> pa.Array:
+    try:
+        return array.cast(type_)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise NormalizationError(
+            f"cannot cast {array.type} to {type_}: {exc}", field=name, page=page
+        ) from exc
+
+
+def _json_column(records: Sequence[Mapping[str, Any]], name: str) -> pa.Array:
+    values = []
+    for record in records:
+        value = record.get(name)
+        values.append(None if value is None else orjson.dumps(value).decode())
+    return pa.array(values, pa.string())
+
+
+def _to_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def _has_empty_struct(type_: pa.DataType) -> bool:
+    if pa.types.is_struct(type_):
+        return type_.num_fields == 0 or any(_has_empty_struct(f.type) for f in type_)
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return _has_empty_struct(type_.value_type)
+    return False
+
+
+def _drop_empty_structs(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Replace ``struct<>`` (from ``{}`` values) by null: Parquet cannot store an empty struct.
+
+    The column widens to a real struct as soon as a page carries keys in that object.
+    """
+    if not any(_has_empty_struct(t) for t in batch.schema.types):
+        return batch
+    arrays = [_without_empty_structs(a) for a in batch.columns]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _without_empty_structs(array: pa.Array) -> pa.Array:
+    type_ = array.type
+    if not _has_empty_struct(type_):
+        return array
+    if pa.types.is_struct(type_):
+        if type_.num_fields == 0:
+            return pa.nulls(len(array))
+        children = [_without_empty_structs(array.field(i)) for i in range(type_.num_fields)]
+        return pa.StructArray.from_arrays(
+            children, names=[f.name for f in type_], mask=array.is_null()
+        )
+    # list<struct<...>>: rebuild the list around the cleaned values.
+    offsets = array.offsets
+    values = _without_empty_structs(array.values)
+    mask = array.is_null() if array.null_count else None
+    return pa.ListArray.from_arrays(offsets, values, mask=mask)
+
+
+# -- timestamps ----------------------------------------------------------------------------
+
+
+def to_utc_timestamp(
+    array: pa.Array, *, field: str | None = None, page: int | None = None
+) -> pa.Array:
+    """Convert an array to ``timestamp[us, tz=UTC]``, vectorised.
+
+    Accepts ISO 8601 strings with any offset, ``Z`` or none (read as UTC), date-only strings,
+    unix seconds, milliseconds, microseconds or nanoseconds (told apart by magnitude), floats
+    with fractional seconds, and timestamps in any unit or zone.
+    """
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    type_ = array.type
+    if type_ == TIMESTAMP:
+        return array
+    if pa.types.is_null(type_):
+        return pa.nulls(len(array), TIMESTAMP)
+    if pa.types.is_timestamp(type_):
+        # Naive timestamps are read as UTC; aware ones keep their instant.
+        return array.cast(pa.timestamp(type_.unit, tz=type_.tz or "UTC")).cast(
+            TIMESTAMP, safe=False
+        )
+    if pa.types.is_date(type_):
+        return array.cast(pa.timestamp("us")).cast(TIMESTAMP)
+    if pa.types.is_integer(type_):
+        return _epoch_to_timestamp(array.cast(pa.int64()))
+    if pa.types.is_floating(type_):
+        return _epoch_float_to_timestamp(array)
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return _parse_iso(array.cast(pa.string()), field, page)
+    raise NormalizationError(f"cannot read {type_} values as timestamps", field=field, page=page)
+
+
+def _epoch_to_timestamp(values: pa.Array) -> pa.Array:
+    # Unix epochs by magnitude: < 1e11 seconds (until year 5138), < 1e14 ms, < 1e17 us, else ns.
+    magnitude = pc.abs(values)
+    micros = pc.if_else(
+        pc.less(magnitude, 100_000_000_000),
+        pc.multiply_checked(values, 1_000_000),
+        pc.if_else(
+            pc.less(magnitude, 100_000_000_000_000),
+            pc.multiply_checked(values, 1_000),
+            pc.if_else(
+                pc.less(magnitude, 100_000_000_000_000_000), values, pc.divide(values, 1_000)
+            ),
+        ),
+    )
+    return micros.cast(pa.timestamp("us")).cast(TIMESTAMP)
+
+
+def _epoch_float_to_timestamp(values: pa.Array) -> pa.Array:
+    magnitude = pc.abs(values)
+    scale = pc.if_else(
+        pc.less(magnitude, 1e11),
+        1_000_000.0,
+        pc.if_else(pc.less(magnitude, 1e14), 1_000.0, pc.if_else(pc.less(magnitude, 1e17), 1.0, 0.001)),
+    )
+    micros = pc.round(pc.multiply(values, scale)).cast(pa.int64())
+    return micros.cast(pa.timestamp("us")).cast(TIMESTAMP)
+
+
+def _parse_iso(strings: pa.Array, field: str | None, page: int | None) -> pa.Array:
+    try:
+        return _try_parse_iso(strings)
+    except pa.ArrowInvalid as exc:
+        bad = _first_unparseable(strings)
+        raise NormalizationError(
+            f"cannot parse {bad!r} as a timestamp", field=field, page=page
+        ) from exc
+
+
+def _try_parse_iso(strings: pa.Array) -> pa.Array:
+    try:
+        return strings.cast(TIMESTAMP)
+    except pa.ArrowInvalid:
+        pass
+    # Mixed: strings with an offset are instants; strings without one (or date-only strings)
+    # are UTC wall times.
+    stripped = pc.utf8_trim_whitespace(strings)
+    has_offset = pc.match_substring_regex(stripped, _OFFSET_RE)
+    aware = pc.if_else(has_offset, stripped, pa.scalar(None, pa.string()))
+    naive = pc.if_else(has_offset, pa.scalar(None, pa.string()), stripped)
+    parsed_aware = _cast_fine(aware, TIMESTAMP, pa.timestamp("ns", tz="UTC"))
+    parsed_naive = _cast_fine(naive, pa.timestamp("us"), pa.timestamp("ns")).cast(TIMESTAMP)
+    return pc.coalesce(parsed_aware, parsed_naive)
+
+
+def _cast_fine(strings: pa.Array, type_: pa.DataType, fine: pa.DataType) -> pa.Array:
+    # Nanosecond fractions do not parse at microsecond precision: parse at ns and truncate.
+    try:
+        return strings.cast(type_)
+    except pa.ArrowInvalid:
+        return strings.cast(fine).cast(type_, safe=False)
+
+
+def _first_unparseable(strings: pa.Array) -> str | None:
+    for value in strings.to_pylist():  # error path only
+        if value is None:
+            continue
+        try:
+            _try_parse_iso(pa.array([value], pa.string()))
+        except pa.ArrowInvalid:
+            return value
+    return None
+
+
+def _mixed_timestamps(values: list[Any], field: str, page: int) -> pa.Array:
+    # A column mixing epoch numbers and strings (rare): parse each kind vectorised, then merge.
+    numbers = pa.array(
+        [v if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values],
+        pa.float64(),
+    )
+    strings = pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+    others = {type(v).__name__ for v in values if v is not None and not isinstance(v, int | float | str)}
+    if others:
+        raise NormalizationError(
+            f"cannot read {', '.join(sorted(others))} values as timestamps", field=field, page=page
+        )
+    return pc.coalesce(_parse_iso(strings, field, page), _epoch_float_to_timestamp(numbers))
+
+
+# -- the stream handed to the Parquet IO manager ----------------------------------------
+
+
+class RecordBatchStream:
+    """An iterable of record batches with a schema, streamed once.
+
+    What a table asset returns to the Parquet IO manager: batches are pulled one at a time,
+    so the whole partition never sits in memory.
+
+    Args:
+        batches: the record batches (a generator is fine).
+        schema: the schema, or a callable returning it (e.g. ``lambda: normalizer.schema``)
+            when it is only final after the batches are consumed. Defaults to the schema of
+            the first batch (``None`` until then).
+        source: the API source name, stored in the ``_source`` column.
+        endpoint: the endpoint name, stored in the ``_endpoint`` column.
+        metadata: extra metadata for the materialization (e.g. request statistics).
+    """
+
+    def __init__(
+        self,
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema | Callable[[], pa.Schema] | None = None,
+        *,
+        source: str | None = None,
+        endpoint: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ):
+        self._batches = batches
+        self._schema = schema
+        self._first_schema: pa.Schema | None = None
+        self._consumed = False
+        self.source = source
+        self.endpoint = endpoint
+        self.metadata = dict(metadata or {})
+
+    @classmethod
+    def from_pages(
+        cls,
+        pages: Iterable[Sequence[Mapping[str, Any]]],
+        normalizer: Normalizer | None = None,
+        **kwargs: Any,
+    ) -> RecordBatchStream:
+        """Normalize pages of records lazily; the schema is the normalizer's final schema."""
+        normalizer = normalizer or Normalizer()
+        return cls(normalizer.batches(pages), lambda: normalizer.schema, **kwargs)
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        """The (final, once consumed) schema of the stream."""
+        if callable(self._schema):
+            return self._schema()
+        return self._schema if self._schema is not None else self._first_schema
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        if self._consumed:
+            raise RuntimeError("a RecordBatchStream can be iterated only once")
+        self._consumed = True
+        for batch in self._batches:
+            if self._first_schema is None:
+                self._first_schema = batch.schema
+            yield batch
