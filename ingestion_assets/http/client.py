@@ -78,7 +78,14 @@ def looks_like_error(body: Any) -> bool:
     if body.get("error") or body.get("errors"):
         return True
     status = body.get("status")
-    return isinstance(status, str) and status.lower() in {"error", "fail", "failed"}
+    if isinstance(status, str) and status.lower() in {"error", "fail", "failed"}:
+        return True
+    if "message" in body:  # GitHub: {"message", "documentation_url", "status": "500"}
+        if "documentation_url" in body:
+            return True
+        code = str(status) if status is not None else ""
+        return code.isdigit() and int(code) >= 400
+    return False
 
 
 @dataclass(slots=True)
@@ -489,11 +496,15 @@ class ApiClient:
             )
         if records is None and records_steps and has_path(body, records_steps):
             records = []  # "data": null -> no records
-        elif isinstance(records, dict):
-            records = [records]  # a single object endpoint
+        elif isinstance(records, dict) and records_steps:
+            records = [records]  # a records path that points at one object
         else:
             raise InvalidResponseError(
-                f"no records at path {'.'.join(map(str, records_steps)) or '<body>'!r}",
+                (
+                    f"no list of records at path {'.'.join(map(str, records_steps))!r}"
+                    if records_steps
+                    else f"expected a JSON array of records as the body, got {type(body).__name__}"
+                ),
                 url=url,
                 status=status,
                 body=content,

@@ -3,11 +3,19 @@ or fails with a clear error; never a silent partial result."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from ingestion_assets.http import RetryPolicy, errors
 
-from .conftest import assert_exactly_once, charges_truth, fetch_charges, payments_client
+from .conftest import (
+    assert_exactly_once,
+    charges_truth,
+    fetch_charges,
+    payments_client,
+    source_client,
+)
 
 # (fault, expected retry cause). ``after=2`` makes the fault hit in the middle of the
 # pagination, not on the first page.
@@ -105,3 +113,38 @@ def test_retry_statuses_are_configurable(demo_api):
     client = payments_client(demo_api, retry=RetryPolicy(max_attempts=1))
     with pytest.raises(errors.ServerError, match="gave up after 1 attempts"):
         list(fetch_charges(client))
+
+
+VENDOR_FETCHES = {
+    "commerce": ("/orders.json", {"limit": 50, "status": "any"}, "orders"),
+    "crm": ("/crm/v3/objects/contacts", {"limit": 100}, "results"),
+    "devhub": ("/orgs/demo-org/repos", {"per_page": 5}, None),  # records at the root
+}
+
+
+@pytest.mark.parametrize("source", sorted(VENDOR_FETCHES))
+@pytest.mark.parametrize("kind", ["error_body", "html", "truncated_json"])
+def test_every_vendors_bad_200_is_retried(api, source, kind):
+    from ingestion_assets.http import paginators
+
+    path, params, records_path = VENDOR_FETCHES[source]
+    api.add_fault(source=source, path=path, kind=kind, after=1)
+    client = source_client(api, source)
+    paginator = (
+        paginators.JsonCursor("paging.next.after", "after")
+        if source == "crm"
+        else paginators.LinkHeader()
+    )
+    stream = client.fetch_pages(
+        path,
+        params=params,
+        paginator=paginator,
+        records_path=records_path,
+        max_pages=3 if source != "devhub" else None,
+    )
+    pages = []
+    with contextlib.suppress(errors.MaxPagesExceededError):
+        pages.extend(stream)
+    assert len(pages) >= 2
+    assert sum(stream.stats.retries.values()) == 1
+    assert all(isinstance(r, dict) and "id" in r for p in pages for r in p.records)
