@@ -175,11 +175,11 @@ class FaultSet:
                     continue
                 if is_token_endpoint and f.path is None:
                     continue
-                if f.kind in TERMINAL_KINDS and out.terminal is not None:
-                    continue
                 f.seen += 1
                 if f.seen <= f.after or (f.count >= 0 and f.fired >= f.count):
                     continue
+                if f.kind in TERMINAL_KINDS and out.terminal is not None:
+                    continue  # one terminal fault per request; this one fires on the next
                 f.fired += 1
                 if f.kind in TERMINAL_KINDS:
                     out.terminal = f

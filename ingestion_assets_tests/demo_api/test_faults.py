@@ -164,3 +164,27 @@ def test_faults_over_http_control(demo_api, charges):
     assert requests.delete(ctl).json() == {"faults": []}
     bad = requests.post(ctl, json={"kind": "nope"})
     assert bad.status_code == 400 and "unknown fault kind" in bad.json()["message"]
+
+
+def test_a_session_recovers_after_dropped_connections(demo_api, charges):
+    s = payments_session()
+    assert s.get(charges).status_code == 200  # a pooled keep-alive connection exists
+    demo_api.add_fault(kind="drop_connection", mode="mid_body")
+    demo_api.add_fault(kind="drop_connection", mode="before_response", after=1)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        s.get(charges, params={"limit": 50})
+    with pytest.raises(requests.exceptions.ConnectionError):
+        s.get(charges)
+    assert s.get(charges).status_code == 200
+
+
+def test_cli_fault_syntax():
+    from ingestion_assets.demo_api.faults import parse_cli_fault
+
+    f = parse_cli_fault("rate_limit:source=payments,count=3,retry_after=0")
+    assert (f.kind, f.source, f.count, f.retry_after) == ("rate_limit", "payments", 3, "0")
+    f = parse_cli_fault("schema_change:since=2025-02-01,change=retype,field=amount,type=string")
+    assert (f.count, f.since, f.type) == (-1, "2025-02-01", "string")
+    assert parse_cli_fault("latency:ms=25").ms == 25.0
+    with pytest.raises(ValueError):
+        parse_cli_fault("drop_connection:mode=sideways")
