@@ -335,7 +335,26 @@ class Collection:
 
     def page(self, q: Query, limit: int, offset: int = 0) -> tuple[list[int], bool]:
         """Up to ``limit`` indices after ``offset`` matches, and whether more follow."""
-        got = list(islice(self.iter(q), offset, offset + limit + 1))
+        if (
+            offset
+            and q.after is None
+            and q.pred is None
+            and q.updated_min is None
+            and q.updated_max is None
+            and q.order in ("id", "created")
+            and not self.extras
+            and not self.bumped
+        ):
+            # Offset into a plain contiguous range: arithmetic, so deep offsets cost nothing.
+            lo, hi = self._base_range(q)
+            if q.desc:
+                s = hi - 1 - offset
+                got = list(range(s, max(lo - 1, s - limit - 1), -1)) if s >= lo else []
+            else:
+                s = lo + offset
+                got = list(range(s, min(hi, s + limit + 1))) if s < hi else []
+        else:
+            got = list(islice(self.iter(q), offset, offset + limit + 1))
         return got[:limit], len(got) > limit
 
     def count(self, q: Query) -> int:

@@ -22,7 +22,7 @@ from . import credentials as creds
 from .base import JSON, ApiError, Request, Response, Source
 from .config import DemoConfig
 from .faults import Fault, FaultError, FaultSet
-from .timeutil import http_date, to_epoch
+from .timeutil import _tod, http_date, to_epoch
 
 _LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
@@ -43,6 +43,7 @@ class DemoApi:
     def __init__(self, config: DemoConfig | None = None) -> None:
         self.config = config or DemoConfig()
         self.faults = FaultSet()
+        _tod()  # build the time-of-day table now, not during the first request
         self.sources: dict[str, Source] = {}
         for cls in _source_classes():
             src = cls(self)
