@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 
 from .config import DEFAULT_START, DemoConfig
+from .credentials import ENV_VARS
 from .faults import FaultError, parse_cli_fault
 from .server import DemoApi
 
@@ -32,11 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", action="append", default=[], metavar="KIND[:k=v,...]",
                    help="inject a fault from the start (repeatable), "
                         "e.g. rate_limit:source=payments,count=3,retry_after=0")
+    p.add_argument("--print-env", action="store_true",
+                   help="print shell exports of the demo credentials (and DEMO_API_URL) and exit: "
+                        'eval "$(python -m ingestion_assets.demo_api --print-env)"')
     return p
+
+
+def print_env(port: int) -> None:
+    """Shell exports of the demo credentials; demo values, not secrets."""
+    env = dict(ENV_VARS, DEMO_API_URL=f"http://127.0.0.1:{port}")
+    for name, value in env.items():
+        print(f"export {name}={shlex.quote(value)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.print_env:
+        print_env(args.port)
+        return 0
     try:
         faults = [parse_cli_fault(f) for f in args.fault]
     except FaultError as exc:

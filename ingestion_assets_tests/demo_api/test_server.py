@@ -176,3 +176,16 @@ def test_configured_latency_and_startup_faults(demo_api_factory):
     url = api.base_url("payments") + "/v1/charges"
     assert s.get(url).headers["Content-Type"].startswith("text/html")
     assert s.get(url).status_code == 200 and s.get(url).json()["object"] == "list"
+
+
+def test_cli_print_env_exports_the_demo_credentials():
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    out = subprocess.run(
+        [sys.executable, "-m", "ingestion_assets.demo_api", "--print-env", "--port", "9999"],
+        capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=30, check=True,
+    ).stdout
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in out.splitlines()
+    )
+    assert exported.pop("DEMO_API_URL") == "http://127.0.0.1:9999"
+    assert exported == ENV_VARS  # plain values need no shell quoting
