@@ -13,6 +13,7 @@ client does no per-record work beyond finding the records and the cursor.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -157,14 +158,24 @@ class ApiClient:
         self.error_detector = error_detector or looks_like_error
         self.session = requests.Session()
         self.session.verify = verify
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, pool_size), max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        self.pool_size = 0
+        self._pool_lock = threading.Lock()
+        self._size_pool(max(4, pool_size))
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
         if headers:
             self.session.headers.update(headers)
         self.auth.bind(self.session, self.base_url, self.timeout)
+
+    def _size_pool(self, size: int) -> None:
+        """(Re)mount adapters keeping ``size`` connections per host (retries are ours)."""
+        with self._pool_lock:
+            if size <= self.pool_size:
+                return
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+            self.pool_size = size
 
     def __repr__(self) -> str:
         return (
@@ -228,6 +239,8 @@ class ApiClient:
             raise ConfigurationError("on_total_mismatch must be 'error' or 'warn'")
         if workers < 1:
             raise ConfigurationError("workers must be >= 1")
+        if workers > self.pool_size:
+            self._size_pool(workers)  # a connection per worker, or urllib3 discards them
         request = PageRequest(
             url=self.url_for(path),
             params=dict(params or {}),
