@@ -367,7 +367,8 @@ class ApiClient:
                         attempts=attempts,
                         **where,
                     )
-                if status == 429:
+                if status == 429 or (status == 403 and self._exhausted(response)):
+                    # GitHub answers a spent primary limit with 403 + Remaining: 0.
                     stats.add_rate_limited()
                     rate_limited += 1
                     if rate_limited > policy.rate_limit_attempts:
@@ -454,6 +455,10 @@ class ApiClient:
             finally:
                 if not released:  # an error escaped before the response was read
                     self.rate_limiter.release()
+
+    def _exhausted(self, response: requests.Response) -> bool:
+        name = self.rate_limiter.remaining_header or "X-RateLimit-Remaining"
+        return (response.headers.get(name) or "").strip() == "0"
 
     def _parse(
         self,

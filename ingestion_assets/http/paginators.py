@@ -355,6 +355,7 @@ class JsonCursor(Paginator):
             empty means the end.
         cursor_param: Query parameter carrying the cursor.
         has_more_path: Optional path to a ``has_more`` flag; false means the end.
+        total_path: Optional path to a declared record total, checked at the end.
     """
 
     def __init__(
@@ -363,8 +364,10 @@ class JsonCursor(Paginator):
         cursor_param: str = "cursor",
         *,
         has_more_path: str | None = None,
+        total_path: str | None = None,
     ) -> None:
         super().__init__()
+        self._total_steps = compile_path(total_path) if total_path else ()
         self.cursor_path = cursor_path
         self.cursor_param = cursor_param
         self.has_more_path = has_more_path
@@ -376,6 +379,7 @@ class JsonCursor(Paginator):
         self.cursor = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self._read_total(body, self._total_steps)
         self.cursor = find(body, self._cursor_steps)
         if self.cursor is None or self.cursor == "":
             self.has_next = False
@@ -396,6 +400,7 @@ class LastRecordCursor(Paginator):
         cursor_field: Field of the last record used as the cursor (``"id"``).
         cursor_param: Query parameter carrying it (``"starting_after"``).
         has_more_path: Path to the ``has_more`` flag in the body.
+        total_path: Optional path to a declared record total (Stripe's ``total_count``).
     """
 
     def __init__(
@@ -404,8 +409,10 @@ class LastRecordCursor(Paginator):
         cursor_param: str = "starting_after",
         *,
         has_more_path: str = "has_more",
+        total_path: str | None = None,
     ) -> None:
         super().__init__()
+        self._total_steps = compile_path(total_path) if total_path else ()
         self.cursor_field = cursor_field
         self.cursor_param = cursor_param
         self.has_more_path = has_more_path
@@ -417,6 +424,7 @@ class LastRecordCursor(Paginator):
         self.cursor = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self._read_total(body, self._total_steps)
         has_more = _to_bool(find(body, self._has_more_steps))
         if not has_more:
             self.has_next = False
@@ -550,10 +558,12 @@ class LinkHeader(Paginator):
 
     Args:
         rel: Relation to follow.
+        total_path: Optional path to a declared record total in the body.
     """
 
-    def __init__(self, rel: str = "next") -> None:
+    def __init__(self, rel: str = "next", *, total_path: str | None = None) -> None:
         super().__init__()
+        self._total_steps = compile_path(total_path) if total_path else ()
         self.rel = rel.lower()
         self.next_url: str | None = None
 
@@ -561,6 +571,7 @@ class LinkHeader(Paginator):
         self.next_url = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self._read_total(body, self._total_steps)
         link = parse_link_header(response.headers.get("Link")).get(self.rel)
         if not link:
             self.has_next = False

@@ -228,3 +228,20 @@ def test_custom_paginator_by_import_path(api):
     )
     stream = client.fetch_pages("/orgs/demo-org/repos", paginator=paginator)
     assert_exactly_once(fetched(stream), api.records("devhub", "repos", org="demo-org"))
+
+
+def test_fewer_records_than_the_declared_total_fail_the_fetch(api):
+    # A cursor path that finds nothing ends after page 1, but the body declares 84.
+    client = source_client(api, "crm")
+    stream = client.fetch_pages(
+        "/marketing/v3/emails",
+        params={"limit": 10, "updated_gte": FEB1_ISO, "updated_lt": FEB8_ISO},
+        paginator=paginators.JsonCursor("paging.next.after", "after", total_path="total"),
+        records_path="results",
+        endpoint="emails",
+    )
+    with pytest.raises(
+        errors.IncompleteFetchError, match=r"received 10 records but the API declared \d+"
+    ):
+        list(stream)
+    assert stream.stats.declared_total > 10
