@@ -107,7 +107,9 @@ def parse_type(spec: Any) -> pa.DataType | str:
             return pa.list_(_nested(parse_type(spec["list"])))
         if set(spec) == {"struct"}:
             return pa.struct([(k, _nested(parse_type(v))) for k, v in spec["struct"].items()])
-        raise ValueError(f"unknown type spec {spec!r}: expected {{'list': T}} or {{'struct': {{...}}}}")
+        raise ValueError(
+            f"unknown type spec {spec!r}: expected {{'list': T}} or {{'struct': {{...}}}}"
+        )
     if isinstance(spec, str):
         text = spec.strip()
         lowered = text.lower()
@@ -167,9 +169,7 @@ class Normalizer:
             declared.setdefault(name, TIMESTAMP)
         self._declared = declared
         self._json_fields = {n for n, t in declared.items() if t == _JSON}
-        self._keep_nested = {
-            n for n, t in declared.items() if t == _JSON or pa.types.is_struct(t)
-        }
+        self._keep_nested = {n for n, t in declared.items() if t == _JSON or pa.types.is_struct(t)}
         self._fields: dict[str, pa.DataType] = {
             name: (pa.string() if t == _JSON else t) for name, t in declared.items()
         }
@@ -311,9 +311,7 @@ class Normalizer:
             add(name, array, True)
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
-    def _to_declared(
-        self, array: pa.Array, type_: pa.DataType, name: str, page: int
-    ) -> pa.Array:
+    def _to_declared(self, array: pa.Array, type_: pa.DataType, name: str, page: int) -> pa.Array:
         if array.type == type_:
             return array
         if type_ == TIMESTAMP:
@@ -338,10 +336,14 @@ def _widen(current: pa.DataType, new: pa.DataType, name: str, page: int) -> pa.D
     if pa.types.is_null(new):
         return current
     try:
-        merged = pa.unify_schemas(
-            [pa.schema([(name, current)]), pa.schema([(name, new)])],
-            promote_options="permissive",
-        ).field(name).type
+        merged = (
+            pa.unify_schemas(
+                [pa.schema([(name, current)]), pa.schema([(name, new)])],
+                promote_options="permissive",
+            )
+            .field(name)
+            .type
+        )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         if pa.types.is_string(current) and not pa.types.is_nested(new):
             return current  # numbers and bools in a text column: kept as their text
@@ -494,7 +496,9 @@ def _epoch_float_to_timestamp(values: pa.Array) -> pa.Array:
     scale = pc.if_else(
         pc.less(magnitude, 1e11),
         1_000_000.0,
-        pc.if_else(pc.less(magnitude, 1e14), 1_000.0, pc.if_else(pc.less(magnitude, 1e17), 1.0, 0.001)),
+        pc.if_else(
+            pc.less(magnitude, 1e14), 1_000.0, pc.if_else(pc.less(magnitude, 1e17), 1.0, 0.001)
+        ),
     )
     micros = pc.round(pc.multiply(values, scale)).cast(pa.int64())
     return micros.cast(pa.timestamp("us")).cast(TIMESTAMP)
@@ -552,7 +556,9 @@ def _mixed_timestamps(values: list[Any], field: str, page: int) -> pa.Array:
         pa.float64(),
     )
     strings = pa.array([v if isinstance(v, str) else None for v in values], pa.string())
-    others = {type(v).__name__ for v in values if v is not None and not isinstance(v, int | float | str)}
+    others = {
+        type(v).__name__ for v in values if v is not None and not isinstance(v, int | float | str)
+    }
     if others:
         raise NormalizationError(
             f"cannot read {', '.join(sorted(others))} values as timestamps", field=field, page=page

@@ -1,0 +1,359 @@
+"""The Parquet IO manager: one Parquet folder per partition, written row group by row group.
+
+A partition folder (layout: :mod:`ingestion_assets.io_managers.storage`) holds::
+
+    part-00000.parquet   the rows; a new part file starts when the stream's schema widens
+    ...                  (a new column, null -> type, int -> float), so nothing is rewritten
+    _SUCCESS             written last: files, rows, the partition's (unified) Arrow schema
+
+Every row gets provenance columns: ``_ingested_at`` (UTC, one value per write),
+``_source``, ``_endpoint`` (definition metadata ``ingestion/source``/``ingestion/endpoint``,
+else the asset key's first/last parts), ``_partition`` (the partition key) and ``_run_id``.
+
+Record batches are buffered up to ``row_group_size`` rows and written as one row group, so
+memory is bounded by a row group whatever the size of the partition.
+"""
+
+from __future__ import annotations
+
+import base64
+import typing
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from upath import UPath
+
+from ingestion_assets.io_managers import storage
+
+MARKER = "_SUCCESS"
+SOURCE_METADATA_KEY = "ingestion/source"
+ENDPOINT_METADATA_KEY = "ingestion/endpoint"
+PROVENANCE_COLUMNS = ("_ingested_at", "_source", "_endpoint", "_partition", "_run_id")
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def _encode_schema(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+def _decode_schema(text: str) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def _same_schema(a: pa.Schema, b: pa.Schema) -> bool:
+    return a.equals(b, check_metadata=False)
+
+
+def _to_batches(obj: Any, chunk: int) -> tuple[Iterator[pa.RecordBatch], pa.Schema | None]:
+    """The record batches of an output, lazily, and a schema hint for an empty stream."""
+    if isinstance(obj, pd.DataFrame):
+        table = pa.Table.from_pandas(obj, preserve_index=False)
+        return iter(table.to_batches(max_chunksize=chunk)), table.schema
+    if isinstance(obj, pa.Table):
+        return iter(obj.to_batches(max_chunksize=chunk)), obj.schema
+    if isinstance(obj, pa.RecordBatch):
+        return iter([obj]), obj.schema
+    if isinstance(obj, Iterable) and hasattr(obj, "schema"):
+        # RecordBatchStream, RecordBatchReader, or any iterable of batches with a schema.
+        return iter(obj), None
+    raise dg.DagsterInvariantViolationError(
+        "ParquetIOManager stores a RecordBatchStream (or any iterable of pyarrow.RecordBatch "
+        f"with .schema), a pyarrow.Table or a pandas.DataFrame, not {type(obj).__name__}."
+    )
+
+
+def _arrow_filesystem(path: UPath) -> pafs.FileSystem:
+    if storage.is_local(path):
+        return pafs.LocalFileSystem()
+    return pafs.PyFileSystem(pafs.FSSpecHandler(path.fs))
+
+
+def _markdown_preview(table: pa.Table, limit: int) -> str:
+    names = table.column_names
+    rows = table.slice(0, limit).to_pylist()
+
+    def cell(value: Any) -> str:
+        text = "" if value is None else str(value)
+        text = text.replace("|", "\\|").replace("\n", " ")
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    lines += ["| " + " | ".join(cell(row[n]) for n in names) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def table_schema_metadata(schema: pa.Schema) -> dg.TableSchema:
+    """A Dagster ``TableSchema`` describing an Arrow schema."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=f.name,
+                type=str(f.type),
+                constraints=None if f.nullable else dg.TableColumnConstraints(nullable=False),
+            )
+            for f in schema
+        ]
+    )
+
+
+class _PartWriter:
+    """Write batches into part files of one folder, one row group per ``row_group_size`` rows."""
+
+    def __init__(self, folder: UPath, row_group_size: int, compression: str):
+        self.folder = folder
+        self.row_group_size = row_group_size
+        self.compression = compression
+        self.files: list[str] = []
+        self.schemas: list[pa.Schema] = []
+        self.rows = 0
+        self.row_groups = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._sink = None
+        self._buffer: list[pa.RecordBatch] = []
+        self._buffered = 0
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        return self.schemas[-1] if self.schemas else None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.schema is not None and not _same_schema(batch.schema, self.schema):
+            cast = self._try_cast(batch)
+            if cast is None:
+                self._close_file()  # the schema widened: the next part file has the new one
+            else:
+                batch = cast
+        if self._writer is None:
+            self._open_file(batch.schema)
+        self._buffer.append(batch)
+        self._buffered += batch.num_rows
+        if self._buffered >= self.row_group_size:
+            self._flush()
+
+    def _try_cast(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        # Same columns, narrower types (e.g. int values in a float column): keep the file.
+        if batch.schema.names != self.schema.names:
+            return None
+        try:
+            return batch.cast(self.schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return None
+
+    def _open_file(self, schema: pa.Schema) -> None:
+        name = f"part-{len(self.files):05d}.parquet"
+        self._sink = (self.folder / name).open("wb")
+        self._writer = pq.ParquetWriter(self._sink, schema, compression=self.compression)
+        self.files.append(name)
+        self.schemas.append(schema)
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.Table.from_batches(self._buffer, schema=self.schema)
+        self._writer.write_table(table, row_group_size=self.row_group_size)
+        self.row_groups += -(-table.num_rows // self.row_group_size)
+        self.rows += table.num_rows
+        self._buffer, self._buffered = [], 0
+
+    def _close_file(self) -> None:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+        self._writer = self._sink = None
+
+    def close(self, empty_schema: pa.Schema) -> None:
+        if not self.files:
+            self._open_file(empty_schema)  # an empty partition is still a partition
+        self._close_file()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._sink.close()
+
+
+class ParquetIOManager(dg.ConfigurableIOManager):
+    """Store tables as Parquet, one folder per partition, replaced atomically.
+
+    ``handle_output`` accepts a ``RecordBatchStream`` (or any iterable of
+    ``pyarrow.RecordBatch`` with ``.schema``), a ``pyarrow.Table`` or a ``pandas.DataFrame``.
+
+    ``load_input`` reads the upstream partition(s) the input maps to: one partition, a range,
+    or all materialized partitions (an unpartitioned downstream asset). It returns a
+    ``pandas.DataFrame`` unless the input is annotated ``pyarrow.Table`` or
+    ``pyarrow.dataset.Dataset`` (lazy, nothing read until scanned). Missing partitions in a
+    range fail unless ``allow_missing_partitions`` is set here or in the input metadata.
+    """
+
+    base_path: str = "data/tables"
+    row_group_size: int = 65_536
+    compression: str = "zstd"
+    preview_rows: int = 5
+    allow_missing_partitions: bool = False
+
+    @property
+    def _base(self) -> UPath:
+        return UPath(self.base_path)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            context.log.debug("No table returned; nothing stored.")
+            return
+        batches, schema_hint = _to_batches(obj, self.row_group_size)
+        folder = storage.output_folder(self._base, context)
+        provenance = self._provenance(context, obj)
+        preview: list[pa.RecordBatch] = []
+        preview_rows = 0
+        with storage.PartitionWriter(folder, MARKER) as writer:
+            parts = _PartWriter(writer.staging, self.row_group_size, self.compression)
+            try:
+                for batch in batches:
+                    if batch.num_rows == 0:
+                        continue
+                    batch = self._with_provenance(batch, provenance)
+                    if preview_rows < self.preview_rows:
+                        preview.append(batch.slice(0, self.preview_rows - preview_rows))
+                        preview_rows += preview[-1].num_rows
+                    parts.write(batch)
+                final_hint = getattr(obj, "schema", None) if schema_hint is None else schema_hint
+                empty = self._with_provenance(
+                    pa.RecordBatch.from_pylist([], schema=final_hint or pa.schema([])), provenance
+                ).schema
+                parts.close(empty)
+            except BaseException:
+                parts.abort()
+                raise
+            schema = pa.unify_schemas(parts.schemas, promote_options="permissive")
+            marker = {
+                "run_id": context.run_id,
+                "partition": provenance["_partition"],
+                "written_at": datetime.now(timezone.utc).isoformat(),
+                "rows": parts.rows,
+                "row_groups": parts.row_groups,
+                "files": parts.files,
+                "schema": _encode_schema(schema),
+            }
+            writer.commit(orjson.dumps(marker, option=orjson.OPT_INDENT_2))
+
+        metadata: dict[str, Any] = {
+            "dagster/row_count": parts.rows,
+            "dagster/column_schema": table_schema_metadata(schema),
+            "dagster/uri": storage.display_uri(folder),
+            "uri": storage.uri_metadata(folder),
+            "files": len(parts.files),
+            "row_groups": parts.row_groups,
+        }
+        if preview:
+            metadata["preview"] = dg.MetadataValue.md(
+                _markdown_preview(_concat_preview(preview), self.preview_rows)
+            )
+        extra = getattr(obj, "metadata", None)
+        if isinstance(extra, dict):
+            metadata.update(extra)
+        context.add_output_metadata(metadata)
+
+    def _provenance(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
+        definition = context.definition_metadata or {}
+        key_path = storage.asset_key_path(context)
+        source = getattr(obj, "source", None) or definition.get(SOURCE_METADATA_KEY) or key_path[0]
+        endpoint = (
+            getattr(obj, "endpoint", None) or definition.get(ENDPOINT_METADATA_KEY) or key_path[-1]
+        )
+        partition = str(context.asset_partition_key) if context.has_asset_partitions else None
+        return {
+            "_ingested_at": datetime.now(timezone.utc),
+            "_source": str(source),
+            "_endpoint": str(endpoint),
+            "_partition": partition,
+            "_run_id": context.run_id,
+        }
+
+    @staticmethod
+    def _with_provenance(batch: pa.RecordBatch, provenance: dict[str, Any]) -> pa.RecordBatch:
+        n = batch.num_rows
+        types = {"_ingested_at": _TIMESTAMP}
+        for name in PROVENANCE_COLUMNS:
+            index = batch.schema.get_field_index(name)
+            if index >= 0:  # a column of the same name from the data is replaced
+                batch = batch.remove_column(index)
+        arrays = list(batch.columns)
+        fields = list(batch.schema)
+        for name in PROVENANCE_COLUMNS:
+            type_ = types.get(name, pa.string())
+            arrays.append(pa.repeat(pa.scalar(provenance[name], type_), n))
+            fields.append(pa.field(name, type_))
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, batch.schema.metadata))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        dataset = self.load_dataset(context)
+        wanted = _wanted_type(context)
+        if wanted is ds.Dataset or (isinstance(wanted, type) and issubclass(wanted, ds.Dataset)):
+            return dataset
+        table = dataset.to_table()
+        if wanted is pa.Table:
+            return table
+        return table.to_pandas()
+
+    def load_dataset(self, context: dg.InputContext) -> ds.Dataset:
+        """The upstream partition(s) an input needs, as one lazy ``pyarrow.dataset``."""
+        folders = storage.input_folders(self._base, context)
+        allow_missing = (
+            self.allow_missing_partitions
+            or bool(context.definition_metadata.get("allow_missing_partitions"))
+            or storage.reads_all_partitions(context)
+        )
+        paths: list[str] = []
+        schemas: list[pa.Schema] = []
+        filesystem = None
+        for key, folder in folders:
+            resolved = storage.resolve_partition(folder, MARKER)
+            if resolved is None:
+                if allow_missing and len(folders) > 1:
+                    context.log.debug(f"Partition {key} not materialized yet; skipped.")
+                    continue
+                raise FileNotFoundError(
+                    f"No stored table for {context.asset_key.to_user_string()}"
+                    + (f" partition {key!r}" if key is not None else "")
+                    + f" at {storage.display_uri(folder)}; materialize it first."
+                )
+            marker = orjson.loads((resolved / MARKER).read_bytes())
+            schemas.append(_decode_schema(marker["schema"]))
+            paths += [storage.fs_path(resolved / name) for name in marker["files"]]
+            filesystem = filesystem or _arrow_filesystem(resolved)
+        schema = (
+            pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+        )
+        return ds.dataset(
+            paths, schema=schema, format="parquet", filesystem=filesystem or pafs.LocalFileSystem()
+        )
+
+
+def _concat_preview(batches: list[pa.RecordBatch]) -> pa.Table:
+    try:
+        return pa.Table.from_batches(batches)
+    except pa.ArrowInvalid:  # the schema widened inside the preview: show the first batch
+        return pa.Table.from_batches(batches[:1])
+
+
+def _wanted_type(context: dg.InputContext) -> Any:
+    try:
+        wanted = context.dagster_type.typing_type
+    except Exception:  # noqa: BLE001 - no type information: the default
+        return None
+    origin = typing.get_origin(wanted)
+    return origin or wanted

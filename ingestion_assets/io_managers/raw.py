@@ -1,0 +1,267 @@
+"""The raw-response IO manager: every page exactly as the API sent it, plus a manifest.
+
+A partition folder (layout: :mod:`ingestion_assets.io_managers.storage`) holds::
+
+    bodies.zst      the page bodies, one zstd frame per page, in page order
+    manifest.json   written last: per page the request URL and params (as redacted by the
+                    client), status, selected headers, fetched_at, record count, bytes,
+                    compressed bytes, offset in bodies.zst and sha256 of the body; totals;
+                    the fetch statistics
+
+Pages are compressed and written one at a time as they arrive, so memory is bounded by a
+page. The folder is replaced atomically: a failed run leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+import orjson
+import zstandard
+from upath import UPath
+
+from ingestion_assets.io_managers import storage
+
+MANIFEST = "manifest.json"
+BODIES = "bodies.zst"
+MANIFEST_VERSION = 1
+
+
+class RawPartitionCorrupted(RuntimeError):
+    """A stored page does not match its manifest (size or checksum)."""
+
+
+@dataclass
+class RawPartition:
+    """One stored partition of raw pages.
+
+    Attributes:
+        uri: where the partition folder is.
+        path: the folder as a ``UPath``.
+        manifest: the parsed ``manifest.json``.
+        partition_key: the Dagster partition key (None for an unpartitioned asset).
+    """
+
+    uri: str
+    path: UPath
+    manifest: dict[str, Any]
+    partition_key: str | None = None
+
+    @property
+    def record_count(self) -> int:
+        """Records over all pages, as counted when the pages were fetched."""
+        return int(self.manifest["totals"]["records"])
+
+    @property
+    def page_count(self) -> int:
+        """Number of stored pages."""
+        return int(self.manifest["totals"]["pages"])
+
+    @property
+    def pages(self) -> list[dict[str, Any]]:
+        """The manifest entry of every page (no bodies)."""
+        return self.manifest["pages"]
+
+    def iter_pages(self, verify: bool = True) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """Yield ``(page_meta, body_bytes)`` one page at a time, in page order.
+
+        Args:
+            verify: check each body's length and sha256 against the manifest.
+        """
+        decompressor = zstandard.ZstdDecompressor()
+        with (self.path / BODIES).open("rb") as f:
+            for meta in self.manifest["pages"]:
+                frame = f.read(meta["compressed_bytes"])
+                body = decompressor.decompress(frame) if frame else b""
+                if verify and (
+                    len(body) != meta["bytes"] or hashlib.sha256(body).hexdigest() != meta["sha256"]
+                ):
+                    raise RawPartitionCorrupted(
+                        f"{self.uri}: page {meta['index']} does not match its manifest"
+                    )
+                yield meta, body
+
+
+@dataclass
+class RawPartitionSet(Sequence[RawPartition]):
+    """Several stored partitions (an input covering a partition range, or all of them).
+
+    A sequence of :class:`RawPartition` in partition-key order, with the same streaming
+    ``iter_pages()`` and ``record_count`` as a single partition.
+    """
+
+    partitions: list[RawPartition] = field(default_factory=list)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.partitions[index]
+
+    def __len__(self) -> int:
+        return len(self.partitions)
+
+    @property
+    def record_count(self) -> int:
+        return sum(p.record_count for p in self.partitions)
+
+    @property
+    def partition_keys(self) -> list[str | None]:
+        return [p.partition_key for p in self.partitions]
+
+    def iter_pages(self, verify: bool = True) -> Iterator[tuple[dict[str, Any], bytes]]:
+        """Every page of every partition, one at a time; ``page_meta['partition']`` is set."""
+        for partition in self.partitions:
+            for meta, body in partition.iter_pages(verify=verify):
+                yield {**meta, "partition": partition.partition_key}, body
+
+
+def _utc_iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc).isoformat()
+    return str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    # Params and headers as given, made JSON-safe (tuples, bytes, datetimes).
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return _utc_iso(value)
+    return str(value)
+
+
+class RawResponseIOManager(dg.ConfigurableIOManager):
+    """Store every fetched page (zstd bodies + JSON manifest), atomically per partition.
+
+    ``handle_output`` takes an iterable of pages (the HTTP core's ``PageStream``): objects
+    with ``index, url, params, status, headers, body, records, fetched_at``; an optional
+    ``stats`` attribute on the iterable (with ``to_dict()``) is stored in the manifest.
+
+    ``load_input`` returns a :class:`RawPartition` when the input maps to one upstream
+    partition (or the asset is unpartitioned), and a :class:`RawPartitionSet` (a sequence of
+    RawPartition, also with ``iter_pages()``) when it maps to several. Missing partitions
+    fail, unless the input reads all partitions (an unpartitioned downstream asset), or
+    ``allow_missing_partitions`` is set here or in the input's metadata.
+    """
+
+    base_path: str = "data/raw"
+    compression_level: int = 3
+    allow_missing_partitions: bool = False
+
+    @property
+    def _base(self) -> UPath:
+        return UPath(self.base_path)
+
+    def handle_output(self, context: dg.OutputContext, obj: Iterable[Any] | None) -> None:
+        if obj is None:
+            context.log.debug("No pages returned; nothing stored.")
+            return
+        folder = storage.output_folder(self._base, context)
+        compressor = zstandard.ZstdCompressor(level=self.compression_level, write_content_size=True)
+        entries: list[dict[str, Any]] = []
+        total_bytes = total_compressed = total_records = 0
+        with storage.PartitionWriter(folder, MANIFEST) as writer:
+            with (writer.staging / BODIES).open("wb") as out:
+                for position, page in enumerate(obj):
+                    body = page.body or b""
+                    frame = compressor.compress(body)
+                    out.write(frame)
+                    records = getattr(page, "records", None)
+                    count = len(records) if records is not None else 0
+                    entries.append(
+                        {
+                            "index": getattr(page, "index", position),
+                            "url": getattr(page, "url", None),
+                            "params": _jsonable(getattr(page, "params", None)),
+                            "status": getattr(page, "status", None),
+                            "headers": _jsonable(dict(getattr(page, "headers", None) or {})),
+                            "fetched_at": _utc_iso(getattr(page, "fetched_at", None)),
+                            "records": count,
+                            "bytes": len(body),
+                            "compressed_bytes": len(frame),
+                            "offset": total_compressed,
+                            "sha256": hashlib.sha256(body).hexdigest(),
+                        }
+                    )
+                    total_bytes += len(body)
+                    total_compressed += len(frame)
+                    total_records += count
+            stats = getattr(obj, "stats", None)
+            stats_dict = _jsonable(stats.to_dict()) if hasattr(stats, "to_dict") else None
+            manifest = {
+                "version": MANIFEST_VERSION,
+                "asset_key": storage.asset_key_path(context),
+                "partition": (
+                    str(context.asset_partition_key) if context.has_asset_partitions else None
+                ),
+                "run_id": context.run_id,
+                "written_at": datetime.now(timezone.utc).isoformat(),
+                "bodies": BODIES,
+                "compression": "zstd",
+                "totals": {
+                    "pages": len(entries),
+                    "records": total_records,
+                    "bytes": total_bytes,
+                    "compressed_bytes": total_compressed,
+                },
+                "stats": stats_dict,
+                "pages": entries,
+            }
+            writer.commit(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        metadata: dict[str, Any] = {
+            "pages": len(entries),
+            "records": total_records,
+            "bytes": total_bytes,
+            "compressed_bytes": total_compressed,
+            "dagster/row_count": total_records,
+            "uri": storage.uri_metadata(folder),
+            "dagster/uri": storage.display_uri(folder),
+        }
+        if stats_dict:
+            metadata["request_stats"] = dg.MetadataValue.json(stats_dict)
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> RawPartition | RawPartitionSet:
+        folders = storage.input_folders(self._base, context)
+        allow_missing = (
+            self.allow_missing_partitions
+            or bool(context.definition_metadata.get("allow_missing_partitions"))
+            or storage.reads_all_partitions(context)
+        )
+        partitions = []
+        for key, folder in folders:
+            partition = self._read(folder, key)
+            if partition is None:
+                if allow_missing and len(folders) > 1:
+                    context.log.debug(f"Raw partition {key} not stored yet; skipped.")
+                    continue
+                raise FileNotFoundError(
+                    f"No stored raw pages for {context.asset_key.to_user_string()} "
+                    f"partition {key!r} at {storage.display_uri(folder)}; materialize it first."
+                )
+            partitions.append(partition)
+        if len(folders) == 1:
+            return partitions[0]
+        return RawPartitionSet(partitions)
+
+    def _read(self, folder: UPath, key: str | None) -> RawPartition | None:
+        resolved = storage.resolve_partition(folder, MANIFEST)
+        if resolved is None:
+            return None
+        manifest = orjson.loads((resolved / MANIFEST).read_bytes())
+        return RawPartition(
+            uri=storage.display_uri(resolved), path=resolved, manifest=manifest, partition_key=key
+        )
