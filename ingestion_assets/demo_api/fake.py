@@ -103,7 +103,9 @@ class IdCodec:
         p = ((idx * _MUL) & M64) ^ self.key
         t = _PAIRS
         return (
-            f"{self.prefix}{t[p >> 60]}{t[(p >> 50) & 1023]}{t[(p >> 40) & 1023]}"
+            # the first pair holds the top 4 bits plus 6 low bits again (so ids don't all
+            # start alike); decode checks that the copies agree
+            f"{self.prefix}{t[((p & 63) << 4) | (p >> 60)]}{t[(p >> 50) & 1023]}{t[(p >> 40) & 1023]}"
             f"{t[(p >> 30) & 1023]}{t[(p >> 20) & 1023]}{t[(p >> 10) & 1023]}{t[p & 1023]}"
             f"{self.tag}"
         )
@@ -112,12 +114,15 @@ class IdCodec:
         body = token[len(self.prefix):] if token.startswith(self.prefix) else None
         if body is None or len(body) != 24 or body[14:] != self.tag:
             return None
-        p = 0
-        for k in range(0, 14, 2):
+        first = _PAIR_INDEX.get(body[:2])
+        if first is None:
+            return None
+        p = first & 15
+        for k in range(2, 14, 2):
             v = _PAIR_INDEX.get(body[k:k + 2])
             if v is None:
                 return None
             p = (p << 10) | v
-        if p > M64:
+        if first >> 4 != p & 63:
             return None
         return ((p ^ self.key) * _MUL_INV) & M64

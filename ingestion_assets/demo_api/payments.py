@@ -305,6 +305,15 @@ class Payments(Source):
             raise KeyError(f"payments has no endpoint {endpoint!r}")
         return self.collection(endpoint)
 
+    def encode_id(self, endpoint, idx, **scope):
+        return self.codecs[endpoint].encode(idx)
+
+    def decode_id(self, endpoint, token, now, **scope):
+        idx = self.codecs[endpoint].decode(str(token))
+        if idx is None or not self.collection(endpoint).exists(idx, now):
+            raise KeyError(f"no {endpoint} record {token!r}")
+        return idx
+
     def records(self, endpoint, start=None, end=None, field="created", **scope):
         coll = self.collection_for(endpoint)
         return self.window_records(
@@ -354,17 +363,3 @@ def _approx_count_before(coll: Collection, t: int) -> int:
         return min(coll.fixed_count, (t - coll.start) * coll.fixed_count // coll.span)
     return int((t - coll.start) / coll.interval)
 
-
-def _encode_id(self, endpoint, idx, **scope):
-    return self.codecs[endpoint].encode(idx)
-
-
-def _decode_id(self, endpoint, token, now, **scope):
-    idx = self.codecs[endpoint].decode(str(token))
-    if idx is None or not self.collection(endpoint).exists(idx, now):
-        raise KeyError(f"no {endpoint} record {token!r}")
-    return idx
-
-
-Payments.encode_id = _encode_id
-Payments.decode_id = _decode_id

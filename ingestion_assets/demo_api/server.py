@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from . import credentials as creds
-from .base import JSON, ApiError, Request, Response, Source
+from .base import ApiError, Request, Response, Source
 from .config import DemoConfig
 from .faults import Fault, FaultError, FaultSet
 from .timeutil import _tod, http_date, to_epoch
@@ -484,5 +484,3 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(head + body)
 
-
-_ = JSON
