@@ -386,8 +386,9 @@ class ApiClient:
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     delay = policy.rate_limit_delay(retry_after, rate_limited)
                     log.warning(
-                        "%s: 429 (Retry-After=%s); waiting %.2fs (%d/%d)",
+                        "%s: %d rate limited (Retry-After=%s); waiting %.2fs (%d/%d)",
                         redact_url(url),
+                        status,
                         response.headers.get("Retry-After"),
                         delay,
                         rate_limited,
@@ -620,6 +621,12 @@ class PageStream:
         raise IncompleteFetchError(message, url=self._first_url, **self._where)
 
     def _run(self) -> Iterator[Page]:
+        try:
+            yield from self._pages()
+        finally:
+            self.stats.tick()  # also when the fetch fails or the caller stops early
+
+    def _pages(self) -> Iterator[Page]:
         paginator = self.paginator
         request = self.request
         stats = self.stats
