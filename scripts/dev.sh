@@ -10,12 +10,12 @@ DEMO_API_PORT=${DEMO_API_PORT:-8765}
 DAGSTER_PORT=${DAGSTER_PORT:-3000}
 export DAGSTER_HOME="$PWD/.dagster_home"
 export INGESTION_DATA_DIR=${INGESTION_DATA_DIR:-$PWD/data}
-export DEMO_API_URL="http://127.0.0.1:$DEMO_API_PORT"
 mkdir -p "$DAGSTER_HOME" "$INGESTION_DATA_DIR"
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 # The demo API's credentials (demo values, not secrets), exported the way a user exports real
 # ones: the YAML reads them with {env: NAME}.
-eval "$(.venv/bin/python -m ingestion_assets.demo_api --print-env)"
+# DEMO_API_URL tells the YAML (${DEMO_API_URL:-...}) where the demo API listens.
+eval "$(.venv/bin/python -m ingestion_assets.demo_api --print-env --port "$DEMO_API_PORT")"
 
 pids=()
 cleanup() {
