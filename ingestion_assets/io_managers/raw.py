@@ -15,6 +15,7 @@ page. The folder is replaced atomically: a failed run leaves the previous versio
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,6 +52,27 @@ class RawPartition:
     path: UPath
     manifest: dict[str, Any]
     partition_key: str | None = None
+
+    @classmethod
+    def open(
+        cls, folder: str | os.PathLike | UPath, partition_key: str | None = None
+    ) -> RawPartition:
+        """Open a stored partition folder (recovering a half-finished swap).
+
+        Raises:
+            FileNotFoundError: no complete partition is stored there.
+        """
+        folder = UPath(folder)
+        resolved = storage.resolve_partition(folder, MANIFEST)
+        if resolved is None:
+            raise FileNotFoundError(f"no stored raw partition at {storage.display_uri(folder)}")
+        manifest = orjson.loads((resolved / MANIFEST).read_bytes())
+        return cls(
+            uri=storage.display_uri(resolved),
+            path=resolved,
+            manifest=manifest,
+            partition_key=partition_key,
+        )
 
     @property
     def record_count(self) -> int:
@@ -179,6 +201,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
                     body = page.body or b""
                     frame = compressor.compress(body)
                     out.write(frame)
+                    out.flush()  # on disk (or in the upload buffer) before the next page
                     records = getattr(page, "records", None)
                     count = len(records) if records is not None else 0
                     entries.append(
@@ -196,6 +219,9 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
                             "sha256": hashlib.sha256(body).hexdigest(),
                         }
                     )
+                    for optional in ("attempts", "elapsed_s"):  # the HTTP core's Page has them
+                        if hasattr(page, optional):
+                            entries[-1][optional] = _jsonable(getattr(page, optional))
                     total_bytes += len(body)
                     total_compressed += len(frame)
                     total_records += count
@@ -258,10 +284,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         return RawPartitionSet(partitions)
 
     def _read(self, folder: UPath, key: str | None) -> RawPartition | None:
-        resolved = storage.resolve_partition(folder, MANIFEST)
-        if resolved is None:
+        try:
+            return RawPartition.open(folder, key)
+        except FileNotFoundError:
             return None
-        manifest = orjson.loads((resolved / MANIFEST).read_bytes())
-        return RawPartition(
-            uri=storage.display_uri(resolved), path=resolved, manifest=manifest, partition_key=key
-        )
