@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 
@@ -250,6 +250,8 @@ class PageNumberPaginator(Paginator):
         total_path: Path to the declared record total in the body.
         total_pages_path: Path to the declared page count in the body.
         has_more_path: Path to a ``has_more`` flag, if the API sends one.
+        last_page_from_link: Read the page count from the ``Link`` header's
+            ``rel="last"`` URL (GitHub), which makes the pages fetchable concurrently.
     """
 
     def __init__(
@@ -262,6 +264,7 @@ class PageNumberPaginator(Paginator):
         total_path: str | None = None,
         total_pages_path: str | None = None,
         has_more_path: str | None = None,
+        last_page_from_link: bool = False,
     ) -> None:
         super().__init__()
         self.page_size = page_size
@@ -274,7 +277,8 @@ class PageNumberPaginator(Paginator):
         self._total_steps = compile_path(total_path) if total_path else ()
         self._pages_steps = compile_path(total_pages_path) if total_pages_path else ()
         self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
-        self.random_access = bool(total_path or total_pages_path)
+        self.last_page_from_link = last_page_from_link
+        self.random_access = bool(total_path or total_pages_path or last_page_from_link)
         self.page = initial_page
         self.seen = 0
         self.total_pages: int | None = None
@@ -299,6 +303,10 @@ class PageNumberPaginator(Paginator):
             value = find(body, self._pages_steps)
             if value is not None:
                 self.total_pages = int(value)
+        if self.last_page_from_link:
+            last = _page_of_link(response, self.page_param)
+            if last is not None:  # absent on the last page itself: keep what we know
+                self.total_pages = last - self.initial_page + 1
         self.page += 1
         self.seen += len(records)
         if not records:
@@ -345,6 +353,17 @@ class PageNumberPaginator(Paginator):
 
     def describe(self) -> dict[str, Any]:
         return {"style": "page_number", "page_size": self.page_size, "total_path": self.total_path}
+
+
+def _page_of_link(response: requests.Response, page_param: str, rel: str = "last") -> int | None:
+    link = parse_link_header(response.headers.get("Link")).get(rel)
+    if not link:
+        return None
+    values = parse_qs(urlsplit(link).query).get(page_param)
+    try:
+        return int(values[-1]) if values else None
+    except ValueError:
+        return None
 
 
 class JsonCursor(Paginator):

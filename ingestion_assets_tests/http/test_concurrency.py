@@ -106,3 +106,20 @@ def test_abandoning_a_concurrent_stream_stops_its_workers(api):
         t for t in threading.enumerate() if t.name.startswith("fetch-emails") and t.is_alive()
     ]
     assert stream.stats.requests <= 2 + 2 * 4
+
+
+def test_page_numbers_with_a_last_link_are_fetched_concurrently(api):
+    # GitHub declares the page count in Link rel="last": random access without a total.
+    client = source_client(api, "devhub")
+    repo = api.records("devhub", "repos", org="demo-org")[0]["full_name"]
+    stream = client.fetch_pages(
+        f"/repos/{repo}/issues",
+        params={"state": "all"},
+        paginator=paginators.PageNumberPaginator(page_size=30, last_page_from_link=True),
+        workers=4,
+    )
+    pages = list(stream)
+    truth = api.records("devhub", "issues", repo=repo)
+    assert_exactly_once([r for p in pages for r in p.records], truth)
+    assert stream.stats.workers == 4  # it did go concurrent
+    assert len(pages) == -(-len(truth) // 30)  # and stopped at the last page
