@@ -148,3 +148,21 @@ def test_every_vendors_bad_200_is_retried(api, source, kind):
     assert len(pages) >= 2
     assert sum(stream.stats.retries.values()) == 1
     assert all(isinstance(r, dict) and "id" in r for p in pages for r in p.records)
+
+
+def test_schema_change_passes_through_untouched(demo_api):
+    # Validation is the table layer's job: the HTTP core hands over records as sent.
+    demo_api.add_fault(
+        kind="schema_change",
+        source="payments",
+        path="/v1/charges",
+        since="2025-02-01T03:00:00Z",
+        change="add",
+        field="risk_score",
+        value=7,
+    )
+    stream = fetch_charges(payments_client(demo_api))
+    records = list(stream.iter_records())
+    assert_exactly_once(records, charges_truth(demo_api))
+    changed = [r for r in records if "risk_score" in r]
+    assert changed and len(changed) < len(records)

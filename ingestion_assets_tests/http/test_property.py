@@ -63,6 +63,14 @@ STYLES = {
         lambda n: {},
         "repos",
     ),
+    "page_number_last_link": (
+        "devhub",
+        "/orgs/demo-org/repos",
+        None,
+        lambda n: paginators.PageNumberPaginator(page_size=n, last_page_from_link=True),
+        lambda n: {},
+        "repos",
+    ),
     "keyset": (
         "commerce",
         "/orders.json",

@@ -43,6 +43,9 @@ def test_redact_by_value_in_free_text_and_encoded_forms():
     out = redact(text)
     assert not contains_secret(out, ["s3cr3t/with+chars="])
     assert redact(b"raw s3cr3t/with+chars= bytes") == f"raw {MASK} bytes"
+    # Prose stays readable; credentials after a scheme word do not.
+    assert redact("token endpoint refused") == "token endpoint refused"
+    assert redact("Authorization: token ghp_abcdef123456789") == f"Authorization: token {MASK}"
 
 
 def test_basic_auth_header_value_is_registered():
