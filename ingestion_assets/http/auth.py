@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+from urllib.parse import quote_plus
 
 import orjson
 import requests
@@ -405,8 +406,9 @@ class RotatingApiKeys(ApiAuth):
             return None
         if self.location == "header":
             return self._by_value.get(request.headers.get(self.name, ""))
+        url = request.url or ""
         for i, key in enumerate(self._keys):
-            if key in (request.url or ""):
+            if key in url or quote_plus(key) in url:
                 return i
         return None
 

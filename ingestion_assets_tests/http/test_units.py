@@ -119,3 +119,14 @@ def test_errors_carry_context_and_transient_flag():
     assert "SECRETX" not in str(err) and "payments/charges" in str(err)
     assert errors.ClientError("bad").transient is False
     assert errors.ApiError("x").to_dict()["type"] == "ApiError"
+
+
+def test_http_core_imports_nothing_from_dagster():
+    import subprocess
+    import sys
+
+    code = "import sys, ingestion_assets.http; sys.exit('dagster' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr or "ingestion_assets.http imported dagster"
