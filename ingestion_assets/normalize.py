@@ -15,6 +15,10 @@ is built as the pages arrive:
   suddenly holds strings) raises :class:`NormalizationError` naming the field and the page.
   Declare the column's type to coerce instead.
 
+An empty object ``{}`` on a page where that object never has keys is stored as null
+(Parquet cannot store a struct without fields); next to objects with keys it becomes a
+struct of nulls. Declare the column as ``json`` where that difference matters.
+
 Each emitted batch conforms to :attr:`Normalizer.schema` *as it was when the batch was
 emitted*; the final ``schema`` is a superset every earlier batch can be cast to safely
 (only added nullable columns and widened types). Writers that need a fixed schema per
