@@ -54,7 +54,7 @@ STALE_STAGING_AGE = timedelta(hours=6)
 
 _STAGING = ".staging-"
 _OLD = ".old-"
-_TOKEN_TIME = "%Y%m%dT%H%M%S"
+_TOKEN_TIME = "%Y%m%dT%H%M%S%f"  # sortable: later writers have greater tokens
 
 
 def escape_segment(value: str) -> str:

@@ -163,7 +163,7 @@ def test_half_finished_swap_is_recovered_when_reading(tmp_path):
     assert materialize([raw], {"io_manager": manager}, "2025-01-05").success
     folder = _folder(tmp_path, "2025-01-05")
     # A run killed between the two renames of the swap: the old version moved aside.
-    os.rename(folder, folder.parent / ".date=2025-01-05.old-20250106T030000-abcdef01")
+    os.rename(folder, folder.parent / ".date=2025-01-05.old-20250106T030000000000-abcdef01")
     assert not folder.exists()
 
     partition = RawPartition.open(folder, "2025-01-05")

@@ -99,7 +99,7 @@ def test_missing_partition_resolves_to_none(leaf):
 
 def test_stale_incomplete_staging_is_cleaned_but_a_live_one_is_kept(tmp_path):
     leaf = UPath(tmp_path) / "asset" / "date=2025-01-05"
-    stale = leaf.parent / f".{leaf.name}.staging-20200101T000000-deadbeef"
+    stale = leaf.parent / f".{leaf.name}.staging-20200101T000000000000-deadbeef"
     stale.mkdir(parents=True)
     live = PartitionWriter(leaf, MARKER).__enter__()  # a concurrent writer, still working
     _write(leaf, "v1")
