@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from ingestion_assets.io_managers import storage
+from ingestion_assets.normalize import RecordBatchStream
 
 MARKER = "_SUCCESS"
 SOURCE_METADATA_KEY = "ingestion/source"
@@ -190,10 +191,12 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     ``pyarrow.RecordBatch`` with ``.schema``), a ``pyarrow.Table`` or a ``pandas.DataFrame``.
 
     ``load_input`` reads the upstream partition(s) the input maps to: one partition, a range,
-    or all materialized partitions (an unpartitioned downstream asset). It returns a
-    ``pandas.DataFrame`` unless the input is annotated ``pyarrow.Table`` or
-    ``pyarrow.dataset.Dataset`` (lazy, nothing read until scanned). Missing partitions in a
-    range fail unless ``allow_missing_partitions`` is set here or in the input metadata.
+    or all materialized partitions (an unpartitioned downstream asset), always as one
+    object. It returns a ``pandas.DataFrame`` unless the input is annotated
+    ``pyarrow.Table``, ``pyarrow.dataset.Dataset`` (lazy, nothing read until scanned),
+    ``pyarrow.RecordBatchReader`` or ``RecordBatchStream`` (both streamed, memory bounded
+    by a batch). Missing partitions in a range fail unless ``allow_missing_partitions`` is
+    set here or in the input metadata.
     """
 
     base_path: str = "data/tables"
@@ -304,6 +307,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         wanted = _wanted_type(context)
         if wanted is ds.Dataset or (isinstance(wanted, type) and issubclass(wanted, ds.Dataset)):
             return dataset
+        if wanted is pa.RecordBatchReader:
+            return dataset.scanner().to_reader()  # streamed, bounded by a batch
+        if wanted is RecordBatchStream:
+            return RecordBatchStream(dataset.to_batches(), dataset.schema)
         table = dataset.to_table()
         if wanted is pa.Table:
             return table

@@ -346,3 +346,32 @@ def test_object_store_path_through_fsspec(tmp_path):
         output_metadata(result, "payments/charges")["uri"].value
         == f"{base}/payments/charges/date=2025-01-05"
     )
+
+
+def test_narrower_batches_share_the_file_and_streamed_reads(tmp_path):
+    def batches():
+        yield pa.record_batch({"x": pa.array([1.5], pa.float64())})
+        yield pa.record_batch({"x": pa.array([2], pa.int64())})  # cast, no new file
+
+    @dg.asset
+    def values():
+        return RecordBatchStream(batches())
+
+    got = {}
+
+    @dg.asset
+    def as_reader(values: pa.RecordBatchReader):
+        got["reader"] = values.read_all()
+
+    @dg.asset
+    def as_stream(values: RecordBatchStream):
+        got["stream"] = pa.Table.from_batches(list(values), schema=values.schema)
+
+    manager = ParquetIOManager(base_path=str(tmp_path))
+    assert materialize([values, as_reader, as_stream], {"io_manager": manager}).success
+    assert sorted(os.listdir(tmp_path / "values" / "snapshot")) == [
+        "_SUCCESS",
+        "part-00000.parquet",
+    ]
+    assert got["reader"].column("x").to_pylist() == [1.5, 2.0]
+    assert got["stream"].column("x").to_pylist() == [1.5, 2.0]
