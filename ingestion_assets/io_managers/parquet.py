@@ -342,9 +342,19 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             schemas.append(_decode_schema(marker["schema"]))
             paths += [storage.fs_path(resolved / name) for name in marker["files"]]
             filesystem = filesystem or _arrow_filesystem(resolved)
-        schema = (
-            pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
-        )
+        try:
+            schema = (
+                pa.unify_schemas(schemas, promote_options="permissive")
+                if schemas
+                else pa.schema([])
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            # Schema drift between partitions (e.g. a column turned from int to text).
+            raise dg.DagsterInvariantViolationError(
+                f"The partitions of {context.asset_key.to_user_string()} read by this input "
+                f"have incompatible schemas ({exc}); re-materialize the older partitions or "
+                "declare the column's type in the endpoint schema."
+            ) from exc
         return ds.dataset(
             paths, schema=schema, format="parquet", filesystem=filesystem or pafs.LocalFileSystem()
         )

@@ -375,3 +375,21 @@ def test_narrower_batches_share_the_file_and_streamed_reads(tmp_path):
     ]
     assert got["reader"].column("x").to_pylist() == [1.5, 2.0]
     assert got["stream"].column("x").to_pylist() == [1.5, 2.0]
+
+
+def test_incompatible_schemas_across_partitions_fail_with_a_clear_error(tmp_path):
+    @dg.asset(partitions_def=DAILY)
+    def drifting(context: dg.AssetExecutionContext):
+        value = 1 if context.partition_key == "2025-01-02" else "one"
+        return pa.table({"v": [value]})
+
+    @dg.asset
+    def reader(drifting: pa.Table):
+        return None
+
+    resources = {"io_manager": ParquetIOManager(base_path=str(tmp_path))}
+    instance = dg.DagsterInstance.ephemeral()
+    for day in ("2025-01-02", "2025-01-03"):
+        assert materialize([drifting], resources, day, instance=instance).success
+    with pytest.raises(dg.DagsterInvariantViolationError, match="incompatible schemas"):
+        materialize([drifting.to_source_asset(), reader], resources, instance=instance)
