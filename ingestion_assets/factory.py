@@ -10,9 +10,9 @@ keys; the assets then return a mapping of partition key -> lazy stream, and the 
 write each partition separately (and atomically).
 """
 
-from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -52,27 +52,14 @@ def _partition_keys(context: dg.AssetExecutionContext) -> list[str | None]:
 
 
 def _per_partition(keys: list[str | None], make: Any) -> Any:
-    """One lazy stream for a single partition, or a mapping key -> lazy stream for a range."""
+    """One stream for a single partition, or a mapping key -> stream for a range.
+
+    The streams are lazy (nothing is fetched or parsed until the IO manager iterates them),
+    so a 60-partition backfill still holds one page at a time.
+    """
     if len(keys) == 1:
         return make(keys[0])
-    return {key: _Lazy(make, key) for key in keys}
-
-
-class _Lazy:
-    """A stream made only when iterated, so a 60-partition backfill opens one at a time."""
-
-    def __init__(self, make: Any, key: str | None):
-        self._make, self._key, self._stream = make, key, None
-
-    def __iter__(self) -> Iterator[Any]:
-        self._stream = self._make(self._key)
-        return iter(self._stream)
-
-    def __getattr__(self, name: str) -> Any:
-        # `.stats` and friends of the underlying stream, once it exists.
-        if self._stream is None:
-            raise AttributeError(name)
-        return getattr(self._stream, name)
+    return {key: make(key) for key in keys}
 
 
 def _common_metadata(source: Source, endpoint: Endpoint) -> dict[str, Any]:
@@ -148,15 +135,23 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
         metadata=metadata,
     )
     def table_asset(context: dg.AssetExecutionContext, raw: Any):
+        # One RawPartition, or a RawPartitionSet when a single run covers a range.
+        stored = {p.partition_key: p for p in raw} if isinstance(raw, Sequence) else None
+
         def normalize(key: str | None) -> RecordBatchStream:
-            stored = raw[key] if isinstance(raw, Mapping) else raw
+            partition = stored[key] if stored is not None else raw
+            pages = (
+                records_of_page(body, endpoint.records_path)
+                for _, body in partition.iter_pages()
+            )
             normalizer = Normalizer(
                 schema=endpoint.schema_,
                 timestamp_fields=endpoint.timestamp_fields,
                 nested=endpoint.nested,
             )
-            pages = (records_of_page(body, endpoint.records_path) for _, body in stored.iter_pages())
-            return RecordBatchStream(normalizer.batches(pages), normalizer=normalizer)
+            return RecordBatchStream.from_pages(
+                pages, normalizer, source=source.name, endpoint=endpoint.name
+            )
 
         return _per_partition(_partition_keys(context), normalize)
 
@@ -164,4 +159,7 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
 
 
 def build_assets(sources: list[Source]) -> list[dg.AssetsDefinition]:
-    return [a for s in sources for e in s.endpoints for a in endpoint_assets(s, e)]
+    with warnings.catch_warnings():
+        # backfill_policy is marked beta; we rely on it knowingly (single-run backfills).
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return [a for s in sources for e in s.endpoints for a in endpoint_assets(s, e)]

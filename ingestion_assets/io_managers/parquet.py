@@ -215,9 +215,17 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             context.log.debug("No table returned; nothing stored.")
             return
+        for key, folder, table in storage.output_partitions(self._base, context, obj):
+            storage.add_partition_metadata(
+                context, key, self._write_partition(context, key, folder, table)
+            )
+
+    def _write_partition(
+        self, context: dg.OutputContext, key: str | None, folder: UPath, obj: Any
+    ) -> dict[str, Any]:
+        """Write one partition's batches row group by row group; returns its metadata."""
         batches, schema_hint = _to_batches(obj, self.row_group_size)
-        folder = storage.output_folder(self._base, context)
-        provenance = self._provenance(context, obj)
+        provenance = self._provenance(context, key, obj)
         preview: list[pa.RecordBatch] = []
         preview_rows = 0
         with storage.PartitionWriter(folder, MARKER) as writer:
@@ -266,21 +274,20 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         extra = getattr(obj, "metadata", None)
         if isinstance(extra, dict):
             metadata.update(extra)
-        context.add_output_metadata(metadata)
+        return metadata
 
-    def _provenance(self, context: dg.OutputContext, obj: Any) -> dict[str, Any]:
+    def _provenance(self, context: dg.OutputContext, key: str | None, obj: Any) -> dict[str, Any]:
         definition = context.definition_metadata or {}
         key_path = storage.asset_key_path(context)
         source = getattr(obj, "source", None) or definition.get(SOURCE_METADATA_KEY) or key_path[0]
         endpoint = (
             getattr(obj, "endpoint", None) or definition.get(ENDPOINT_METADATA_KEY) or key_path[-1]
         )
-        partition = str(context.asset_partition_key) if context.has_asset_partitions else None
         return {
             "_ingested_at": datetime.now(timezone.utc),
             "_source": str(source),
             "_endpoint": str(endpoint),
-            "_partition": partition,
+            "_partition": key,
             "_run_id": context.run_id,
         }
 

@@ -191,7 +191,15 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         if obj is None:
             context.log.debug("No pages returned; nothing stored.")
             return
-        folder = storage.output_folder(self._base, context)
+        for key, folder, pages in storage.output_partitions(self._base, context, obj):
+            storage.add_partition_metadata(
+                context, key, self._write_partition(context, key, folder, pages)
+            )
+
+    def _write_partition(
+        self, context: dg.OutputContext, key: str | None, folder: UPath, obj: Iterable[Any]
+    ) -> dict[str, Any]:
+        """Store one partition's pages, then its manifest; returns its metadata."""
         compressor = zstandard.ZstdCompressor(level=self.compression_level, write_content_size=True)
         entries: list[dict[str, Any]] = []
         total_bytes = total_compressed = total_records = 0
@@ -230,9 +238,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
             manifest = {
                 "version": MANIFEST_VERSION,
                 "asset_key": storage.asset_key_path(context),
-                "partition": (
-                    str(context.asset_partition_key) if context.has_asset_partitions else None
-                ),
+                "partition": key,
                 "run_id": context.run_id,
                 "written_at": datetime.now(timezone.utc).isoformat(),
                 "bodies": BODIES,
@@ -258,7 +264,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         }
         if stats_dict:
             metadata["request_stats"] = dg.MetadataValue.json(stats_dict)
-        context.add_output_metadata(metadata)
+        return metadata
 
     def load_input(self, context: dg.InputContext) -> RawPartition | RawPartitionSet:
         folders = storage.input_folders(self._base, context)

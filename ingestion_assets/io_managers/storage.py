@@ -37,7 +37,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
@@ -111,20 +111,49 @@ def partition_folder(
     return folder
 
 
-def output_folder(base: UPath, context: dg.OutputContext) -> UPath:
-    """The folder an output is written to (one partition, or the snapshot)."""
+def output_partitions(
+    base: UPath, context: dg.OutputContext, obj: Any
+) -> Iterator[tuple[str | None, UPath, Any]]:
+    """``(partition key, folder, that partition's data)`` for every partition an output covers.
+
+    A step covering several partitions (a single-run backfill) returns a mapping of partition
+    key -> data; each partition is then written, and replaced atomically, on its own.
+    """
     key_path = asset_key_path(context)
     if not context.has_asset_partitions:
-        return partition_folder(base, key_path, None)
-    keys = context.asset_partition_keys
-    if len(keys) != 1:
+        yield None, partition_folder(base, key_path, None), obj
+        return
+    keys = [str(k) for k in context.asset_partition_keys]
+    if isinstance(obj, Mapping):
+        missing = [k for k in keys if k not in obj]
+        if missing:
+            raise dg.DagsterInvariantViolationError(
+                f"{context.asset_key.to_user_string()}: the step covers partitions "
+                f"{keys[0]}..{keys[-1]} but returned no data for {missing[:5]}"
+            )
+        parts = [(k, obj[k]) for k in keys]
+    elif len(keys) == 1:
+        parts = [(keys[0], obj)]
+    else:
         raise dg.DagsterInvariantViolationError(
-            f"{context.asset_key.to_user_string()}: one run step writes one partition; this "
-            f"step covers {len(keys)} ({keys[0]}..{keys[-1]}). Use a backfill with one run "
-            "per partition."
+            f"{context.asset_key.to_user_string()}: this step covers {len(keys)} partitions "
+            f"({keys[0]}..{keys[-1]}); return a mapping of partition key -> data to write each."
         )
-    dims = partition_dimensions(context.asset_partitions_def, keys[0], context.definition_metadata)
-    return partition_folder(base, key_path, dims)
+    for key, data in parts:
+        dims = partition_dimensions(context.asset_partitions_def, key, context.definition_metadata)
+        yield key, partition_folder(base, key_path, dims), data
+
+
+def add_partition_metadata(
+    context: dg.OutputContext, key: str | None, metadata: Mapping[str, Any]
+) -> None:
+    """Metadata of one written partition, shown on that partition's materialization."""
+    if key is None or len(context.asset_partition_keys) == 1:
+        context.add_output_metadata(dict(metadata))
+    else:
+        context.step_context.add_asset_metadata(
+            dict(metadata), asset_key=context.asset_key, partition_key=key
+        )
 
 
 def input_folders(base: UPath, context: dg.InputContext) -> list[tuple[str | None, UPath]]:
