@@ -165,6 +165,24 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _stats_metadata(stats: dict[str, Any]) -> dict[str, Any]:
+    """The HTTP statistics of a fetch as separate entries, so the UI can show and plot them."""
+    elapsed = stats.get("elapsed_s") or 0.0
+    metadata: dict[str, Any] = {
+        "http/requests": stats.get("requests", 0),
+        "http/retries": stats.get("retries_total", 0),
+        "http/rate_limited_429": stats.get("rate_limited", 0),
+        "http/rate_limit_wait_s": float(stats.get("rate_limit_wait_s", 0.0)),
+        "http/duration_s": float(elapsed),
+        "http/records_per_second": (
+            round(stats.get("records", 0) / elapsed, 1) if elapsed > 0 else 0.0
+        ),
+    }
+    if stats.get("declared_total") is not None:
+        metadata["api/declared_total"] = stats["declared_total"]
+    return metadata
+
+
 class RawResponseIOManager(dg.ConfigurableIOManager):
     """Store every fetched page (zstd bodies + JSON manifest), atomically per partition.
 
@@ -264,6 +282,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         }
         if stats_dict:
             metadata["request_stats"] = dg.MetadataValue.json(stats_dict)
+            metadata.update(_stats_metadata(stats_dict))
         return metadata
 
     def load_input(self, context: dg.InputContext) -> RawPartition | RawPartitionSet:
