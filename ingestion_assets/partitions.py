@@ -40,11 +40,17 @@ def _as_datetime(value: str) -> dt.datetime:
 
 
 def time_partitions_def(spec: TimePartitioning) -> dg.TimeWindowPartitionsDefinition:
+    offsets: dict[str, int] = {"minute_offset": spec.minute_offset}
+    if spec.type != "hourly":
+        offsets["hour_offset"] = spec.hour_offset
+    if spec.type in ("weekly", "monthly") and spec.day_offset is not None:
+        offsets["day_offset"] = spec.day_offset
     return _TIME_DEFS[spec.type](
         start_date=_as_datetime(spec.start),
         end_date=_as_datetime(spec.end) if spec.end else None,
         timezone=spec.timezone,
         end_offset=spec.end_offset,
+        **offsets,
     )
 
 

@@ -263,6 +263,11 @@ class TimePartitioning(_Model):
     end: str | None = None
     timezone: str = "UTC"
     end_offset: int = 0
+    day_offset: int | None = Field(
+        default=None, description="weekly: 0 = Sunday .. 6 = Saturday; monthly: day of month"
+    )
+    hour_offset: int = Field(default=0, ge=0, le=23)
+    minute_offset: int = Field(default=0, ge=0, le=59)
 
     _start_str = field_validator("start", "end", mode="before")(_parse_start)
 
