@@ -14,15 +14,27 @@ import threading
 import time
 
 
-class TokenBucket:
-    """Stripe-like: ``capacity`` requests of burst, refilled at ``rate`` per second."""
+class _PerCredential:
+    """Limiter state kept per credential, updated under one lock."""
 
-    def __init__(self, capacity: float, rate: float) -> None:
-        self.capacity, self.rate = capacity, rate
+    def __init__(self) -> None:
         self._state: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def hit(self, key: str) -> tuple[bool, dict]:
+    def reset(self) -> None:
+        with self._lock:
+            self._state.clear()
+
+
+class TokenBucket(_PerCredential):
+    """Stripe-like: ``capacity`` requests of burst, refilled at ``rate`` per second."""
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        super().__init__()
+        self.capacity, self.rate = capacity, rate
+
+    def _take(self, key: str) -> tuple[bool, float]:
+        """Take one token if there is one; returns (allowed, tokens left)."""
         now = time.monotonic()
         with self._lock:
             tokens, last = self._state.get(key, (self.capacity, now))
@@ -31,6 +43,10 @@ class TokenBucket:
             if allowed:
                 tokens -= 1
             self._state[key] = (tokens, now)
+        return allowed, tokens
+
+    def hit(self, key: str) -> tuple[bool, dict]:
+        allowed, tokens = self._take(key)
         info = {
             "limit": int(self.capacity),
             "remaining": int(tokens),
@@ -41,31 +57,20 @@ class TokenBucket:
             info["retry_after_s"] = max(1, math.ceil((1 - tokens) / self.rate))
         return allowed, info
 
-    def reset(self) -> None:
-        with self._lock:
-            self._state.clear()
 
+class LeakyBucket(TokenBucket):
+    """Shopify-like: a bucket of ``capacity`` calls that leaks ``rate`` calls per second.
 
-class LeakyBucket:
-    """Shopify-like: a bucket of ``capacity`` calls that leaks ``rate`` calls per second."""
-
-    def __init__(self, capacity: float, rate: float) -> None:
-        self.capacity, self.rate = capacity, rate
-        self._state: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
+    The same arithmetic as a token bucket seen from the other side: the bucket's level is
+    the capacity minus the tokens left. Only what the headers report differs.
+    """
 
     def hit(self, key: str) -> tuple[bool, dict]:
-        now = time.monotonic()
-        with self._lock:
-            level, last = self._state.get(key, (0.0, now))
-            level = max(0.0, level - (now - last) * self.rate)
-            allowed = level + 1 <= self.capacity
-            if allowed:
-                level += 1
-            self._state[key] = (level, now)
+        allowed, tokens = self._take(key)
+        level = self.capacity - tokens
         info = {
             "limit": int(self.capacity),
-            "remaining": max(0, int(self.capacity - level)),
+            "remaining": max(0, int(tokens)),
             "reset_s": math.ceil(level / self.rate),
             "used": math.ceil(level),
         }
@@ -74,18 +79,13 @@ class LeakyBucket:
             info["retry_after_s"] = max(1.0, round((level + 1 - self.capacity) / self.rate, 1))
         return allowed, info
 
-    def reset(self) -> None:
-        with self._lock:
-            self._state.clear()
 
-
-class FixedWindow:
+class FixedWindow(_PerCredential):
     """HubSpot/GitHub-like: ``limit`` requests per ``window`` seconds, windows on wall time."""
 
     def __init__(self, limit: float, window: float) -> None:
+        super().__init__()
         self.limit, self.window = max(1, int(limit)), window
-        self._state: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
 
     def hit(self, key: str) -> tuple[bool, dict]:
         now = time.time()
@@ -108,7 +108,3 @@ class FixedWindow:
         if not allowed:
             info["retry_after_s"] = max(1, math.ceil(reset_at - now))
         return allowed, info
-
-    def reset(self) -> None:
-        with self._lock:
-            self._state.clear()
