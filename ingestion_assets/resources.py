@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import dagster as dg
-import orjson
 from pydantic import PrivateAttr, TypeAdapter
 
-from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy
+from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy, fastjson
 from ingestion_assets.http import auth as http_auth
 from ingestion_assets.http import paginators as pg
 from ingestion_assets.http.jsonpath import compile_path, find
@@ -124,7 +123,7 @@ def _page_size_params(spec: Pagination) -> dict[str, Any]:
 
 def records_of_page(body: bytes, records_path: str | None) -> list[Any]:
     """The records of one stored page body (the same look-up the client made when fetching)."""
-    found = find(orjson.loads(body), compile_path(records_path), default=[])
+    found = find(fastjson.loads(body), compile_path(records_path), default=[])
     return found if isinstance(found, list) else [found]
 
 

@@ -26,6 +26,7 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
+from ingestion_assets.http import fastjson
 from ingestion_assets.http.auth import ApiAuth, NoAuth
 from ingestion_assets.http.errors import (
     ApiError,
@@ -485,7 +486,7 @@ class ApiClient:
                 ),
             )
         try:
-            body = orjson.loads(content)
+            body = fastjson.loads(content)  # collector paused: see fastjson
         except orjson.JSONDecodeError as exc:
             raise _Failure(
                 "invalid_body",

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from ingestion_assets.io_managers import storage
+from ingestion_assets.io_managers.heap import frozen_heap
 from ingestion_assets.normalize import RecordBatchStream
 
 MARKER = "_SUCCESS"
@@ -215,10 +216,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             context.log.debug("No table returned; nothing stored.")
             return
-        for key, folder, table in storage.output_partitions(self._base, context, obj):
-            storage.add_partition_metadata(
-                context, key, self._write_partition(context, key, folder, table)
-            )
+        with frozen_heap():  # full collections skip the run's objects (heap.py)
+            for key, folder, table in storage.output_partitions(self._base, context, obj):
+                storage.add_partition_metadata(
+                    context, key, self._write_partition(context, key, folder, table)
+                )
 
     def _write_partition(
         self, context: dg.OutputContext, key: str | None, folder: UPath, obj: Any
