@@ -28,9 +28,13 @@ from ingestion_assets.http import ApiClient, RateLimiter, auth, paginators  # no
 
 
 def crm_client(api: DemoApi, pool_size: int = 16) -> ApiClient:
-    creds = api.credentials("crm")
+    return crm_client_at(api.base_url("crm"), api.credentials("crm"), pool_size)
+
+
+def crm_client_at(base_url: str, creds: dict, pool_size: int = 16) -> ApiClient:
+    """A client of the crm source at ``base_url`` (also a demo API in another process)."""
     return ApiClient(
-        api.base_url("crm"),
+        base_url,
         auth=auth.OAuth2ClientCredentials(
             "/oauth/v1/token", creds["client_id"], creds["client_secret"]
         ),
