@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingestion_assets.demo_api import DemoApi, DemoConfig
+from ingestion_assets.demo_api import DemoApi, DemoConfig, demo_env
 
 #: The frozen clock of the default fixture: two months of data from 2025-01-01.
 DEMO_NOW = "2025-03-01T00:00:00Z"
@@ -39,3 +39,15 @@ def demo_api_factory():
     yield start
     for api in started:
         api.stop()
+
+
+@pytest.fixture
+def demo_sources(demo_api, monkeypatch):
+    """The bundled demo sources, pointed at the ``demo_api`` fixture with its credentials set
+    in the environment (as a user exports them); a dict by source name."""
+    from ingestion_assets.specs import load_sources
+
+    for name, value in demo_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DEMO_API_URL", demo_api.url)
+    return {s.name: s for s in load_sources()}

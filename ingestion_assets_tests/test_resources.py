@@ -6,21 +6,12 @@ import datetime as dt
 
 import pytest
 
-from ingestion_assets.demo_api import demo_env
 from ingestion_assets.http.errors import AuthenticationError
 from ingestion_assets.partitions import partition_request, partitions_def
 from ingestion_assets.resources import ApiResource, records_of_page
-from ingestion_assets.specs import MissingSecretError, load_sources
+from ingestion_assets.specs import MissingSecretError
 
 NOW = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
-
-
-@pytest.fixture
-def demo_sources(demo_api, monkeypatch):
-    for name, value in demo_env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DEMO_API_URL", demo_api.url)
-    return {s.name: s for s in load_sources()}
 
 
 def _ids(records, pk):
