@@ -21,6 +21,25 @@ FAST_RETRY = RetryPolicy(
 
 FEB1 = 1738368000  # 2025-02-01T00:00:00Z
 SIX_HOURS = 6 * 3600
+FEB1_ISO, FEB8_ISO = "2025-02-01T00:00:00Z", "2025-02-08T00:00:00Z"
+
+
+def fetch_emails(client, workers: int = 1, limit: int = 10, **kwargs):
+    """The crm marketing emails of one week: offset pagination with a declared total."""
+    return client.fetch_pages(
+        "/marketing/v3/emails",
+        params={"updated_gte": FEB1_ISO, "updated_lt": FEB8_ISO},
+        paginator=paginators.OffsetPaginator(limit=limit, total_path="total"),
+        records_path="results",
+        workers=workers,
+        endpoint="emails",
+        **kwargs,
+    )
+
+
+def emails_truth(api):
+    """What the demo API holds for :func:`fetch_emails`."""
+    return api.records("crm", "emails", start=FEB1_ISO, end=FEB8_ISO, field="updated")
 
 
 def record_ids(records: Iterable[dict], key: str = "id") -> list:

@@ -11,14 +11,16 @@ import pytest
 from ingestion_assets.http import RateLimiter, auth, errors, paginators
 
 from .conftest import (
+    FEB1_ISO,
+    FEB8_ISO,
     assert_exactly_once,
     charges_truth,
+    emails_truth,
     fetch_charges,
+    fetch_emails,
     payments_client,
     source_client,
 )
-
-FEB1_ISO, FEB8_ISO = "2025-02-01T00:00:00Z", "2025-02-08T00:00:00Z"
 
 
 def crm_auth(api, **kwargs) -> auth.OAuth2ClientCredentials:
@@ -26,21 +28,6 @@ def crm_auth(api, **kwargs) -> auth.OAuth2ClientCredentials:
     return auth.OAuth2ClientCredentials(
         "/oauth/v1/token", creds["client_id"], creds["client_secret"], **kwargs
     )
-
-
-def fetch_emails(client, workers: int = 1, limit: int = 10):
-    return client.fetch_pages(
-        "/marketing/v3/emails",
-        params={"updated_gte": FEB1_ISO, "updated_lt": FEB8_ISO},
-        paginator=paginators.OffsetPaginator(limit=limit, total_path="total"),
-        records_path="results",
-        workers=workers,
-        endpoint="emails",
-    )
-
-
-def emails_truth(api):
-    return api.records("crm", "emails", start=FEB1_ISO, end=FEB8_ISO, field="updated")
 
 
 def test_bearer_token(api):

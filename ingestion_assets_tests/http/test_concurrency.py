@@ -11,32 +11,14 @@ import pytest
 
 from ingestion_assets.http import errors, paginators
 
-from .conftest import assert_exactly_once, source_client
-
-FEB1_ISO, FEB8_ISO = "2025-02-01T00:00:00Z", "2025-02-08T00:00:00Z"
-
-
-def fetch_emails(client, workers: int, limit: int = 5, **kwargs):
-    return client.fetch_pages(
-        "/marketing/v3/emails",
-        params={"updated_gte": FEB1_ISO, "updated_lt": FEB8_ISO},
-        paginator=paginators.OffsetPaginator(limit=limit, total_path="total"),
-        records_path="results",
-        workers=workers,
-        endpoint="emails",
-        **kwargs,
-    )
-
-
-def truth(api):
-    return api.records("crm", "emails", start=FEB1_ISO, end=FEB8_ISO, field="updated")
+from .conftest import assert_exactly_once, emails_truth, fetch_emails, source_client
 
 
 @pytest.mark.parametrize("workers", [2, 8])
 def test_pages_in_order_and_in_flight_bounded(api, workers):
     api.add_fault(kind="latency", source="crm", path="/marketing", ms=5)
     client = source_client(api, "crm")
-    stream = fetch_emails(client, workers)
+    stream = fetch_emails(client, workers, limit=5)
     got = []
     for page in stream:
         # Never more than the page being handed out plus 2x workers requested ahead.
@@ -44,9 +26,9 @@ def test_pages_in_order_and_in_flight_bounded(api, workers):
         assert page.index == len(got)
         got.append(page)
     records = [r for p in got for r in p.records]
-    assert_exactly_once(records, truth(api))
+    assert_exactly_once(records, emails_truth(api))
     # Order is the API's order (created desc), as a sequential fetch would give.
-    sequential = [r["id"] for r in fetch_emails(client, 1).iter_records()]
+    sequential = [r["id"] for r in fetch_emails(client, 1, limit=5).iter_records()]
     assert [r["id"] for r in records] == sequential
 
 
@@ -58,15 +40,15 @@ def test_faults_on_worker_threads_are_retried(api):
         {"kind": "rate_limit", "retry_after": "0", "after": 9, "count": 2},
     ):
         api.add_fault(source="crm", path="/marketing", **fault)
-    stream = fetch_emails(source_client(api, "crm"), workers=4)
-    assert_exactly_once(stream.iter_records(), truth(api))
+    stream = fetch_emails(source_client(api, "crm"), workers=4, limit=5)
+    assert_exactly_once(stream.iter_records(), emails_truth(api))
     assert stream.stats.retries_total >= 7
 
 
 def test_a_page_that_keeps_failing_fails_the_fetch(api):
     api.add_fault(source="crm", path="/marketing", kind="server_error", after=3, count=-1)
     with pytest.raises(errors.ServerError):
-        list(fetch_emails(source_client(api, "crm"), workers=4))
+        list(fetch_emails(source_client(api, "crm"), workers=4, limit=5))
 
 
 @pytest.mark.parametrize("workers", [1, 4])
@@ -76,7 +58,7 @@ def test_records_inserted_while_paginating_by_offset_fail_loudly(api, workers):
     api.add_fault(
         source="crm", path="/marketing", kind="insert_during_pagination", after=1, records=3
     )
-    stream = fetch_emails(source_client(api, "crm"), workers)
+    stream = fetch_emails(source_client(api, "crm"), workers, limit=5)
     with pytest.raises(errors.IncompleteFetchError, match="total changed") as info:
         list(stream)
     assert info.value.transient  # a re-run fixes it
@@ -86,7 +68,7 @@ def test_total_mismatch_can_be_downgraded_to_a_warning(api, caplog):
     api.add_fault(
         source="crm", path="/marketing", kind="insert_during_pagination", after=1, records=3
     )
-    stream = fetch_emails(source_client(api, "crm"), workers=1, on_total_mismatch="warn")
+    stream = fetch_emails(source_client(api, "crm"), workers=1, limit=5, on_total_mismatch="warn")
     with caplog.at_level(logging.WARNING, logger="ingestion_assets.http"):
         records = list(stream.iter_records())
     assert "declared total changed" in caplog.text
@@ -97,7 +79,7 @@ def test_total_mismatch_can_be_downgraded_to_a_warning(api, caplog):
 def test_abandoning_a_concurrent_stream_stops_its_workers(api):
     client = source_client(api, "crm")
     api.add_fault(kind="latency", source="crm", path="/marketing", ms=20)
-    stream = fetch_emails(client, workers=4)
+    stream = fetch_emails(client, workers=4, limit=5)
     iterator = iter(stream)
     next(iterator)
     next(iterator)
