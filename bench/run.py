@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -212,19 +213,60 @@ def variant_ours(url: str, records: int, workdir: Path) -> dict[str, Any]:
     defs = build_definitions(load_sources(os.environ["INGESTION_SOURCES"]), str(data))
     assets = list(defs.assets or [])
     with dg.DagsterInstance.ephemeral() as instance:
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        sampler = RssSampler()
         started = time.perf_counter()
         result = dg.materialize(assets, resources=defs.resources, instance=instance)
         seconds = time.perf_counter() - started
+        sampler.stop()
         if not result.success:
             raise RuntimeError("materialization failed")
-        steps = {}
-        for event in result.all_events:
-            if event.is_step_success:
+        steps, step_rss, began = {}, {}, {}
+        for entry in instance.all_logs(result.run_id):
+            event = entry.dagster_event
+            if event is None or not event.step_key:
+                continue
+            if event.event_type_value == "STEP_START":
+                began[event.step_key] = entry.timestamp
+            elif event.is_step_success:
                 steps[event.step_key] = round(event.event_specific_data.duration_ms / 1000, 3)
+                step_rss[event.step_key] = sampler.peak_mb(began[event.step_key], entry.timestamp)
     files = sorted((data / "crm" / "emails").rglob("*.parquet"))
     count = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     raw_bytes = sum(f.stat().st_size for f in (data / "raw").rglob("*") if f.is_file())
-    return {"seconds": seconds, "records": count, "steps_s": steps, "raw_archive_bytes": raw_bytes}
+    return {
+        "seconds": seconds, "records": count, "steps_s": steps, "raw_archive_bytes": raw_bytes,
+        "rss_before_run_mb": round(rss_before, 1), "step_peak_rss_mb": step_rss,
+        "pandas_loaded": "pandas" in sys.modules,
+    }
+
+
+class RssSampler:
+    """Resident memory every 20 ms (only to tell which step holds the peak; the peak
+    itself comes from the kernel's high-water mark)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._stop.wait(0.02):
+                statm.seek(0)
+                self.samples.append((time.time(), int(statm.read().split()[1]) * self._page))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_mb(self, start: float, end: float) -> float:
+        inside = [rss for t, rss in self.samples if start <= t <= end]
+        return round(max(inside) / 2**20, 1) if inside else 0.0
 
 
 def variant_dlt(url: str, records: int, workdir: Path) -> dict[str, Any]:
