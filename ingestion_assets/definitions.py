@@ -11,6 +11,7 @@ import os
 
 import dagster as dg
 
+from ingestion_assets.automation import build_schedules, build_sensors
 from ingestion_assets.factory import (
     PARQUET_IO_MANAGER_KEY,
     RAW_IO_MANAGER_KEY,
@@ -32,6 +33,9 @@ def build_definitions(sources: list[Source], data_path: str | None = None) -> dg
     base = (data_path or data_dir()).rstrip("/")
     return dg.Definitions(
         assets=build_assets(sources),
+        # Per-endpoint schedules and sensors from the YAML's `automation:` (automation.py).
+        schedules=build_schedules(sources),
+        sensors=build_sensors(sources),
         resources={
             **{api_resource_key(s): ApiResource.from_source(s) for s in sources},
             RAW_IO_MANAGER_KEY: RawResponseIOManager(base_path=base),

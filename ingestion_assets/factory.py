@@ -11,18 +11,20 @@ write each partition separately (and atomically).
 """
 
 
+import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dagster as dg
 
+from ingestion_assets.http.errors import ApiError
 from ingestion_assets.partitions import (
     partition_dimension,
     partition_request,
     partitions_def,
 )
-from ingestion_assets.specs import Endpoint, Source, TimePartitioning
+from ingestion_assets.specs import Endpoint, MissingSecretError, Source, TimePartitioning
 
 RAW_IO_MANAGER_KEY = "raw_io_manager"
 PARQUET_IO_MANAGER_KEY = "parquet_io_manager"
@@ -43,6 +45,56 @@ def raw_asset_key(source: Source, endpoint: Endpoint) -> dg.AssetKey:
 
 def table_asset_key(source: Source, endpoint: Endpoint) -> dg.AssetKey:
     return dg.AssetKey([source.name, endpoint.name])
+
+
+def raw_retry_policy(source: Source) -> dg.RetryPolicy | None:
+    """Op retries of the raw asset, for errors the HTTP core classifies as transient.
+
+    Only transient errors (5xx or 429 after the client's own budget, dropped connections,
+    timeouts, error bodies) reach this policy: permanent ones (401 after a refresh, 404, a
+    pagination loop, a missing secret) become `dg.Failure(allow_retries=False)`, which Dagster
+    does not retry. The source's ``retry.op_retries`` / ``op_retry_delay_seconds`` set it;
+    ``$INGESTION_OP_RETRY_DELAY_SECONDS`` overrides the delay.
+    """
+    if source.retry.op_retries == 0:
+        return None
+    delay = float(
+        os.environ.get("INGESTION_OP_RETRY_DELAY_SECONDS") or source.retry.op_retry_delay_seconds
+    )
+    return dg.RetryPolicy(
+        max_retries=source.retry.op_retries, delay=delay, backoff=dg.Backoff.EXPONENTIAL
+    )
+
+
+def _no_retry(exc: Exception) -> dg.Failure:
+    return dg.Failure(
+        description=f"{exc} (permanent: not retried)", allow_retries=False,
+        metadata={"error/type": type(exc).__name__},
+    )
+
+
+class RetryClassifiedPages:
+    """A page stream whose permanent errors fail the step without op retries.
+
+    The pages are pulled by the raw IO manager, so the error surfaces there (inside the step,
+    where the retry policy applies); ``stats`` and other attributes come from the stream.
+    """
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._stream
+        except ApiError as exc:
+            if exc.transient:
+                raise
+            raise _no_retry(exc) from exc
+        except MissingSecretError as exc:
+            raise _no_retry(exc) from exc
 
 
 def _partition_keys(context: dg.AssetExecutionContext) -> list[str | None]:
@@ -108,6 +160,7 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
         tags=_tags(source, endpoint),
         metadata=metadata,
         pool=pool_name(source),
+        retry_policy=raw_retry_policy(source),
     )
     def raw_asset(context: dg.AssetExecutionContext):
         api: ApiResource = getattr(context.resources, resource_key)
@@ -117,7 +170,10 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
             context.log.info(
                 f"fetching {source.name} {request.path} for partition {key or '(snapshot)'}"
             )
-            return api.fetch_pages(endpoint, request)
+            try:
+                return RetryClassifiedPages(api.fetch_pages(endpoint, request))
+            except MissingSecretError as exc:
+                raise _no_retry(exc) from exc
 
         return _per_partition(_partition_keys(context), fetch)
 
@@ -133,6 +189,11 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
         owners=source.owners,
         tags=_tags(source, endpoint),
         metadata=metadata,
+        # The table follows its raw asset on its own, for every partition (not only the
+        # latest): a raw partition materialized alone, by hand or a backfill, brings its table.
+        automation_condition=dg.AutomationCondition.eager().without(
+            dg.AutomationCondition.in_latest_time_window()
+        ),
     )
     def table_asset(context: dg.AssetExecutionContext, raw: Any):
         # One RawPartition, or a RawPartitionSet when a single run covers a range.

@@ -8,6 +8,7 @@ fails the run that needs it, naming the variable, while the code location still 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -27,6 +28,7 @@ from ingestion_assets.specs import (
     CursorPagination,
     CustomAuth,
     CustomPagination,
+    DiscoverySpec,
     Endpoint,
     EnvSecret,
     HeaderCursorPagination,
@@ -202,6 +204,42 @@ class ApiResource(dg.ConfigurableResource):
             on_total_mismatch=endpoint.on_total_mismatch,
             endpoint=endpoint.name,
         )
+
+    def iter_records(
+        self,
+        path: str,
+        params: dict[str, Any],
+        pagination: Pagination,
+        records_path: str | None,
+        endpoint: str | None = None,
+    ) -> Iterator[Any]:
+        """Every record of a (small) listing, page after page: the sensors' polls and look-ups.
+
+        Raises the HTTP core's `ApiError` when the API cannot be read completely.
+        """
+        stream = self.client().fetch_pages(
+            path,
+            params={**_page_size_params(pagination), **params},
+            paginator=build_paginator(pagination),
+            records_path=records_path,
+            on_total_mismatch="warn",
+            endpoint=endpoint,
+        )
+        for page in stream:
+            yield from page.records
+
+    def discover_keys(self, discovery: DiscoverySpec, endpoint: str | None = None) -> list[str]:
+        """The entity keys (e.g. repository names) a dynamic partitioning's discovery lists."""
+        keys: list[str] = []
+        steps = compile_path(discovery.key_field)
+        for record in self.iter_records(
+            discovery.path, dict(discovery.params), discovery.pagination,
+            discovery.records_path, endpoint,
+        ):
+            key = find(record, steps, default=None)
+            if key is not None and str(key) not in keys:
+                keys.append(str(key))
+        return keys
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

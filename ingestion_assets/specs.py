@@ -375,6 +375,85 @@ class EndpointChecks(_Model):
     blocking: bool = False
 
 
+def _valid_timezone(value: str | None) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if value is None:
+        return value
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {value!r} (expected an IANA name)") from None
+    return value
+
+
+_PERIOD_MINUTES = {"hourly": 60, "daily": 1440, "weekly": 7 * 1440, "monthly": 28 * 1440}
+
+
+class ScheduleSpec(_Model):
+    """A schedule requesting each time partition once its window has closed.
+
+    Every tick requests the newest partition whose window ended at least ``delay_minutes``
+    ago, and the ``lookback`` partitions before it (records updated late). An endpoint that
+    is not time partitioned needs ``cron``: each tick then requests its snapshot (or every
+    static/dynamic key).
+    """
+
+    running: bool = Field(
+        default=False, description="default status in the UI: running, or stopped until turned on"
+    )
+    delay_minutes: int = Field(default=30, ge=0, description="wait after the window closes")
+    lookback: int = Field(default=0, ge=0, description="re-request the N partitions before")
+    timezone: str | None = Field(
+        default=None, description="timezone the schedule ticks in; default: the partitioning's"
+    )
+    cron: str | None = Field(
+        default=None, description="override the derived cron (required when not time partitioned)"
+    )
+
+    _tz = field_validator("timezone")(lambda v: _valid_timezone(v))
+
+
+class IncrementalSpec(_Model):
+    """A sensor asking the API for records updated since a watermark (cursor, UTC).
+
+    Each tick sends ``updated_since_param`` = watermark - overlap (in ``format``), pages through
+    the (few) changed records, and requests the partitions that hold them: for time
+    partitions the window containing the record's ``partition_field``; for static/dynamic
+    partitions the key that was polled.
+    """
+
+    running: bool = Field(default=False, description="default status in the UI")
+    updated_since_param: str = Field(description="the API's 'updated since' filter parameter")
+    format: Literal["iso", "iso_z", "unix", "unix_ms", "date"] = "iso"
+    updated_field: str = Field(description="record field with the update time (the watermark)")
+    partition_field: str | None = Field(
+        default=None, description="record field whose time tells its time partition"
+    )
+    overlap_seconds: float = Field(default=300, ge=0, description="re-read before the watermark")
+    poll_interval_seconds: int = Field(default=60, ge=1)
+    params: dict[str, Any] = Field(
+        default={}, description="extra parameters of the poll, e.g. fields=id,updated_at"
+    )
+
+
+class DiscoverySensorSpec(_Model):
+    """A sensor adding new dynamic partitions (from the partitioning's `discovery`).
+
+    Only built for dynamically partitioned endpoints that declare `discovery`.
+    """
+
+    running: bool = Field(default=False, description="default status in the UI")
+    poll_interval_seconds: int = Field(default=300, ge=1)
+    request_runs: bool = Field(default=True, description="request the first run of each new key")
+
+
+class AutomationSpec(_Model):
+    schedule: ScheduleSpec | None = None
+    incremental: IncrementalSpec | None = None
+    discovery: DiscoverySensorSpec | None = None
+
+
 class Endpoint(_Model):
     """One API endpoint, which becomes a raw asset and a table asset."""
 
@@ -405,6 +484,7 @@ class Endpoint(_Model):
     freshness: FreshnessSpec | None = None
     checks: EndpointChecks = EndpointChecks()
     tags: dict[str, str] = {}
+    automation: AutomationSpec = AutomationSpec()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -433,6 +513,30 @@ class Endpoint(_Model):
             raise ValueError(f"`window` is set but the endpoint is partitioned as {kind!r}")
         return self
 
+    @model_validator(mode="after")
+    def _automation_matches_partitioning(self) -> Endpoint:
+        auto, kind = self.automation, self.partitioning.type
+        time = self.time_partitioning
+        if auto.schedule is not None:
+            if time is None and auto.schedule.cron is None:
+                raise ValueError(
+                    f"automation.schedule on a {kind!r} partitioned endpoint needs `cron` "
+                    "(only time partitions have a cadence of their own)"
+                )
+            if time is not None and auto.schedule.delay_minutes >= _PERIOD_MINUTES[time.type]:
+                raise ValueError(
+                    f"automation.schedule.delay_minutes must be shorter than one {time.type} "
+                    f"partition ({_PERIOD_MINUTES[time.type]} minutes)"
+                )
+        if auto.incremental is not None and time is not None and not auto.incremental.partition_field:
+            raise ValueError(
+                "automation.incremental on a time-partitioned endpoint needs `partition_field` "
+                "(the record field whose time tells its partition, e.g. created_at)"
+            )
+        # automation.discovery is left alone here: it only applies to dynamic partitioning with
+        # `discovery`, and is not built otherwise (an endpoint repartitioned in Python keeps it).
+        return self
+
     @property
     def time_partitioning(self) -> TimePartitioning | None:
         p = self.partitioning
@@ -450,6 +554,10 @@ class RateLimitSpec(_Model):
 
 class RetrySpec(_Model):
     max_attempts: int = Field(default=5, ge=1)
+    # Dagster op retries of a raw asset after the client's own attempts ran out, for transient
+    # errors only (a 503 storm, 429s, dropped connections); the delay doubles each time.
+    op_retries: int = Field(default=2, ge=0)
+    op_retry_delay_seconds: float = Field(default=30, ge=0)
     rate_limit_attempts: int = Field(default=8, ge=1)
     backoff_base_seconds: float = Field(default=0.5, ge=0)
     backoff_max_seconds: float = Field(default=30, ge=0)
