@@ -32,14 +32,19 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import TypeAdapter, ValidationError
 
 __all__ = [
+    "DEAD_LETTER_SCHEMA",
+    "EXTRA_COLUMN",
     "TIMESTAMP",
+    "DeadLetters",
     "NormalizationError",
     "Normalizer",
     "RecordBatchStream",
@@ -70,6 +75,21 @@ _SCALAR_TYPES: dict[str, pa.DataType | str] = {
     "json": _JSON,
 }
 
+#: The JSON column holding undeclared fields when ``extra_fields="json"``.
+EXTRA_COLUMN = "_extra"
+
+#: The columns of a dead-letter file (the Parquet IO manager adds the provenance columns).
+DEAD_LETTER_SCHEMA = pa.schema(
+    [
+        ("_rule", pa.string()),  # not_an_object | model | uncastable | missing_required
+        ("_field", pa.string()),  # the field at fault, when one is
+        ("_reason", pa.string()),  # the message, as a person reads it
+        ("_page", pa.int64()),  # the page within the partition's stored raw pages
+        ("_index", pa.int64()),  # the record's position on that page
+        ("_record", pa.string()),  # the record exactly as parsed from the page, as JSON
+    ]
+)
+
 # A time followed by an offset: ...T10:00Z, +hh, +hhmm or +hh:mm (not the day of a date).
 _OFFSET_RE = r"[T ]\d.*([Zz]|[+-]\d\d(:?\d\d)?)$"
 
@@ -91,6 +111,58 @@ class NormalizationError(ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.field = field
         self.page = page
+
+
+class DeadLetters:
+    """Records that failed the contract, each with the reason and the raw record.
+
+    Never dropped: rows are held until a sink is attached (the Parquet IO manager attaches
+    one that writes them beside the partition), then handed over in chunks, so memory stays
+    bounded by a chunk. ``count`` and :meth:`summary` say how many and why.
+    """
+
+    def __init__(self, chunk_rows: int = 1000):
+        self.count = 0
+        self.chunk_rows = chunk_rows
+        self._by_reason: dict[tuple[str, str | None], int] = {}
+        self._rows: list[dict[str, Any]] = []
+        self._sink: Callable[[pa.RecordBatch], None] | None = None
+
+    def add(
+        self, rule: str, field: str | None, reason: str, page: int, index: int, record: Any
+    ) -> None:
+        self.count += 1
+        key = (rule, field)
+        self._by_reason[key] = self._by_reason.get(key, 0) + 1
+        try:
+            text = orjson.dumps(record).decode()
+        except TypeError:
+            text = orjson.dumps(record, default=str).decode()
+        self._rows.append(
+            {"_rule": rule, "_field": field, "_reason": reason, "_page": page, "_index": index,
+             "_record": text}
+        )
+        if self._sink is not None and len(self._rows) >= self.chunk_rows:
+            self.flush()
+
+    def attach(self, sink: Callable[[pa.RecordBatch], None]) -> None:
+        """Send every dead letter (those held so far, then new ones) to ``sink``."""
+        self._sink = sink
+        self.flush()
+
+    def flush(self) -> None:
+        if self._sink is not None and self._rows:
+            rows, self._rows = self._rows, []
+            self._sink(pa.RecordBatch.from_pylist(rows, schema=DEAD_LETTER_SCHEMA))
+
+    def held(self) -> pa.Table:
+        """Dead letters not yet handed to a sink (all of them when none is attached)."""
+        return pa.Table.from_pylist(self._rows, schema=DEAD_LETTER_SCHEMA)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """``[{"rule", "field", "count"}, ...]``, most frequent first."""
+        items = sorted(self._by_reason.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1] or ""))
+        return [{"rule": r, "field": f, "count": n} for (r, f), n in items]
 
 
 def parse_type(spec: Any) -> pa.DataType | str:
@@ -145,6 +217,14 @@ class Normalizer:
             ``{"a": {"b": 1}}`` into a column ``a__b``. Declared struct and json columns are
             never flattened.
         separator: joins the names of flattened columns.
+        required: columns every record must hold (non-null); stored as non-nullable.
+        model: a pydantic model class every record must validate against (the record is
+            kept as received; the model only judges it).
+        extra_fields: ``"columns"`` keeps fields outside the declared schema/model as new
+            columns; ``"json"`` keeps them in one JSON text column ``_extra``.
+        dead_letters: where records failing the contract go (missing required field, a
+            declared type that cannot be cast, a model error, not an object). Without it,
+            such a record fails the page with :class:`NormalizationError`.
 
     Example:
         >>> n = Normalizer(schema={"id": "string"}, timestamp_fields=["created"])
@@ -159,9 +239,16 @@ class Normalizer:
         timestamp_fields: Sequence[str] = (),
         nested: str = "struct",
         separator: str = "__",
+        *,
+        required: Sequence[str] = (),
+        model: type | None = None,
+        extra_fields: str = "columns",
+        dead_letters: DeadLetters | None = None,
     ):
         if nested not in ("struct", "flatten"):
             raise ValueError(f"nested must be 'struct' or 'flatten', not {nested!r}")
+        if extra_fields not in ("columns", "json"):
+            raise ValueError(f"extra_fields must be 'columns' or 'json', not {extra_fields!r}")
         self.nested = nested
         self.separator = separator
         declared: dict[str, pa.DataType | str] = {}
@@ -171,6 +258,18 @@ class Normalizer:
             declared = {name: parse_type(spec) for name, spec in schema.items()}
         for name in timestamp_fields:
             declared.setdefault(name, TIMESTAMP)
+        self._required = list(dict.fromkeys(required))
+        self._model = TypeAdapter(model) if model is not None else None
+        self._model_name = getattr(model, "__name__", "model")
+        self.dead_letters = dead_letters
+        self._extra_json = extra_fields == "json"
+        if self._extra_json:
+            model_fields = getattr(model, "model_fields", {}) or {}
+            known = [*declared, *self._required,
+                     *((f.alias or n) for n, f in model_fields.items())]
+            # Top-level keys kept as columns; with nested="flatten" a declared "a__b" keeps "a".
+            self._known_roots = {name.split(separator)[0] for name in known}
+            declared[EXTRA_COLUMN] = pa.string()
         self._declared = declared
         self._json_fields = {n for n, t in declared.items() if t == _JSON}
         self._keep_nested = {n for n, t in declared.items() if t == _JSON or pa.types.is_struct(t)}
@@ -182,8 +281,10 @@ class Normalizer:
     @property
     def schema(self) -> pa.Schema:
         """The schema so far: declared columns, then the others in order of first sight."""
+        required = set(self._required)
         return pa.schema(
-            [pa.field(name, type_) for name, type_ in self._fields.items()],
+            [pa.field(name, type_, nullable=name not in required)
+             for name, type_ in self._fields.items()],
             metadata={b"ingestion.json_columns": ",".join(sorted(self._json_fields)).encode()}
             if self._json_fields
             else None,
@@ -202,14 +303,27 @@ class Normalizer:
         self._pages += 1
         if not records:
             return None
-        batch = self._to_arrow(records, page)
-        if self.nested == "flatten":
-            batch = self._flatten(batch, page)
-        columns = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
-        # Declared types first: they never change.
-        for name, type_ in self._declared.items():
-            if name in columns and name not in self._json_fields:
-                columns[name] = self._to_declared(columns[name], type_, name, page)
+        # (position on the page, record as received), for dead letters.
+        origin: list[tuple[int, Any]] | None = None
+        if self._model is not None or self._extra_json:
+            records, origin = self._screen(records, page)
+            if not records:
+                return None
+        try:
+            columns, num_rows = self._declared_columns(records, page)
+        except NormalizationError:
+            if self.dead_letters is None:
+                raise
+            records, origin = self._keep_castable(records, origin, page)
+            if not records:
+                return None
+            columns, num_rows = self._declared_columns(records, page)
+        if self._required:
+            columns, num_rows = self._without_missing_required(
+                columns, num_rows, records, origin, page
+            )
+            if num_rows == 0:
+                return None
         # Undeclared columns may widen the schema; compute the new schema, then conform.
         for name, array in columns.items():
             if name in self._declared:
@@ -223,12 +337,119 @@ class Normalizer:
         for name, type_ in self._fields.items():
             array = columns.get(name)
             if array is None:
-                arrays.append(pa.nulls(batch.num_rows, type_))
+                arrays.append(pa.nulls(num_rows, type_))
             elif array.type != type_:
                 arrays.append(_cast(array, type_, name, page))
             else:
                 arrays.append(array)
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+    # -- the contract: dead letters -----------------------------------------------------
+
+    def _declared_columns(
+        self, records: Sequence[Any], page: int
+    ) -> tuple[dict[str, pa.Array], int]:
+        """The page as Arrow columns, declared columns cast to their types."""
+        batch = self._to_arrow(records, page)
+        if self.nested == "flatten":
+            batch = self._flatten(batch, page)
+        columns = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
+        # Declared types first: they never change.
+        for name, type_ in self._declared.items():
+            if name in columns and name not in self._json_fields:
+                columns[name] = self._to_declared(columns[name], type_, name, page)
+        return columns, batch.num_rows
+
+    def _dead(self, rule: str, field: str | None, reason: str, page: int, index: int,
+              record: Any) -> None:
+        if self.dead_letters is None:
+            raise NormalizationError(f"{reason} (record {index})", field=field, page=page)
+        self.dead_letters.add(rule, field, reason, page, index, record)
+
+    def _screen(
+        self, records: Sequence[Any], page: int
+    ) -> tuple[list[Any], list[tuple[int, Any]]]:
+        """Model validation and the JSON column of extra fields, record by record."""
+        kept: list[Any] = []
+        origin: list[tuple[int, Any]] = []
+        for index, record in enumerate(records):
+            if self._model is not None:
+                try:
+                    self._model.validate_python(record)
+                except ValidationError as exc:
+                    errors = exc.errors()
+                    field = ".".join(map(str, errors[0]["loc"])) if errors[0]["loc"] else None
+                    reason = "; ".join(
+                        f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']}"
+                        for e in errors[:3]
+                    )
+                    self._dead("model", field, f"{self._model_name}: {reason}", page, index,
+                               record)
+                    continue
+            if self._extra_json:
+                if not isinstance(record, Mapping):
+                    self._dead("not_an_object", None, "the record is not a JSON object",
+                               page, index, record)
+                    continue
+                extra = {k: v for k, v in record.items() if k not in self._known_roots}
+                row = {k: v for k, v in record.items() if k in self._known_roots}
+                row[EXTRA_COLUMN] = orjson.dumps(extra).decode() if extra else None
+                kept.append(row)
+            else:
+                kept.append(record)
+            origin.append((index, record))
+        return kept, origin
+
+    def _keep_castable(
+        self, records: Sequence[Any], origin: list[tuple[int, Any]] | None, page: int
+    ) -> tuple[list[Any], list[tuple[int, Any]]]:
+        """The page failed as a whole: try each record alone; the failing ones are dead."""
+        origin = origin if origin is not None else list(enumerate(records))
+        kept: list[Any] = []
+        kept_origin: list[tuple[int, Any]] = []
+        for record, (index, raw) in zip(records, origin, strict=True):
+            try:
+                self._declared_columns([record], page)
+            except NormalizationError as exc:
+                rule = "uncastable" if exc.field is not None else "not_an_object"
+                self._dead(rule, exc.field, str(exc), page, index, raw)
+                continue
+            kept.append(record)
+            kept_origin.append((index, raw))
+        return kept, kept_origin
+
+    def _without_missing_required(
+        self,
+        columns: dict[str, pa.Array],
+        num_rows: int,
+        records: Sequence[Any],
+        origin: list[tuple[int, Any]] | None,
+        page: int,
+    ) -> tuple[dict[str, pa.Array], int]:
+        missing: pa.Array | None = None
+        for name in self._required:
+            array = columns.get(name)
+            nulls = (
+                pa.array([True] * num_rows) if array is None
+                else array.is_null() if array.null_count else None
+            )
+            if nulls is None:
+                continue
+            missing = nulls if missing is None else pc.or_(missing, nulls)
+        if missing is None:
+            return columns, num_rows
+        origin = origin if origin is not None else list(enumerate(records))
+        for position in pc.indices_nonzero(missing).to_pylist():  # only the failing rows
+            field = next(
+                n for n in self._required
+                if columns.get(n) is None or not columns[n][position].is_valid
+            )
+            index, raw = origin[position]
+            self._dead("missing_required", field, f"required field {field!r} is missing or null",
+                       page, index, raw)
+        keep = pc.invert(missing)
+        columns = {name: array.filter(keep) for name, array in columns.items()}
+        return columns, num_rows - pc.sum(missing.cast(pa.int64())).as_py()
 
     # -- page to Arrow ------------------------------------------------------------------
 
@@ -587,6 +808,10 @@ class RecordBatchStream:
         source: the API source name, stored in the ``_source`` column.
         endpoint: the endpoint name, stored in the ``_endpoint`` column.
         metadata: extra metadata for the materialization (e.g. request statistics).
+        dead_letters: the records the normalizer set aside (the Parquet IO manager writes
+            them beside the partition, in the same atomic swap).
+        time_columns: timestamp columns giving a record's time; the newest value seen is
+            :attr:`newest_record_at` once the stream is consumed.
     """
 
     def __init__(
@@ -597,6 +822,8 @@ class RecordBatchStream:
         source: str | None = None,
         endpoint: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        dead_letters: DeadLetters | None = None,
+        time_columns: Sequence[str] = (),
     ):
         self._batches = batches
         self._schema = schema
@@ -605,6 +832,9 @@ class RecordBatchStream:
         self.source = source
         self.endpoint = endpoint
         self.metadata = dict(metadata or {})
+        self.dead_letters = dead_letters
+        self.time_columns = list(time_columns)
+        self.newest_record_at: datetime | None = None
 
     @classmethod
     def from_pages(
@@ -615,6 +845,7 @@ class RecordBatchStream:
     ) -> RecordBatchStream:
         """Normalize pages of records lazily; the schema is the normalizer's final schema."""
         normalizer = normalizer or Normalizer()
+        kwargs.setdefault("dead_letters", normalizer.dead_letters)
         return cls(normalizer.batches(pages), lambda: normalizer.schema, **kwargs)
 
     @property
@@ -631,4 +862,17 @@ class RecordBatchStream:
         for batch in self._batches:
             if self._first_schema is None:
                 self._first_schema = batch.schema
+            if self.time_columns:
+                self._note_newest(batch)
             yield batch
+
+    def _note_newest(self, batch: pa.RecordBatch) -> None:
+        for name in self.time_columns:
+            index = batch.schema.get_field_index(name)
+            if index < 0 or not pa.types.is_timestamp(batch.schema.field(index).type):
+                continue
+            newest = pc.max(batch.column(index)).as_py()
+            if newest is not None and (
+                self.newest_record_at is None or newest > self.newest_record_at
+            ):
+                self.newest_record_at = newest

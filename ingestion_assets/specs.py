@@ -364,15 +364,72 @@ ColumnType = Literal[
 
 
 class FreshnessSpec(_Model):
-    max_lag_hours: float = Field(gt=0)
+    """How old the table may get: becomes the table asset's Dagster freshness policy."""
+
+    max_lag_hours: float = Field(gt=0, description="fail when not materialized for this long")
+    warn_lag_hours: float | None = Field(
+        default=None, gt=0, description="warn earlier (must be below max_lag_hours)"
+    )
+    timestamp_field: str | None = Field(
+        default=None,
+        description="column giving a record's time for the lag metadata; "
+        "default: the newest of the endpoint's timestamp_fields",
+    )
+
+    @model_validator(mode="after")
+    def _warn_below_max(self) -> FreshnessSpec:
+        if self.warn_lag_hours is not None and self.warn_lag_hours >= self.max_lag_hours:
+            raise ValueError("warn_lag_hours must be below max_lag_hours")
+        return self
+
+
+Severity = Literal["warn", "error"]
+
+
+class _CheckSpec(_Model):
+    # None = inherit from the endpoint's `checks:` block, then the check's own default.
+    enabled: bool = True
+    severity: Severity | None = None
+    blocking: bool | None = None
+
+
+class RowCountCheck(_CheckSpec):
+    """Rows == raw records - dead letters; == the API's declared total; not empty; not far
+    below the median of the last partitions."""
+
+    allow_empty: bool = False
+    match_declared_total: bool = True
+    min_fraction_of_median: float = Field(default=0.5, ge=0, le=1)
+    median_window: int = Field(default=10, gt=0, description="last N materialized partitions")
+    median_min_partitions: int = Field(
+        default=3, ge=1, description="history needed before the median rule applies"
+    )
+
+
+class SchemaDriftCheck(_CheckSpec):
+    """Columns added, removed, retyped or changing nullability, against the previous
+    materialization and the declared schema; each kind has its own severity."""
+
+    added: Severity | None = None
+    removed: Severity | None = None
+    type_changed: Severity | None = None
+    nullability_changed: Severity | None = None
+
+
+class ContractCheck(_CheckSpec):
+    """Records failing the declared schema/model go to dead letters; fails above a count."""
+
+    max_dead_letters: int = Field(default=0, ge=0, description="0: any dead letter fails")
 
 
 class EndpointChecks(_Model):
-    allow_empty: bool = False
-    min_fraction_of_median: float = Field(default=0.5, ge=0, le=1)
-    median_window: int = Field(default=10, gt=0)
-    drift_severity: Literal["warn", "error"] = "warn"
-    blocking: bool = False
+    """Per-endpoint check settings; ``severity``/``blocking`` here apply to every check."""
+
+    severity: Severity | None = None
+    blocking: bool | None = None
+    row_count: RowCountCheck = RowCountCheck()
+    schema_drift: SchemaDriftCheck = SchemaDriftCheck()
+    contract: ContractCheck = ContractCheck()
 
 
 def _valid_timezone(value: str | None) -> str | None:
@@ -476,6 +533,16 @@ class Endpoint(_Model):
         pattern=r"^[\w.]+:\w+$",
         description="a pydantic model validating each record, as package.module:Model",
     )
+    required: list[str] = Field(
+        default=[],
+        description="columns every record must have (non-null); the primary key always is. "
+        "A record without one goes to the dead letters",
+    )
+    extra_fields: Literal["columns", "json"] = Field(
+        default="columns",
+        description="fields outside the declared schema/model: new columns, or one JSON "
+        "column `_extra`",
+    )
     timestamp_fields: list[str] = []
     nested: Literal["struct", "flatten"] = "struct"
     workers: int = Field(default=1, ge=1, le=64)
@@ -512,6 +579,22 @@ class Endpoint(_Model):
         if not timed and self.window is not None:
             raise ValueError(f"`window` is set but the endpoint is partitioned as {kind!r}")
         return self
+
+    @model_validator(mode="after")
+    def _freshness_field_is_a_timestamp(self) -> Endpoint:
+        field = self.freshness.timestamp_field if self.freshness else None
+        if field and field not in self.record_time_fields:
+            raise ValueError(
+                f"freshness.timestamp_field {field!r} must be one of timestamp_fields or a "
+                "column declared as timestamp in schema"
+            )
+        return self
+
+    @property
+    def record_time_fields(self) -> list[str]:
+        """Columns holding a record's time: ``timestamp_fields`` and declared timestamps."""
+        declared = [n for n, t in (self.schema_ or {}).items() if t == "timestamp"]
+        return list(dict.fromkeys([*self.timestamp_fields, *declared]))
 
     @model_validator(mode="after")
     def _automation_matches_partitioning(self) -> Endpoint:

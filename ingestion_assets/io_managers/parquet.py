@@ -4,7 +4,12 @@ A partition folder (layout: :mod:`ingestion_assets.io_managers.storage`) holds::
 
     part-00000.parquet   the rows; a new part file starts when the stream's schema widens
     ...                  (a new column, null -> type, int -> float), so nothing is rewritten
-    _SUCCESS             written last: files, rows, the partition's (unified) Arrow schema
+    _dead_letters.parquet  records that failed the contract, with the reason and the raw
+                         record (only when there are any; the leading ``_`` keeps Parquet
+                         dataset readers from mixing them into the table)
+    _SUCCESS             written last: files, rows, dead letters, the (unified) Arrow schema
+
+The partition and its dead letters are staged together and swapped in together.
 
 Every row gets provenance columns: ``_ingested_at`` (UTC, one value per write),
 ``_source``, ``_endpoint`` (definition metadata ``ingestion/source``/``ingestion/endpoint``,
@@ -32,12 +37,13 @@ from upath import UPath
 
 from ingestion_assets.io_managers import storage
 from ingestion_assets.io_managers.heap import frozen_heap
-from ingestion_assets.normalize import RecordBatchStream
+from ingestion_assets.normalize import DEAD_LETTER_SCHEMA, DeadLetters, RecordBatchStream
 
 if typing.TYPE_CHECKING:
     import pyarrow.dataset as ds
 
 MARKER = "_SUCCESS"
+DEAD_LETTERS_FILE = "_dead_letters.parquet"
 SOURCE_METADATA_KEY = "ingestion/source"
 ENDPOINT_METADATA_KEY = "ingestion/endpoint"
 PROVENANCE_COLUMNS = ("_ingested_at", "_source", "_endpoint", "_partition", "_run_id")
@@ -190,6 +196,65 @@ class _PartWriter:
                 self._sink.close()
 
 
+class _DeadLetterWriter:
+    """Write dead letters (with provenance) into one Parquet file, opened on the first one."""
+
+    def __init__(self, path: UPath, provenance: dict[str, Any], compression: str):
+        self.path = path
+        self.provenance = provenance
+        self.compression = compression
+        self.rows = 0
+        self._sink = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        batch = ParquetIOManager._with_provenance(batch, self.provenance)
+        if self._writer is None:
+            self._sink = self.path.open("wb")
+            self._writer = pq.ParquetWriter(self._sink, batch.schema, compression=self.compression)
+        self._writer.write_batch(batch)
+        self.rows += batch.num_rows
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = self._sink = None
+
+
+def read_dead_letters(folder: str | UPath, limit: int | None = None) -> pa.Table:
+    """The dead letters stored with one partition folder (empty when there are none).
+
+    Args:
+        folder: the partition folder (``dagster/uri`` of its materialization).
+        limit: read only the first rows (a sample), not the whole file.
+    """
+    folder = UPath(folder)
+    resolved = storage.resolve_partition(folder, MARKER)
+    path = (resolved or folder) / DEAD_LETTERS_FILE
+    if resolved is None or not path.exists():
+        return pa.Table.from_pylist([], schema=DEAD_LETTER_SCHEMA)
+    with path.open("rb") as f:
+        parquet = pq.ParquetFile(f)
+        if limit is None:
+            return parquet.read()
+        batches = parquet.iter_batches(batch_size=limit)
+        return pa.Table.from_batches([next(batches)]) if parquet.metadata.num_rows else (
+            parquet.schema_arrow.empty_table()
+        )
+
+
+def _lag_metadata(newest: datetime | None, now: datetime) -> dict[str, Any]:
+    if newest is None:
+        return {}
+    if newest.tzinfo is None:
+        newest = newest.replace(tzinfo=timezone.utc)
+    return {
+        "newest_record_at": dg.MetadataValue.timestamp(newest),
+        "lag_hours": round((now - newest).total_seconds() / 3600, 3),
+    }
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Store tables as Parquet, one folder per partition, replaced atomically.
 
@@ -235,12 +300,23 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         provenance = self._provenance(context, key, obj)
         preview: list[pa.RecordBatch] = []
         preview_rows = 0
+        dead_letters = getattr(obj, "dead_letters", None)
+        dead_writer = None
+        non_null: dict[str, int] = {}
         with storage.PartitionWriter(folder, MARKER) as writer:
             parts = _PartWriter(writer.staging, self.row_group_size, self.compression)
+            if isinstance(dead_letters, DeadLetters):
+                dead_writer = _DeadLetterWriter(
+                    writer.staging / DEAD_LETTERS_FILE, provenance, self.compression
+                )
+                dead_letters.attach(dead_writer)
             try:
                 for batch in batches:
                     if batch.num_rows == 0:
                         continue
+                    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                        # Values per column, to name the columns that hold none (drift check).
+                        non_null[name] = non_null.get(name, 0) + len(column) - column.null_count
                     batch = self._with_provenance(batch, provenance)
                     if preview_rows < self.preview_rows:
                         preview.append(batch.slice(0, self.preview_rows - preview_rows))
@@ -251,8 +327,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     pa.RecordBatch.from_pylist([], schema=final_hint or pa.schema([])), provenance
                 ).schema
                 parts.close(empty)
+                if dead_writer is not None:
+                    dead_letters.flush()
+                    dead_writer.close()
             except BaseException:
                 parts.abort()
+                if dead_writer is not None:
+                    dead_writer.close()
                 raise
             schema = pa.unify_schemas(parts.schemas, promote_options="permissive")
             marker = {
@@ -264,6 +345,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 "files": parts.files,
                 "schema": _encode_schema(schema),
             }
+            if dead_writer is not None:
+                marker["dead_letters"] = {
+                    "rows": dead_writer.rows,
+                    "file": DEAD_LETTERS_FILE if dead_writer.rows else None,
+                }
             writer.commit(orjson.dumps(marker, option=orjson.OPT_INDENT_2))
 
         metadata: dict[str, Any] = {
@@ -274,6 +360,18 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             "files": len(parts.files),
             "row_groups": parts.row_groups,
         }
+        if parts.rows:
+            metadata["null_columns"] = dg.MetadataValue.json(
+                sorted(name for name, count in non_null.items() if count == 0)
+            )
+        if dead_writer is not None:
+            metadata["dead_letters"] = dead_writer.rows
+            if dead_writer.rows:
+                metadata["dead_letter_reasons"] = dg.MetadataValue.json(dead_letters.summary())
+                metadata["dead_letters_uri"] = storage.uri_metadata(folder / DEAD_LETTERS_FILE)
+        metadata.update(
+            _lag_metadata(getattr(obj, "newest_record_at", None), provenance["_ingested_at"])
+        )
         if preview:
             metadata["preview"] = dg.MetadataValue.md(
                 _markdown_preview(_concat_preview(preview), self.preview_rows)
