@@ -410,10 +410,12 @@ def build_changes_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefinit
                 "schedule requests their window once it has closed"
             )
         if not result.changed:
-            return dg.SensorResult(
-                cursor=cursor,
-                skip_reason=f"no records updated since {result.since.isoformat()}",
+            reason = (
+                f"{result.outside} record(s) updated since {result.since.isoformat()} are in "
+                "windows still open; the schedule requests them once closed"
+                if result.outside else f"no records updated since {result.since.isoformat()}"
             )
+            return dg.SensorResult(cursor=cursor, skip_reason=reason)
         # The watermark range and a hash of the changes in the run key: the same change (a tick
         # evaluated again) is never requested twice, while a later change of the same
         # partition, even one stamped with the same second, gets a run of its own.

@@ -344,6 +344,23 @@ def test_first_tick_only_sets_the_watermark(orders_sensor):
     assert before <= watermark <= dt.datetime.now(UTC)
 
 
+def test_changes_in_a_window_still_open_are_left_to_the_schedule(
+    demo_api_factory, monkeypatch, instance, tmp_path
+):
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    api = demo_api_factory(now=now.isoformat())  # the API's clock at the wall clock's time
+    for name, value in demo_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DEMO_API_URL", api.url)
+    commerce = next(s for s in load_sources() if s.name == "commerce")
+    runner = SensorRunner(commerce, "commerce__orders_changes", instance, tmp_path)
+    cursor = runner.tick(None).cursor  # first tick: the watermark is set, nothing requested
+    api.mutate("commerce", "orders", insert=2)  # new orders created now: today's open window
+    result = runner.tick(cursor)
+    assert result.run_requests == []
+    assert "2 record(s)" in result.skip_message and "still open" in result.skip_message
+
+
 def test_dynamic_partitions_request_the_repositories_whose_issues_changed(
     demo_sources, demo_api, instance, tmp_path
 ):
