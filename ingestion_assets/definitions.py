@@ -12,6 +12,7 @@ import os
 import dagster as dg
 
 from ingestion_assets.automation import build_schedules, build_sensors
+from ingestion_assets.checks import build_checks
 from ingestion_assets.executors import executor_from_env
 from ingestion_assets.factory import (
     PARQUET_IO_MANAGER_KEY,
@@ -34,6 +35,8 @@ def build_definitions(sources: list[Source], data_path: str | None = None) -> dg
     base = (data_path or data_dir()).rstrip("/")
     return dg.Definitions(
         assets=build_assets(sources),
+        # Row count, schema drift and contract checks on every table asset (checks.py).
+        asset_checks=build_checks(sources),
         # Per-endpoint schedules and sensors from the YAML's `automation:` (automation.py).
         schedules=build_schedules(sources),
         sensors=build_sensors(sources),

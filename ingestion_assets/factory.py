@@ -133,7 +133,8 @@ def _tags(source: Source, endpoint: Endpoint) -> dict[str, str]:
 
 def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinition]:
     """The raw asset and the table asset of one endpoint."""
-    from ingestion_assets.normalize import Normalizer, RecordBatchStream
+    from ingestion_assets.checks import freshness_policy, time_columns
+    from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
     from ingestion_assets.resources import ApiResource, records_of_page
 
     pdef = partitions_def(source, endpoint)
@@ -189,6 +190,7 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
         owners=source.owners,
         tags=_tags(source, endpoint),
         metadata=metadata,
+        freshness_policy=freshness_policy(endpoint),  # from `freshness:` (checks.py)
         # The table follows its raw asset on its own, for every partition (not only the
         # latest): a raw partition materialized alone, by hand or a backfill, brings its table.
         automation_condition=dg.AutomationCondition.eager().without(
@@ -209,14 +211,32 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
                 schema=endpoint.schema_,
                 timestamp_fields=endpoint.timestamp_fields,
                 nested=endpoint.nested,
+                # The contract: records failing it become dead letters, stored beside the
+                # partition and counted by the `contract` check (checks.py).
+                required=[*endpoint.primary_key, *endpoint.required],
+                model=_record_model(endpoint),
+                extra_fields=endpoint.extra_fields,
+                dead_letters=DeadLetters(),
             )
             return RecordBatchStream.from_pages(
-                pages, normalizer, source=source.name, endpoint=endpoint.name
+                pages, normalizer, source=source.name, endpoint=endpoint.name,
+                time_columns=time_columns(endpoint),
             )
 
         return _per_partition(_partition_keys(context), normalize)
 
     return [raw_asset, table_asset]
+
+
+def _record_model(endpoint: Endpoint) -> type | None:
+    """The pydantic model named by ``model:`` (imported when a run needs it)."""
+    if endpoint.model is None:
+        return None
+    from pydantic import BaseModel
+
+    from ingestion_assets.http.plugins import load_object
+
+    return load_object(endpoint.model, base=BaseModel, kind="record model")
 
 
 def build_assets(sources: list[Source]) -> list[dg.AssetsDefinition]:

@@ -1,0 +1,116 @@
+"""The checks as the UI shows them: ``dagster dev`` + demo API, read over GraphQL.
+
+The UI's asset page (Checks tab) reads exactly these fields: each check's executions per
+partition, with status, severity, description and metadata entries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import requests
+
+from ingestion_assets_tests.e2e.harness import running_project
+
+pytestmark = pytest.mark.slow
+
+CHECK_EXECUTIONS = """
+query($path: [String!]!, $check: String!, $partition: String) {
+  assetCheckExecutions(assetKey: {path: $path}, checkName: $check, partition: $partition,
+                       limit: 5) {
+    runId
+    status
+    partition
+    evaluation {
+      severity
+      success
+      description
+      targetMaterialization { runId }
+      metadataEntries {
+        label
+        __typename
+        ... on IntMetadataEntry { intValue }
+        ... on TextMetadataEntry { text }
+        ... on MarkdownMetadataEntry { mdStr }
+        ... on TableMetadataEntry { table { records } }
+      }
+    }
+  }
+}
+"""
+
+CHECKS_OF_ASSET = """
+query($path: [String!]!) {
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode {
+      assetChecksOrError { ... on AssetChecks { checks { name blocking description } } }
+      internalFreshnessPolicy { ... on TimeWindowFreshnessPolicy { failWindowSeconds warnWindowSeconds } }
+    }
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    with running_project(tmp_path_factory.mktemp("project")) as running:
+        yield running
+
+
+def _execution(project, check: str, partition: str) -> dict:
+    data = project.graphql(CHECK_EXECUTIONS, {"path": ["payments", "charges"], "check": check,
+                                              "partition": partition})
+    executions = data["assetCheckExecutions"]
+    assert executions, f"no execution of {check} for {partition}"
+    return executions[0]
+
+
+def _entries(execution: dict) -> dict[str, dict]:
+    return {m["label"]: m for m in execution["evaluation"]["metadataEntries"]}
+
+
+def test_asset_page_lists_the_checks_and_the_freshness_policy(project):
+    node = project.graphql(CHECKS_OF_ASSET, {"path": ["payments", "charges"]})["assetNodeOrError"]
+    checks = {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
+    assert set(checks) == {"row_count", "schema_drift", "contract"}
+    assert checks["row_count"]["blocking"] and checks["contract"]["blocking"]
+    policy = node["internalFreshnessPolicy"]
+    assert policy["failWindowSeconds"] == 30 * 3600 and policy["warnWindowSeconds"] == 26 * 3600
+
+
+def test_check_results_with_their_metadata_per_partition(project):
+    today = dt.datetime.now(dt.timezone.utc).date()
+    before, day = (today - dt.timedelta(days=4)).isoformat(), (today - dt.timedelta(days=3)).isoformat()
+    assets = [["raw", "payments", "charges"], ["payments", "charges"]]
+    first = project.launch(assets, before)
+    assert project.wait_for_run(first, timeout=600)["status"] == "SUCCESS"
+
+    # The API adds a field from `day` on: the drift check warns, naming it.
+    requests.post(f"{project.api_url}/_control/faults", timeout=10, json={
+        "kind": "schema_change", "source": "payments", "change": "add",
+        "field": "risk_score", "value": 7, "since": day,
+    }).raise_for_status()
+    run_id = project.launch(assets, day)
+    assert project.wait_for_run(run_id, timeout=600)["status"] == "SUCCESS"  # a warning does not block
+
+    rows = _execution(project, "row_count", day)
+    assert rows["runId"] == run_id and rows["status"] == "SUCCEEDED"
+    assert rows["evaluation"]["targetMaterialization"]["runId"] == run_id
+    meta = _entries(rows)
+    assert meta["rows"]["intValue"] == meta["raw_records"]["intValue"] > 0
+    assert meta["dead_letters"]["intValue"] == 0
+
+    drift = _execution(project, "schema_drift", day)
+    assert drift["status"] == "FAILED" and drift["evaluation"]["severity"] == "WARN"
+    assert "risk_score" in drift["evaluation"]["description"]
+    table = _entries(drift)["differences"]
+    assert table["__typename"] == "TableMetadataEntry"
+    records = [json.loads(r) for r in table["table"]["records"]]
+    assert {"column": "risk_score", "change": "added", "before": "-", "now": "int64",
+            "against": "previous materialization", "severity": "warn"} in records
+
+    contract = _execution(project, "contract", day)
+    assert contract["status"] == "SUCCEEDED"
+    assert _entries(contract)["dead_letters"]["intValue"] == 0
