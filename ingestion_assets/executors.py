@@ -71,7 +71,7 @@ def _celery_executor(env: Mapping[str, str]) -> dg.ExecutorDefinition:
         from dagster_celery import celery_executor
     except ImportError as exc:  # pragma: no cover - dagster-celery is a dependency
         raise ExecutorSettingError(
-            f"{EXECUTOR_ENV_VAR}=celery needs the dagster-celery package"
+            f"{EXECUTOR_ENV_VAR}=celery needs dagster-celery: pip install 'ingestion_assets[prod]'"
         ) from exc
     broker = env.get(BROKER_ENV_VAR)
     if not broker:

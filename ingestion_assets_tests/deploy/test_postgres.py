@@ -36,6 +36,8 @@ def test_the_production_instance_config_is_what_deploy_says(pg_instance):
     assert {"key": "dagster/backfill", "limit": 3} in config.run_queue_config.tag_concurrency_limits
     assert config.pool_config.default_pool_limit == 1
     assert pg_instance.run_retries_enabled and pg_instance.run_retries_max_retries == 2
+    assert not pg_instance.run_retries_retry_on_asset_or_op_failure  # op retries handle those
+    assert pg_instance.auto_materialize_use_sensors
     assert not pg_instance.telemetry_enabled
 
 
