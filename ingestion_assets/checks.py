@@ -359,7 +359,11 @@ def evaluate_schema_drift(
     meta: dict[str, Any] = {
         "changes": len(changes),
         "columns": len(current),
-        "compared_with_partition": str(previous_mat.partition) if previous_mat else "(none)",
+        "compared_with_partition": (
+            "(none)" if previous_mat is None
+            else "(snapshot)" if previous_mat.partition is None
+            else str(previous_mat.partition)
+        ),
     }
     if changes:
         meta["differences"] = dg.MetadataValue.table(

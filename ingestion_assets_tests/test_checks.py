@@ -502,3 +502,16 @@ def test_disabled_checks_are_not_defined(sources):
                           checks={"schema_drift": {"enabled": False}})
     [checks] = build_checks([partial])
     assert {k.name for k in checks.check_keys} == {ROW_COUNT, CONTRACT}
+
+
+def test_unpartitioned_snapshot_is_checked_too(demo_api, sources, tmp_path):
+    source = endpoint_of(sources["crm"], "companies")
+    instance = dg.DagsterInstance.ephemeral()
+    first = run(source, tmp_path, instance)
+    assert first.success
+    for name in (ROW_COUNT, SCHEMA_DRIFT, CONTRACT):
+        result = evaluation(first, name)
+        assert result.passed and result.partition is None, result.description
+    # The next snapshot is compared with the previous one.
+    second = evaluation(run(source, tmp_path, instance), SCHEMA_DRIFT)
+    assert second.passed and second.metadata["compared_with_partition"].value == "(snapshot)"
