@@ -10,7 +10,8 @@ Per endpoint, each optional:
   partitions holding changed records. The first tick only sets the watermark: history is the
   schedule's (or a backfill's) job.
 - **discovery sensor** ``<source>__<endpoint>_discovery``: adds new entities (e.g. repositories)
-  as dynamic partitions and requests their first runs.
+  as dynamic partitions and requests their first runs. On its very first tick it adds the
+  backlog without runs (unless ``request_runs_on_first_tick``), like the change sensor.
 
 Every run they request materializes the raw asset and its table in the same run. Tables also
 carry an eager automation condition (see ``factory.py``), so a raw partition materialized by
@@ -471,15 +472,27 @@ def build_discovery_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefin
             ) from exc
         existing = set(context.instance.get_dynamic_partitions(pdef.name))
         new = [k for k in found if k not in existing]
+        first_tick = context.cursor is None
+        # The cursor only marks that the backlog was seen: from then on, a key is new.
+        cursor = context.cursor or json.dumps({"since": dt.datetime.now(UTC).isoformat()})
         if not new:
-            return dg.SensorResult(skip_reason=f"no new {p.dimension} among {len(found)}")
+            return dg.SensorResult(
+                cursor=cursor, skip_reason=f"no new {p.dimension} among {len(found)}"
+            )
+        request = spec.request_runs and (spec.request_runs_on_first_tick or not first_tick)
         runs = (
             [dg.RunRequest(run_key=f"first:{k}", partition_key=k,
                            tags={"ingestion/trigger": "discovery"}) for k in new]
-            if spec.request_runs else []
+            if request else []
         )
+        if first_tick and not request:
+            context.log.info(
+                f"first tick: added {len(new)} {p.dimension} partition(s) without runs; "
+                "backfill them when you choose"
+            )
         return dg.SensorResult(
-            run_requests=runs, dynamic_partitions_requests=[pdef.build_add_request(new)]
+            run_requests=runs, cursor=cursor,
+            dynamic_partitions_requests=[pdef.build_add_request(new)],
         )
 
     return _sensor

@@ -503,6 +503,11 @@ class DiscoverySensorSpec(_Model):
     running: bool = Field(default=False, description="default status in the UI")
     poll_interval_seconds: int = Field(default=300, ge=1)
     request_runs: bool = Field(default=True, description="request the first run of each new key")
+    request_runs_on_first_tick: bool = Field(
+        default=False,
+        description="also request runs for the keys found on the very first tick (the backlog); "
+        "by default they are only added, and backfilled when you choose",
+    )
 
 
 class AutomationSpec(_Model):

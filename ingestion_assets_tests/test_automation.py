@@ -210,9 +210,10 @@ def test_demo_definitions_register_the_automation_turned_on():
     sensors = {s.name: s for s in repo.sensor_defs}
     assert schedules["payments__charges_schedule"].default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedules["crm__contacts_schedule"].cron_schedule == "0 1 * * 1"
-    for name in ("commerce__orders_changes", "devhub__issues_changes", "devhub__issues_discovery",
-                 AUTOMATION_CONDITION_SENSOR):
+    for name in ("commerce__orders_changes", "devhub__issues_discovery", AUTOMATION_CONDITION_SENSOR):
         assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name
+    # Defined but stopped in the demo (see devhub.yaml): turned on in the UI when wanted.
+    assert sensors["devhub__issues_changes"].default_status == dg.DefaultSensorStatus.STOPPED
     job = repo.get_job(sensors["commerce__orders_changes"].targets[0].job_name)
     assert job.asset_layer.selected_asset_keys == {dg.AssetKey(["raw", "commerce", "orders"]), dg.AssetKey(["commerce", "orders"])}
 
@@ -385,12 +386,13 @@ def test_discovery_adds_new_repositories_and_requests_their_first_runs(
     runner = SensorRunner(devhub, "devhub__issues_discovery", instance, tmp_path)
     name = dynamic_partitions_name(devhub, devhub.endpoints[1])
     repos = demo_api.sources["devhub"].repo_names()
+    # The first tick adds the backlog as partitions, without runs (backfill them at will).
     first = runner.tick(None)
     [add] = first.dynamic_partitions_requests
     assert sorted(add.partition_keys) == sorted(repos)
-    assert _keys(first) == sorted(repos)
+    assert first.run_requests == []
     instance.add_dynamic_partitions(name, add.partition_keys)  # what the daemon does
-    again = runner.tick(None)
+    again = runner.tick(first.cursor)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
 
     # Ten days later the organisation has new repositories (one every 5 days).
@@ -402,9 +404,22 @@ def test_discovery_adds_new_repositories_and_requests_their_first_runs(
     )
     new = sorted(set(later.sources["devhub"].repo_names()) - set(repos))
     assert len(new) == 2
-    third = runner.tick(None)
+    third = runner.tick(again.cursor)
     assert sorted(third.dynamic_partitions_requests[0].partition_keys) == new
-    assert _keys(third) == new
+    assert _keys(third) == new  # their first runs
+    assert all(r.run_key == f"first:{r.partition_key}" for r in third.run_requests)
+
+
+def test_discovery_can_request_the_backlog_on_its_first_tick(
+    demo_sources, demo_api, instance, tmp_path
+):
+    devhub = demo_sources["devhub"]
+    ep = devhub.endpoints[1]
+    auto = ep.automation.model_copy(update={"discovery": ep.automation.discovery.model_copy(
+        update={"request_runs_on_first_tick": True})})
+    devhub = devhub.model_copy(update={"endpoints": [ep.model_copy(update={"automation": auto})]})
+    runner = SensorRunner(devhub, "devhub__issues_discovery", instance, tmp_path)
+    assert _keys(runner.tick(None)) == sorted(demo_api.sources["devhub"].repo_names())
 
 
 # --------------------------------------------------------------------------- retries and tables
