@@ -424,6 +424,7 @@ def main() -> None:
         "ceiling runs against the same server, so the ratios are fair.",
         flush=True,
     )
+    load_before = os.getloadavg()[0]
     by_size: dict[int, dict[str, dict[str, Any]]] = {}
     for n in sizes:
         print(f"{n:,} records:", flush=True)
@@ -469,6 +470,9 @@ def main() -> None:
         "ours_step_peak_rss_mb": top.get("ours", {}).get("step_peak_rss_mb"),
         "sizes": sizes,
         "repeat": args.repeat,
+        # Other work on the machine slows the CPU-heavier variants most: read wall-clock
+        # ratios together with the load and with cpu_s.
+        "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "latency": latency,
         "cpus": os.cpu_count(),
         "note": "demo API is a Python server on the same cores; the ceiling uses the same server",
@@ -478,6 +482,12 @@ def main() -> None:
         f"ours peak RSS {ours_big} MB at {big:,} (growth from {small:,}: "
         f"{summary['rss_growth_100k_to_1m']}), workers 8 vs 1: {latency['speedup']}x"
     )
+    if max(summary["load_avg_1m"]) > (os.cpu_count() or 1):
+        print(
+            f"warning: load average {summary['load_avg_1m']} above {os.cpu_count()} CPUs: "
+            "other work competed for the cores, wall-clock ratios are pessimistic for the "
+            "CPU-heavier variants"
+        )
     print(json.dumps(summary))
 
 
