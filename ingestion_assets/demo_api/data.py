@@ -141,10 +141,12 @@ class Collection:
         c = self.created_of(i)
         if h is None:
             h = self.hash_of(i)
-        # Half of the records are never updated; the rest within max_delay.
+        # Half of the records are never updated; the rest within max_delay. An update still
+        # due (after `now`) has not happened yet: the record shows its creation time until
+        # then, and changes once when the clock passes it, as real data does.
         d = 0 if h & 1 else (h >> 40) % (self.max_delay + 1)
         u = c + d
-        return u if u < now else max(c, now)
+        return u if u < now else c
 
     def times(self, i: int, now: int, h: int) -> tuple[int, int]:
         """``(created, updated)`` of record ``i`` (hot path of rendering)."""
@@ -155,7 +157,7 @@ class Collection:
         else:
             c = self.start + int(i * self.interval)
         u = c if h & 1 else c + (h >> 40) % (self.max_delay + 1)
-        return c, (u if u < now else max(c, now))
+        return c, (u if u < now else c)
 
     # ---- overlay ----------------------------------------------------------------------
 
