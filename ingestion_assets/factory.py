@@ -13,7 +13,7 @@ write each partition separately (and atomically).
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
@@ -24,7 +24,14 @@ from ingestion_assets.partitions import (
     partition_request,
     partitions_def,
 )
-from ingestion_assets.specs import Endpoint, MissingSecretError, Source, TimePartitioning
+from ingestion_assets.specs import (
+    Endpoint,
+    MissingSecretError,
+    OffsetPagination,
+    PageNumberPagination,
+    Source,
+    TimePartitioning,
+)
 
 RAW_IO_MANAGER_KEY = "raw_io_manager"
 PARQUET_IO_MANAGER_KEY = "parquet_io_manager"
@@ -218,14 +225,45 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
                 extra_fields=endpoint.extra_fields,
                 dead_letters=DeadLetters(),
             )
+            metadata: dict[str, Any] = {}
+            if isinstance(endpoint.pagination, OffsetPagination | PageNumberPagination):
+                pages = drop_repeated_records(pages, endpoint.primary_key, metadata)
             return RecordBatchStream.from_pages(
                 pages, normalizer, source=source.name, endpoint=endpoint.name,
-                time_columns=time_columns(endpoint),
+                time_columns=time_columns(endpoint), metadata=metadata,
             )
 
         return _per_partition(_partition_keys(context), normalize)
 
     return [raw_asset, table_asset]
+
+
+REPEATED_RECORDS_METADATA_KEY = "drift/repeated_records_dropped"
+
+
+def drop_repeated_records(
+    pages: Iterable[list[Any]], primary_key: Sequence[str], metadata: dict[str, Any]
+) -> Iterator[list[Any]]:
+    """Keep the first copy of each primary key in a partition; count the repeats.
+
+    Offset and page-number pages shift when the API inserts or deletes records during the
+    fetch, so a record can arrive twice. The count (the drift) is reported on the
+    materialization as ``drift/repeated_records_dropped`` once the pages are consumed.
+    """
+    seen: set[tuple] = set()
+    dropped = 0
+    for records in pages:
+        kept = []
+        for record in records:
+            key = tuple(record.get(f) for f in primary_key) if isinstance(record, dict) else None
+            if key is not None and key in seen:
+                dropped += 1
+                continue
+            if key is not None:
+                seen.add(key)
+            kept.append(record)
+        yield kept
+    metadata[REPEATED_RECORDS_METADATA_KEY] = dropped
 
 
 def _record_model(endpoint: Endpoint) -> type | None:

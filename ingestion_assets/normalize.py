@@ -807,7 +807,9 @@ class RecordBatchStream:
             the first batch (``None`` until then).
         source: the API source name, stored in the ``_source`` column.
         endpoint: the endpoint name, stored in the ``_endpoint`` column.
-        metadata: extra metadata for the materialization (e.g. request statistics).
+        metadata: extra metadata for the materialization (e.g. request statistics). It is
+            read after the batches are consumed, and a dict passed here is kept as is, so a
+            producer may add counts to it while the batches stream.
         dead_letters: the records the normalizer set aside (the Parquet IO manager writes
             them beside the partition, in the same atomic swap).
         time_columns: timestamp columns giving a record's time; the newest value seen is
@@ -831,7 +833,7 @@ class RecordBatchStream:
         self._consumed = False
         self.source = source
         self.endpoint = endpoint
-        self.metadata = dict(metadata or {})
+        self.metadata = metadata if isinstance(metadata, dict) else dict(metadata or {})
         self.dead_letters = dead_letters
         self.time_columns = list(time_columns)
         self.newest_record_at: datetime | None = None

@@ -269,3 +269,30 @@ def test_definitions_load_as_the_ui_loads_them(demo_sources):
             assert "dagster/kind/api" in raw_node.tags and "dagster/kind/parquet" in table_node.tags
             assert raw_node.owners == source.owners
             assert (raw_node.partitions_def is None) == (endpoint.partitioning.type == "none")
+
+
+def test_offset_pages_shifted_by_inserts_are_deduplicated_and_the_drift_reported(
+    demo_api, demo_sources, tmp_path
+):
+    # Offset pagination with no declared total: the API inserts records at the head while
+    # the client pages, so later offsets repeat records already fetched.
+    source = only_endpoint(
+        demo_sources["crm"], "emails",
+        params={"includeTotal": "false"},
+        pagination={"type": "offset", "limit": 5},
+        workers=1,
+    )
+    demo_api.add_fault(kind="insert_during_pagination", source="crm",
+                       path="/marketing/v3/emails", after=2, records=3, count=1)
+    result = materialize(source, tmp_path, partition_key="2025-02-10")
+    assert result.success
+    raw_meta, table_meta = (
+        {e.asset_key.to_user_string(): e.materialization.metadata
+         for e in result.get_asset_materialization_events()}[k]
+        for k in ("raw/crm/emails", "crm/emails")
+    )
+    table = read(tmp_path, "crm", "emails", "date=2025-02-10")
+    assert table.num_rows == len(set(table.column("id").to_pylist()))  # no duplicates stored
+    dropped = table_meta["drift/repeated_records_dropped"].value
+    assert dropped > 0  # the drift is reported, not hidden
+    assert table.num_rows + dropped == raw_meta["records"].value
