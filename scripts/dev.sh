@@ -11,7 +11,7 @@ DAGSTER_PORT=${DAGSTER_PORT:-3000}
 export DAGSTER_HOME="$PWD/.dagster_home"
 export INGESTION_DATA_DIR=${INGESTION_DATA_DIR:-$PWD/data}
 mkdir -p "$DAGSTER_HOME" "$INGESTION_DATA_DIR"
-cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+cp instance/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 # The demo API's credentials (demo values, not secrets), exported the way a user exports real
 # ones: the YAML reads them with {env: NAME}.
 # DEMO_API_URL tells the YAML (${DEMO_API_URL:-...}) where the demo API listens.

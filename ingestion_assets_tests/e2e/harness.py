@@ -148,7 +148,7 @@ def running_project(tmp: Path, extra_env: dict[str, str] | None = None) -> Itera
     home, data = tmp / "dagster_home", tmp / "data"
     home.mkdir()
     data.mkdir()
-    (home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO_ROOT / "instance" / "dagster.yaml").read_text())
     env = {
         **os.environ,
         **demo_env(),

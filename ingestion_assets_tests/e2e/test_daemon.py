@@ -60,7 +60,7 @@ def test_sensor_requested_run_lands_changed_orders_in_parquet(tmp_path, monkeypa
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
     data.mkdir()
-    (home / "dagster.yaml").write_text((REPO_ROOT / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text((REPO_ROOT / "instance" / "dagster.yaml").read_text())
     frozen = dt.datetime.now(UTC).replace(microsecond=0)
     port = free_port()
     env = {
