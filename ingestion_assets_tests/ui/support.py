@@ -146,8 +146,8 @@ def day(days_ago: int) -> str:
     return (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days_ago)).isoformat()
 
 
-def ground_truth_count(project: Project, source: str, endpoint: str, key: str) -> int:
-    """How many records the demo API holds for one time partition, over its control API."""
+def ground_truth_records(project: Project, source: str, endpoint: str, key: str) -> list[dict]:
+    """The records the demo API holds for one time partition, over its control API."""
     (src,) = [s for s in load_sources() if s.name == source]
     (ep,) = [e for e in src.endpoints if e.name == endpoint]
     window = partition_request(ep, partitions_def(src, ep), key).window
@@ -159,24 +159,17 @@ def ground_truth_count(project: Project, source: str, endpoint: str, key: str) -
         timeout=60,
     )
     resp.raise_for_status()
-    return resp.json()["count"]
+    return resp.json()["records"]
+
+
+def ground_truth_count(project: Project, source: str, endpoint: str, key: str) -> int:
+    return len(ground_truth_records(project, source, endpoint, key))
 
 
 def ground_truth_fields(project: Project, source: str, endpoint: str, key: str) -> set[str]:
     """The top-level fields of the records the demo API serves for one partition."""
-    (src,) = [s for s in load_sources() if s.name == source]
-    (ep,) = [e for e in src.endpoints if e.name == endpoint]
-    window = partition_request(ep, partitions_def(src, ep), key).window
-    assert window is not None
-    resp = requests.post(
-        f"{project.api_url}/_control/records",
-        json={"source": source, "endpoint": endpoint, "start": window[0].isoformat(),
-              "end": window[1].isoformat()},
-        timeout=60,
-    )
-    resp.raise_for_status()
     fields: set[str] = set()
-    for record in resp.json()["records"]:
+    for record in ground_truth_records(project, source, endpoint, key):
         fields |= set(record)
     return fields
 

@@ -250,9 +250,9 @@ def test_materialize_one_partition_from_the_launch_dialog(page, project):
 
     # The asset page's overview shows the same row count and columns.
     page.goto("/assets/payments/charges")
-    overview = page.locator("main, body").first
-    expect(overview.get_by_text("Row count")).to_be_visible()
-    expect(overview).to_contain_text(str(rows))
+    row_count = page.get_by_text("Row count", exact=True).locator("xpath=following-sibling::*[1]")
+    expect(row_count).to_have_text(f"{rows:,}")  # as the UI formats numbers
+    expect(page.get_by_text(key, exact=True).first).to_be_visible()  # latest: our partition
     for name in ("id", "amount", "created", "_run_id"):
         expect(page.get_by_role("cell", name=name, exact=True).first).to_be_visible()
     screenshot(page, "03e_asset_overview", full_page=True)
@@ -280,7 +280,8 @@ def test_backfill_a_range_of_partitions_from_the_launch_dialog(page, project):
     expect(status).to_have_text(re.compile(r"^(?!In progress$|Canceling$|Failing$)\S.*$"),
                                 timeout=RUN_TIMEOUT_MS)
     screenshot(page, "04b_backfill_page")
-    assert status.inner_text().strip() == "Succeeded", f"backfill {backfill_url} ended {status}"
+    ended = status.inner_text().strip()
+    assert ended == "Succeeded", f"backfill {backfill_url} ended {ended}"
     for key in keys:
         row = page.locator("[class*='VirtualizedTable_row']").filter(
             has=page.locator(f"a[href='/assets/{key}']"))
