@@ -226,7 +226,7 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
                 dead_letters=DeadLetters(),
             )
             metadata: dict[str, Any] = {}
-            if isinstance(endpoint.pagination, OffsetPagination | PageNumberPagination):
+            if pages_can_shift(endpoint):
                 pages = drop_repeated_records(pages, endpoint.primary_key, metadata)
             return RecordBatchStream.from_pages(
                 pages, normalizer, source=source.name, endpoint=endpoint.name,
@@ -241,6 +241,18 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
 REPEATED_RECORDS_METADATA_KEY = "drift/repeated_records_dropped"
 
 
+def pages_can_shift(endpoint: Endpoint) -> bool:
+    """Whether a record can arrive twice unnoticed: offset or page-number pagination with no
+    declared total. (With a total, the HTTP core fails the fetch when the total drifts;
+    cursors, keysets and links do not shift.)"""
+    p = endpoint.pagination
+    if isinstance(p, OffsetPagination):
+        return p.total_path is None
+    if isinstance(p, PageNumberPagination):
+        return p.total_path is None and p.total_pages_path is None
+    return False
+
+
 def drop_repeated_records(
     pages: Iterable[list[Any]], primary_key: Sequence[str], metadata: dict[str, Any]
 ) -> Iterator[list[Any]]:
@@ -250,12 +262,18 @@ def drop_repeated_records(
     fetch, so a record can arrive twice. The count (the drift) is reported on the
     materialization as ``drift/repeated_records_dropped`` once the pages are consumed.
     """
-    seen: set[tuple] = set()
+    seen: set[Any] = set()
     dropped = 0
+    single = primary_key[0] if len(primary_key) == 1 else None  # no tuple per record
     for records in pages:
         kept = []
         for record in records:
-            key = tuple(record.get(f) for f in primary_key) if isinstance(record, dict) else None
+            if not isinstance(record, dict):
+                key = None
+            elif single is not None:
+                key = record.get(single)
+            else:
+                key = tuple(record.get(f) for f in primary_key)
             if key is not None and key in seen:
                 dropped += 1
                 continue
