@@ -271,7 +271,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     """
 
     base_path: str = "data/tables"
-    row_group_size: int = 65_536
+    row_group_size: int = 16_384
     compression: str = "zstd"
     preview_rows: int = 5
     allow_missing_partitions: bool = False
