@@ -36,7 +36,6 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from ingestion_assets.io_managers import storage
-from ingestion_assets.io_managers.heap import frozen_heap
 from ingestion_assets.normalize import DEAD_LETTER_SCHEMA, DeadLetters, RecordBatchStream
 
 if typing.TYPE_CHECKING:
@@ -286,11 +285,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             context.log.debug("No table returned; nothing stored.")
             return
-        with frozen_heap():  # full collections skip the run's objects (heap.py)
-            for key, folder, table in storage.output_partitions(self._base, context, obj):
-                storage.add_partition_metadata(
-                    context, key, self._write_partition(context, key, folder, table)
-                )
+        storage.write_partitions(
+            self._base, context, obj,
+            lambda key, folder, data: self._write_partition(context, key, folder, data),
+        )
 
     def _write_partition(
         self, context: dg.OutputContext, key: str | None, folder: UPath, obj: Any

@@ -27,7 +27,6 @@ import zstandard
 from upath import UPath
 
 from ingestion_assets.io_managers import storage
-from ingestion_assets.io_managers.heap import frozen_heap
 
 MANIFEST = "manifest.json"
 BODIES = "bodies.zst"
@@ -210,11 +209,10 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         if obj is None:
             context.log.debug("No pages returned; nothing stored.")
             return
-        with frozen_heap():  # full collections skip the run's objects (heap.py)
-            for key, folder, pages in storage.output_partitions(self._base, context, obj):
-                storage.add_partition_metadata(
-                    context, key, self._write_partition(context, key, folder, pages)
-                )
+        storage.write_partitions(
+            self._base, context, obj,
+            lambda key, folder, data: self._write_partition(context, key, folder, data),
+        )
 
     def _write_partition(
         self, context: dg.OutputContext, key: str | None, folder: UPath, obj: Iterable[Any]

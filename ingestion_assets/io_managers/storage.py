@@ -37,13 +37,15 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
 import dagster as dg
 from upath import UPath
+
+from ingestion_assets.io_managers.heap import frozen_heap
 
 PARTITION_DIMENSION_METADATA_KEY = "ingestion/partition_dimension"
 DEFAULT_DIMENSION = "partition"
@@ -142,6 +144,22 @@ def output_partitions(
     for key, data in parts:
         dims = partition_dimensions(context.asset_partitions_def, key, context.definition_metadata)
         yield key, partition_folder(base, key_path, dims), data
+
+
+def write_partitions(
+    base: UPath,
+    context: dg.OutputContext,
+    obj: Any,
+    write: Callable[[str | None, UPath, Any], Mapping[str, Any]],
+) -> None:
+    """Write every partition an output covers with ``write(key, folder, data) -> metadata``.
+
+    The garbage collector's full passes skip the objects that already exist meanwhile
+    (``heap.frozen_heap``): the pages stream through many small allocations.
+    """
+    with frozen_heap():
+        for key, folder, data in output_partitions(base, context, obj):
+            add_partition_metadata(context, key, write(key, folder, data))
 
 
 def add_partition_metadata(

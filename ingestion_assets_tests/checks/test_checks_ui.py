@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from ingestion_assets.specs import DEFAULT_SOURCES_DIR
-from ingestion_assets_tests.e2e.harness import running_project
+from ingestion_assets_tests.e2e.harness import METADATA_ENTRIES, running_project
 
 pytestmark = pytest.mark.slow
 
@@ -30,18 +30,11 @@ query($path: [String!]!, $check: String!, $partition: String) {
       success
       description
       targetMaterialization { runId }
-      metadataEntries {
-        label
-        __typename
-        ... on IntMetadataEntry { intValue }
-        ... on TextMetadataEntry { text }
-        ... on MarkdownMetadataEntry { mdStr }
-        ... on TableMetadataEntry { table { records } }
-      }
+      metadataEntries { ...MetadataEntries }
     }
   }
 }
-"""
+""" + METADATA_ENTRIES
 
 CHECKS_OF_ASSET = """
 query($path: [String!]!) {

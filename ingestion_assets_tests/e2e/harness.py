@@ -213,6 +213,24 @@ query($runId: ID!) {
 }
 """
 
+#: Every metadata value the tests read, for any query with ``metadataEntries``; append it to
+#: the query (``QUERY + METADATA_ENTRIES``) and select ``metadataEntries { ...MetadataEntries }``.
+METADATA_ENTRIES = """
+fragment MetadataEntries on MetadataEntry {
+  label
+  __typename
+  ... on IntMetadataEntry { intValue }
+  ... on FloatMetadataEntry { floatValue }
+  ... on TextMetadataEntry { text }
+  ... on PathMetadataEntry { path }
+  ... on UrlMetadataEntry { url }
+  ... on JsonMetadataEntry { jsonString }
+  ... on MarkdownMetadataEntry { mdStr }
+  ... on TableMetadataEntry { table { records } }
+  ... on TableSchemaMetadataEntry { schema { columns { name type } } }
+}
+"""
+
 MATERIALIZATIONS = """
 query($path: [String!]!, $partitions: [String!]) {
   assetOrError(assetKey: {path: $path}) {
@@ -220,19 +238,9 @@ query($path: [String!]!, $partitions: [String!]) {
       assetMaterializations(partitions: $partitions) {
         partition
         runId
-        metadataEntries {
-          label
-          __typename
-          ... on IntMetadataEntry { intValue }
-          ... on FloatMetadataEntry { floatValue }
-          ... on TextMetadataEntry { text }
-          ... on PathMetadataEntry { path }
-          ... on UrlMetadataEntry { url }
-          ... on JsonMetadataEntry { jsonString }
-          ... on TableSchemaMetadataEntry { schema { columns { name type } } }
-        }
+        metadataEntries { ...MetadataEntries }
       }
     }
   }
 }
-"""
+""" + METADATA_ENTRIES

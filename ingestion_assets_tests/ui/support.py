@@ -21,7 +21,7 @@ import requests
 
 from ingestion_assets.partitions import partition_request, partitions_def
 from ingestion_assets.specs import load_sources
-from ingestion_assets_tests.e2e.harness import REPO_ROOT, Project
+from ingestion_assets_tests.e2e.harness import METADATA_ENTRIES, REPO_ROOT, Project
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -297,13 +297,7 @@ query($path: [String!]!) {
                 severity
                 description
                 partition
-                metadataEntries {
-                  label
-                  __typename
-                  ... on IntMetadataEntry { intValue }
-                  ... on TextMetadataEntry { text }
-                  ... on JsonMetadataEntry { jsonString }
-                }
+                metadataEntries { ...MetadataEntries }
               }
             }
           }
@@ -312,7 +306,7 @@ query($path: [String!]!) {
     }
   }
 }
-"""
+""" + METADATA_ENTRIES
 
 AUTOMATIONS = """
 query {
