@@ -112,6 +112,16 @@ def test_hourly_partition(demo_api, demo_sources, tmp_path):
     assert truth and sorted(table.column("id").to_pylist()) == keys(truth)
 
 
+def test_monthly_partition(demo_api, demo_sources, tmp_path):
+    source = only_endpoint(demo_sources["payments"], "refunds",
+                           partitioning={"type": "monthly", "start": "2025-01-01"})
+    assert materialize(source, tmp_path, partition_key="2025-01-01").success
+    table = read(tmp_path, "payments", "refunds", "month=2025-01-01")
+    truth = demo_api.records("payments", "refunds", dt.datetime(2025, 1, 1, tzinfo=UTC),
+                             dt.datetime(2025, 2, 1, tzinfo=UTC))
+    assert len(truth) > 1000 and ids(table) == keys(truth)  # 31 days, many pages
+
+
 def test_static_partitions_reach_the_path(demo_api, demo_sources, tmp_path):
     repos = [r["name"] for r in demo_api.records("devhub", "repos", org="demo-org")][:2]
     source = only_endpoint(
