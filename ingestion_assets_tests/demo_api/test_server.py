@@ -41,8 +41,9 @@ def test_unknown_source_is_404_with_the_list(demo_api):
 
 def test_only_loopback_is_bound(demo_api):
     assert demo_api.url.startswith("http://127.0.0.1:")
-    with pytest.raises(ValueError):
-        DemoConfig(host="0.0.0.0")
+    for other in ("", "192.0.2.10", "localhost"):  # all interfaces, another address, a name
+        with pytest.raises(ValueError):
+            DemoConfig(host=other)
 
 
 def test_reset_clears_faults_mutations_and_buckets(demo_api):

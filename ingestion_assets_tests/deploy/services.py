@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from ingestion_assets_tests.needs import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
@@ -26,15 +26,6 @@ REDIS_HOST = os.environ.get("INGESTION_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("INGESTION_TEST_REDIS_PORT", "6379"))
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
-def unavailable(what: str, why: str) -> None:
-    """Skip the test (locally) or fail it (in CI) because ``what`` is not there."""
-    if in_ci():
-        pytest.fail(f"{what} is required in CI (CI=true) but {why}", pytrace=False)
-    pytest.skip(f"{what} not available on this machine ({why}); it runs in CI")
 
 
 def require_port(what: str, host: str, port: int) -> None:

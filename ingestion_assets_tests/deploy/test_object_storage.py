@@ -23,8 +23,8 @@ from ingestion_assets.definitions import build_definitions
 from ingestion_assets.factory import build_assets
 from ingestion_assets.io_managers import ParquetIOManager, RawPartition, RawResponseIOManager
 from ingestion_assets.specs import load_sources
-from ingestion_assets_tests.deploy.services import unavailable
 from ingestion_assets_tests.io_managers._helpers import FakePageStream
+from ingestion_assets_tests.needs import unavailable
 
 UTC = dt.timezone.utc
 SECRET_KEY = "moto-secret-" + uuid.uuid4().hex  # must never show up in stored objects

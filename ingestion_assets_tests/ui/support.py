@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from ingestion_assets.partitions import partition_request, partitions_def
 from ingestion_assets.specs import load_sources
 from ingestion_assets_tests.e2e.harness import METADATA_ENTRIES, REPO_ROOT, Project
+from ingestion_assets_tests.needs import unavailable
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,17 +36,10 @@ ARTIFACTS = REPO_ROOT / "artifacts" / "ui"
 LOCATION = "ingestion_assets"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
-
-
 def require(available: bool, what: str, why: str) -> None:
     """Skip locally, fail in CI, when something a test needs is missing."""
-    if available:
-        return
-    if in_ci():
-        pytest.fail(f"{what} is required in CI (CI=true) but {why}", pytrace=False)
-    pytest.skip(f"{what} not available: {why}")
+    if not available:
+        unavailable(what, why)
 
 
 @contextlib.contextmanager
