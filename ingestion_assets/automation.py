@@ -368,23 +368,30 @@ class ChangePoller:
         return PollResult(Watermark(newest, seen), since, dict(changed), outside, digests)
 
 
+def _api_sensor(source: Source, endpoint: Endpoint, name: str, spec: Any, description: str):
+    """The decorator of a sensor that calls the source's API: polled at the spec's interval,
+    running by default as the YAML says, targeting the endpoint's raw and table assets."""
+    return dg.sensor(
+        name=name,
+        minimum_interval_seconds=spec.poll_interval_seconds,
+        default_status=_sensor_status(spec.running),
+        target=_selection(source, endpoint),
+        required_resource_keys={api_resource_key(source)},
+        description=description,
+    )
+
+
 def build_changes_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefinition:
     spec = endpoint.automation.incremental
     assert spec is not None
     resource_key = api_resource_key(source)
     name = changes_sensor_name(source, endpoint)
 
-    @dg.sensor(
-        name=name,
-        minimum_interval_seconds=spec.poll_interval_seconds,
-        default_status=_sensor_status(spec.running),
-        target=_selection(source, endpoint),
-        required_resource_keys={resource_key},
-        description=(
-            f"Polls {source.name} {endpoint.path} for records updated since the watermark "
-            f"({spec.updated_since_param}, overlap {spec.overlap_seconds:g} s) and requests "
-            "the partitions that hold them."
-        ),
+    @_api_sensor(
+        source, endpoint, name, spec,
+        f"Polls {source.name} {endpoint.path} for records updated since the watermark "
+        f"({spec.updated_since_param}, overlap {spec.overlap_seconds:g} s) and requests "
+        "the partitions that hold them.",
     )
     def _sensor(context: dg.SensorEvaluationContext):
         poller = ChangePoller(source, endpoint)
@@ -451,16 +458,10 @@ def build_discovery_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefin
     resource_key = api_resource_key(source)
     name = discovery_sensor_name(source, endpoint)
 
-    @dg.sensor(
-        name=name,
-        minimum_interval_seconds=spec.poll_interval_seconds,
-        default_status=_sensor_status(spec.running),
-        target=_selection(source, endpoint),
-        required_resource_keys={resource_key},
-        description=(
-            f"Lists {source.name} {discovery.path}, adds each new {p.dimension} as a partition "
-            f"of {source.name}/{endpoint.name} and requests its first run."
-        ),
+    @_api_sensor(
+        source, endpoint, name, spec,
+        f"Lists {source.name} {discovery.path}, adds each new {p.dimension} as a partition "
+        f"of {source.name}/{endpoint.name} and requests its first run.",
     )
     def _sensor(context: dg.SensorEvaluationContext):
         api = getattr(context.resources, resource_key)
