@@ -5,7 +5,7 @@ Start it with ``python -m ingestion_assets.demo_api --port 8765`` or in-process:
     with DemoApi(DemoConfig(seed=7, now="2025-03-01T00:00:00Z")).serve() as api:
         api.base_url("payments")
 
-The project README ("The demo API") documents every source, endpoint, credential and fault.
+``docs/demo-api.md`` documents every source, endpoint, credential and fault.
 """
 
 from .config import DemoConfig

@@ -10,7 +10,7 @@ from ingestion_assets_tests.ui.support import chromium_browser, new_page
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    # Steps run inside the run's own process (README "Running in production": the executor is
+    # Steps run inside the run's own process (docs/production.md: the executor is
     # chosen by the environment): the subject here is the UI, and a process start per step
     # would cost more than the small partitions these tests fetch.
     env = {"INGESTION_EXECUTOR": "in_process"}
