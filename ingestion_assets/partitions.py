@@ -88,12 +88,31 @@ def partition_dimension(endpoint: Endpoint) -> str | None:
 
 
 _UNIT = {"unix": dt.timedelta(seconds=1), "iso": dt.timedelta(seconds=1),
-         "iso_z": dt.timedelta(seconds=1), "unix_ms": dt.timedelta(milliseconds=1),
-         "date": dt.timedelta(days=1)}
+         "iso_z": dt.timedelta(seconds=1), "iso_ms": dt.timedelta(milliseconds=1),
+         "unix_ms": dt.timedelta(milliseconds=1), "date": dt.timedelta(days=1)}
+
+# The finest field of a strftime pattern, finest first: its unit is what `end_inclusive`
+# takes off the end of a window.
+_PATTERN_UNITS = (
+    ("%f", dt.timedelta(microseconds=1)), ("%S", dt.timedelta(seconds=1)),
+    ("%s", dt.timedelta(seconds=1)), ("%T", dt.timedelta(seconds=1)),
+    ("%M", dt.timedelta(minutes=1)), ("%H", dt.timedelta(hours=1)),
+    ("%I", dt.timedelta(hours=1)),
+)
+
+
+def format_unit(fmt: str) -> dt.timedelta:
+    """The smallest step a format can express (a day for a pattern without a time field)."""
+    if fmt in _UNIT:
+        return _UNIT[fmt]
+    return next((unit for code, unit in _PATTERN_UNITS if code in fmt), dt.timedelta(days=1))
 
 
 def format_instant(value: dt.datetime, fmt: str) -> str | int:
-    """Format a UTC instant the way the API's filter parameter expects it."""
+    """Format a UTC instant the way the API's filter parameter expects it.
+
+    ``fmt`` is a name of ``specs.WINDOW_FORMATS`` or a strftime pattern (applied in UTC).
+    """
     value = value.astimezone(dt.timezone.utc)
     if fmt == "unix":
         return int(value.timestamp())
@@ -103,7 +122,11 @@ def format_instant(value: dt.datetime, fmt: str) -> str | int:
         return value.date().isoformat()
     if fmt == "iso_z":
         return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return value.isoformat()
+    if fmt == "iso_ms":
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if fmt == "iso":
+        return value.isoformat()
+    return value.strftime(fmt)
 
 
 def window_params(window: WindowParams, start: dt.datetime, end: dt.datetime) -> dict[str, Any]:
@@ -114,7 +137,7 @@ def window_params(window: WindowParams, start: dt.datetime, end: dt.datetime) ->
     """
     params: dict[str, Any] = {window.start_param: format_instant(start, window.format)}
     if window.end_param:
-        upper = end - _UNIT[window.format] if window.end_inclusive else end
+        upper = end - format_unit(window.format) if window.end_inclusive else end
         params[window.end_param] = format_instant(upper, window.format)
     return params
 

@@ -14,11 +14,12 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr, TypeAdapter
 
-from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy, fastjson
+from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy
 from ingestion_assets.http import auth as http_auth
 from ingestion_assets.http import paginators as pg
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.plugins import load_object
+from ingestion_assets.http.records import extract_records, page_body
 from ingestion_assets.partitions import PartitionRequest
 from ingestion_assets.specs import (
     ApiKeyAuth,
@@ -79,7 +80,13 @@ def build_auth(spec: Any, source: str) -> http_auth.ApiAuth:
 
 
 def build_paginator(spec: Pagination) -> pg.Paginator:
-    """The HTTP core's paginator for a pagination spec."""
+    """The HTTP core's paginator for a pagination spec (header totals included)."""
+    return _style_paginator(spec).declare_totals(
+        total_header=spec.total_header, total_pages_header=spec.total_pages_header
+    )
+
+
+def _style_paginator(spec: Pagination) -> pg.Paginator:
     if isinstance(spec, OffsetPagination):
         return pg.OffsetPaginator(
             limit=spec.limit, offset_param=spec.offset_param, limit_param=spec.limit_param,
@@ -109,7 +116,7 @@ def build_paginator(spec: Pagination) -> pg.Paginator:
             tiebreaker_key=spec.tiebreak_field, tiebreaker_param=spec.tiebreak_param,
         )
     if isinstance(spec, LinkPagination):
-        return pg.LinkHeader(rel=spec.rel)
+        return pg.LinkHeader(rel=spec.rel, page_param=spec.page_param)
     if isinstance(spec, CustomPagination):
         return load_object(spec.class_path, base=pg.Paginator, kind="paginator")(**spec.options)
     return pg.SinglePage()
@@ -124,9 +131,12 @@ def _page_size_params(spec: Pagination) -> dict[str, Any]:
 
 
 def records_of_page(body: bytes, records_path: str | None) -> list[Any]:
-    """The records of one stored page body (the same look-up the client made when fetching)."""
-    found = find(fastjson.loads(body), compile_path(records_path), default=[])
-    return found if isinstance(found, list) else [found]
+    """The records of one stored page body, by the very rule the client used when fetching.
+
+    ``{"data": null}`` and an empty (204) body are pages without records, never a ``None``
+    record; see :mod:`ingestion_assets.http.records`.
+    """
+    return extract_records(page_body(body), compile_path(records_path))
 
 
 class ApiResource(dg.ConfigurableResource):

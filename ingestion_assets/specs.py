@@ -35,10 +35,12 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -170,7 +172,18 @@ Auth = Annotated[
 # --------------------------------------------------------------------------- pagination
 
 
-class OffsetPagination(_Model):
+class _HeaderTotals(_Model):
+    """Totals an API declares in response headers, checked like ``total_path`` (any style)."""
+
+    total_header: str | None = Field(
+        default=None, description="response header with the record total, e.g. X-Total-Count"
+    )
+    total_pages_header: str | None = Field(
+        default=None, description="response header with the page count, e.g. X-Total-Pages"
+    )
+
+
+class OffsetPagination(_HeaderTotals):
     type: Literal["offset"]
     limit: int = Field(default=100, gt=0)
     offset_param: str = "offset"
@@ -178,7 +191,7 @@ class OffsetPagination(_Model):
     total_path: str | None = None
 
 
-class PageNumberPagination(_Model):
+class PageNumberPagination(_HeaderTotals):
     type: Literal["page_number"]
     page_size: int = Field(default=100, gt=0)
     page_param: str = "page"
@@ -188,7 +201,7 @@ class PageNumberPagination(_Model):
     total_pages_path: str | None = None
 
 
-class CursorPagination(_Model):
+class CursorPagination(_HeaderTotals):
     """Cursor in the body: at ``cursor_path``, or the last record's ``cursor_field``."""
 
     type: Literal["cursor"]
@@ -206,7 +219,7 @@ class CursorPagination(_Model):
         return self
 
 
-class HeaderCursorPagination(_Model):
+class HeaderCursorPagination(_HeaderTotals):
     type: Literal["header_cursor"]
     header: str
     cursor_param: str
@@ -214,7 +227,7 @@ class HeaderCursorPagination(_Model):
     size_param: str = "limit"
 
 
-class KeysetPagination(_Model):
+class KeysetPagination(_HeaderTotals):
     type: Literal["keyset"]
     sort_field: str
     sort_param: str
@@ -224,18 +237,23 @@ class KeysetPagination(_Model):
     size_param: str = "limit"
 
 
-class LinkPagination(_Model):
+class LinkPagination(_HeaderTotals):
     type: Literal["link"]
     rel: str = "next"
+    page_param: str | None = Field(
+        default="page",
+        description="page-number parameter in the links: with rel=\"last\" it gives the page "
+        "count (checked) and lets `workers` fetch pages concurrently; null to never plan",
+    )
     page_size: int | None = Field(default=None, gt=0)
     size_param: str = "limit"
 
 
-class SinglePage(_Model):
+class SinglePage(_HeaderTotals):
     type: Literal["single"]
 
 
-class CustomPagination(_Model):
+class CustomPagination(_HeaderTotals):
     type: Literal["custom"]
     class_path: str = Field(pattern=r"^[\w.]+:\w+$", description="package.module:ClassName")
     options: dict[str, Any] = {}
@@ -246,6 +264,58 @@ Pagination = Annotated[
     | KeysetPagination | LinkPagination | SinglePage | CustomPagination,
     Field(discriminator="type"),
 ]
+
+
+def _paginator_params(spec: Any) -> list[tuple[str, str, str]]:
+    """(query parameter, pagination setting, why) for each parameter the pagination sends."""
+    if isinstance(spec, OffsetPagination):
+        return [
+            (spec.limit_param, "limit", f"the paginator sends {spec.limit_param}={spec.limit} "
+             f"on every request{_default_note(spec, 'limit')}"),
+            (spec.offset_param, "offset_param", f"the paginator sends {spec.offset_param} on "
+             "every request"),
+        ]
+    if isinstance(spec, PageNumberPagination):
+        return [
+            (spec.size_param, "page_size", f"the paginator sends {spec.size_param}="
+             f"{spec.page_size} on every request{_default_note(spec, 'page_size')}"),
+            (spec.page_param, "page_param", f"the paginator sends {spec.page_param} on every "
+             "request (the first page is `first_page`)"),
+        ]
+    size = getattr(spec, "page_size", None)
+    if size is not None:
+        return [(spec.size_param, "page_size", f"the paginator sends {spec.size_param}={size}")]
+    return []
+
+
+def _default_note(spec: Any, setting: str) -> str:
+    if setting in spec.model_fields_set:
+        return ""
+    return f" (the default page size, as `{setting}` is not set)"
+
+
+def _why_sequential(spec: Any) -> str | None:
+    """Why a pagination style cannot fetch pages concurrently (None: it can)."""
+    totals = bool(spec.total_header or spec.total_pages_header)
+    if isinstance(spec, OffsetPagination):
+        if spec.total_path or totals:
+            return None
+        return "offset pages can only be planned from a declared total (set `total_path` or "\
+            "`total_header`)"
+    if isinstance(spec, PageNumberPagination):
+        if spec.total_path or spec.total_pages_path or totals:
+            return None
+        return "page numbers can only be planned from a declared total or page count (set "\
+            "`total_path`, `total_pages_path`, `total_header` or `total_pages_header`)"
+    if isinstance(spec, LinkPagination):
+        if spec.page_param:
+            return None
+        return "pages are planned from the rel=\"last\" link's `page_param`, which is null"
+    if isinstance(spec, CustomPagination):
+        return None  # the class decides (Paginator.random_access)
+    if isinstance(spec, SinglePage):
+        return "there is only one page"
+    return "each request needs the cursor or key that the previous page returned"
 
 
 # --------------------------------------------------------------------------- partitioning
@@ -344,12 +414,46 @@ Partitioning = Annotated[
 ]
 
 
+WINDOW_FORMATS = {
+    "iso": "2025-01-01T00:00:00+00:00",
+    "iso_z": "2025-01-01T00:00:00Z",
+    "iso_ms": "2025-01-01T00:00:00.000Z",
+    "unix": "1735689600",
+    "unix_ms": "1735689600000",
+    "date": "2025-01-01",
+}
+"""The named formats of a window bound, each with the start of 2025 as it is sent."""
+
+
+def _window_format(value: str) -> str:
+    if value in WINDOW_FORMATS:
+        return value
+    if "%" not in value:
+        raise ValueError(
+            f"unknown format {value!r}: use one of {', '.join(WINDOW_FORMATS)} or a strftime "
+            "pattern such as '%Y-%m-%dT%H:%M:%S.%fZ'"
+        )
+    try:
+        dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc).strftime(value)
+    except ValueError as exc:
+        raise ValueError(f"format {value!r} is not a valid strftime pattern: {exc}") from None
+    return value
+
+
+WindowFormat = Annotated[str, AfterValidator(_window_format)]
+"""A named format of :data:`WINDOW_FORMATS`, or a strftime pattern (applied in UTC)."""
+
+
 class WindowParams(_Model):
     """Maps a half-open UTC window ``[start, end)`` to the API's filter parameters."""
 
     start_param: str
     end_param: str | None = None
-    format: Literal["iso", "iso_z", "unix", "unix_ms", "date"] = "iso"
+    format: WindowFormat = Field(
+        default="iso",
+        description="iso, iso_z, iso_ms, unix, unix_ms, date, or a strftime pattern: the "
+        "exact text the API compares its records' timestamps with",
+    )
     end_inclusive: bool = Field(
         default=False,
         description="the API's end filter is <= (e.g. updated_at_max); we then send end - 1 unit",
@@ -482,7 +586,7 @@ class IncrementalSpec(_Model):
 
     running: bool = Field(default=False, description="default status in the UI")
     updated_since_param: str = Field(description="the API's 'updated since' filter parameter")
-    format: Literal["iso", "iso_z", "unix", "unix_ms", "date"] = "iso"
+    format: WindowFormat = "iso"
     updated_field: str = Field(description="record field with the update time (the watermark)")
     partition_field: str | None = Field(
         default=None, description="record field whose time tells its time partition"
@@ -581,9 +685,56 @@ class Endpoint(_Model):
                 f"a {kind!r} partitioned endpoint needs `window` (the API's filter parameters "
                 "for a time window)"
             )
-        if not timed and self.window is not None:
-            raise ValueError(f"`window` is set but the endpoint is partitioned as {kind!r}")
         return self
+
+    # Conflicting settings, each reported at the line of the later of the two (the fields
+    # are validated in declaration order, so `info.data` holds the earlier ones).
+    @field_validator("pagination")
+    @classmethod
+    def _pagination_leaves_params_alone(cls, value: Any, info: ValidationInfo) -> Any:
+        params = info.data.get("params") or {}
+        for name, setting, meaning in _paginator_params(value):
+            if name in params:
+                raise ValueError(
+                    f"`params.{name}` ({params[name]!r}) conflicts with `pagination.{setting}`: "
+                    f"{meaning}, so the value in params would be silently ignored; "
+                    f"set it only in `pagination` (e.g. `{setting}: {params[name]}`)"
+                )
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window_needs_time_partitions(cls, value: Any, info: ValidationInfo) -> Any:
+        partitioning = info.data.get("partitioning")
+        if value is None or partitioning is None:
+            return value
+        if partitioning.type not in ("hourly", "daily", "weekly", "monthly", "multi"):
+            raise ValueError(
+                f"`window` is set but `partitioning` is {partitioning.type!r}: a window is "
+                "filled from a time partition (hourly, daily, weekly, monthly or multi); "
+                "remove it, or partition the endpoint by time"
+            )
+        params = info.data.get("params") or {}
+        for name in filter(None, (value.start_param, value.end_param)):
+            if name in params:
+                raise ValueError(
+                    f"`params.{name}` conflicts with `window`, which sets {name} from each "
+                    "partition's time window: the value in params would be silently replaced"
+                )
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_need_planned_pages(cls, value: int, info: ValidationInfo) -> int:
+        pagination = info.data.get("pagination")
+        if value > 1 and pagination is not None:
+            reason = _why_sequential(pagination)
+            if reason:
+                raise ValueError(
+                    f"`workers: {value}` cannot be used with `pagination` {pagination.type!r}: "
+                    f"{reason}; remove workers (or set 1)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _freshness_field_is_a_timestamp(self) -> Endpoint:

@@ -32,6 +32,7 @@ class Request:
     root_url: str  # http://127.0.0.1:port
     now: int
     inserts: list = field(default_factory=list)
+    quirks: set = field(default_factory=set)  # QUIRK_KINDS faults that fired for it
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         v = self.query.get(name)

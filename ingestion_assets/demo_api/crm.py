@@ -226,7 +226,12 @@ class Crm(Source):
         try:
             if v.isdigit():  # HubSpot also takes epoch milliseconds
                 return int(v) // 1000
-            return parse_iso(v)
+            ts = parse_iso(v)
+            if "string_time_filter" in req.quirks and iso_ms_z(ts) < v:
+                # Compared as text, "…T00:00:00.000Z" sorts before "…T00:00:00Z" ('.' < 'Z'):
+                # the record stamped exactly at ts falls on the other side of the bound.
+                ts += 1
+            return ts
         except TimeParseError:
             raise self._bad(f"Invalid value for {name}: '{v}' is not an ISO 8601 timestamp "
                             "or epoch milliseconds") from None

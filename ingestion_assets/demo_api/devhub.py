@@ -213,13 +213,17 @@ class Devhub(Source):
         params = {k: v[-1] for k, v in req.query.items() if k not in ("page", "access_token")}
         params["per_page"] = per_page
         links = []
-        if page < last:
+        if "link_needs_page" in req.quirks and not req.has("page"):
+            links = []  # this API pages only a request that names its page
+        elif page < last:
             links.append(f'<{self.url(req, req.rel, dict(params, page=page + 1))}>; rel="next"')
             links.append(f'<{self.url(req, req.rel, dict(params, page=last))}>; rel="last"')
         if page > 1:
             links.append(f'<{self.url(req, req.rel, dict(params, page=1))}>; rel="first"')
             links.append(f'<{self.url(req, req.rel, dict(params, page=min(page - 1, last)))}>; rel="prev"')
-        return [("Link", ", ".join(links))] if links else []
+        # Not GitHub's: the total only in a header, as GitLab and many JSON:API servers send it.
+        headers = [("X-Total-Count", str(total))]
+        return headers + ([("Link", ", ".join(links))] if links else [])
 
     def repos(self, req, org):
         coll = self.repo_coll()

@@ -25,7 +25,9 @@ TERMINAL_KINDS = (
 SIDE_KINDS = ("slow", "latency", "expire_tokens", "insert_during_pagination")
 #: Faults applied when records are rendered (not per request).
 DATA_KINDS = ("schema_change",)
-KINDS = TERMINAL_KINDS + SIDE_KINDS + DATA_KINDS
+#: Faults that make a matching request meet a quirk of some real APIs (default: always).
+QUIRK_KINDS = ("null_when_empty", "string_time_filter", "link_needs_page")
+KINDS = TERMINAL_KINDS + SIDE_KINDS + DATA_KINDS + QUIRK_KINDS
 
 
 class FaultError(ValueError):
@@ -55,6 +57,12 @@ class Fault:
         value: ``schema_change`` add: value of the new field.
         type: ``schema_change`` retype: ``"string"``, ``"int"``, ``"float"``, ``"bool"``,
             ``"null"`` or ``"object"``.
+
+    Quirks (no parameters; they fire on every match unless ``count`` says otherwise):
+    ``null_when_empty`` sends ``null`` instead of an empty records list;
+    ``string_time_filter`` makes the crm time filters compare the parameter's text with the
+    records' ``...T00:00:00.000Z`` text; ``link_needs_page`` leaves out the devhub ``Link``
+    header when the request has no ``page`` parameter.
     """
 
     kind: str
@@ -89,7 +97,7 @@ class Fault:
         kw = dict(data)
         if kw["kind"] not in KINDS:
             raise FaultError(f"unknown fault kind {kw['kind']!r}; known: {list(KINDS)}")
-        if kw["kind"] in ("latency", "schema_change") and "count" not in kw:
+        if kw["kind"] in ("latency", "schema_change", *QUIRK_KINDS) and "count" not in kw:
             kw["count"] = -1
         if "retry_after" in kw and kw["retry_after"] is not None:
             ra = kw["retry_after"]
@@ -133,6 +141,7 @@ class Triggered:
     delay_s: float = 0.0
     expire_tokens: bool = False
     inserts: list = dataclasses.field(default_factory=list)
+    quirks: set = dataclasses.field(default_factory=set)
 
 
 class FaultSet:
@@ -191,6 +200,8 @@ class FaultSet:
                     out.expire_tokens = True
                 elif f.kind == "insert_during_pagination":
                     out.inserts.append(f)
+                elif f.kind in QUIRK_KINDS:
+                    out.quirks.add(f.kind)
         return out
 
 

@@ -268,6 +268,7 @@ class DemoApi:
         if trig.expire_tokens:
             src.expire_tokens()
         req.inserts = trig.inserts
+        req.quirks = trig.quirks
         fault = trig.terminal
         extra = [("X-Request-Id", f"req_{uuid.uuid4().hex[:14]}")]
         extra += src.extra_headers(req)
@@ -291,6 +292,8 @@ class DemoApi:
         except ApiError as exc:
             resp = exc.response
         resp.headers = extra + resp.headers
+        if "null_when_empty" in trig.quirks and resp.status == 200:
+            resp.body = _null_when_empty(resp.body)
         if fault is not None and fault.kind == "truncated_json":
             resp.body = resp.body[: max(1, len(resp.body) * 2 // 3)]
             return h.send(resp)
@@ -371,6 +374,19 @@ class DemoApi:
         except (FaultError, ValueError, KeyError, TypeError) as exc:
             return Response.json(400, {"error": "bad_request", "message": str(exc)})
         return Response.json(405, {"error": "method_not_allowed", "message": f"{method} {path}"})
+
+
+def _null_when_empty(body: bytes) -> bytes:
+    """An empty records list becomes ``null`` (``{"data": null}``, or a ``null`` body)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
+    if doc == []:
+        return b"null"
+    if isinstance(doc, dict) and any(v == [] for v in doc.values()):
+        return orjson.dumps({k: (None if v == [] else v) for k, v in doc.items()})
+    return body
 
 
 def _source_classes() -> list:

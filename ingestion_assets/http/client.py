@@ -26,7 +26,6 @@ import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
-from ingestion_assets.http import fastjson
 from ingestion_assets.http.auth import ApiAuth, NoAuth
 from ingestion_assets.http.errors import (
     ApiError,
@@ -42,10 +41,16 @@ from ingestion_assets.http.errors import (
     ServerError,
     TransportError,
 )
-from ingestion_assets.http.jsonpath import compile_path, find, has_path
+from ingestion_assets.http.jsonpath import compile_path
 from ingestion_assets.http.page import FetchStats, Page
 from ingestion_assets.http.paginators import PageRequest, Paginator, PlannedPage, SinglePage
 from ingestion_assets.http.ratelimit import RateLimiter
+from ingestion_assets.http.records import (
+    ErrorBodyFound,
+    RecordsNotFound,
+    extract_records,
+    page_body,
+)
 from ingestion_assets.http.redaction import get_logger, redact, redact_headers, redact_url
 from ingestion_assets.http.retry import RetryPolicy, parse_retry_after
 
@@ -415,7 +420,7 @@ class ApiClient:
                         attempts=attempts,
                         **where,
                     )
-                if status == 204:  # no content: no records
+                if status == 204:  # no content: no records (records.page_body's rule)
                     return _Result(
                         response, content, None, [], attempts, time.monotonic() - started
                     )
@@ -486,7 +491,7 @@ class ApiClient:
                 ),
             )
         try:
-            body = fastjson.loads(content)  # collector paused: see fastjson
+            body = page_body(content, status)  # collector paused: see fastjson
         except orjson.JSONDecodeError as exc:
             raise _Failure(
                 "invalid_body",
@@ -500,37 +505,17 @@ class ApiClient:
             ) from None
         if records_steps is None:
             return _Result(response, content, body, [], attempts, time.monotonic() - started)
-        records = find(body, records_steps) if records_steps else body
-        if isinstance(records, list):
-            return _Result(response, content, body, records, attempts, time.monotonic() - started)
-        if self.error_detector(body):
+        try:
+            records = extract_records(body, records_steps, error_detector=self.error_detector)
+        except ErrorBodyFound as exc:
             raise _Failure(
                 "error_body",
-                InvalidResponseError(
-                    "200 response carries an error object",
-                    url=url,
-                    status=status,
-                    body=content,
-                    **where,
-                ),
-            )
-        if records is None and records_steps and has_path(body, records_steps):
-            records = []  # "data": null -> no records
-        elif isinstance(records, dict) and records_steps:
-            records = [records]  # a records path that points at one object
-        else:
+                InvalidResponseError(str(exc), url=url, status=status, body=content, **where),
+            ) from None
+        except RecordsNotFound as exc:
             raise InvalidResponseError(
-                (
-                    f"no list of records at path {'.'.join(map(str, records_steps))!r}"
-                    if records_steps
-                    else f"expected a JSON array of records as the body, got {type(body).__name__}"
-                ),
-                url=url,
-                status=status,
-                body=content,
-                transient=False,
-                **where,
-            )
+                str(exc), url=url, status=status, body=content, transient=False, **where
+            ) from None
         return _Result(response, content, body, records, attempts, time.monotonic() - started)
 
 
@@ -651,6 +636,7 @@ class PageStream:
                     **self._where,
                 )
             result = self.client._send(request, stats, self.endpoint, self._steps)
+            paginator.read_headers(result.response)
             paginator.update_state(result.response, result.body, result.records)
             if paginator.stop_after_empty_page and not result.records:
                 paginator.has_next = False
@@ -660,6 +646,13 @@ class PageStream:
             plan = None
             if index == 1 and self.workers > 1 and paginator.random_access and paginator.has_next:
                 plan = paginator.plan(request, len(result.records))
+            if index == 1 and self.workers > 1 and plan is None and paginator.has_next:
+                log.warning(
+                    "%s: workers=%d but the pages cannot be planned (no declared total or "
+                    "last page in the first response): fetching one page at a time",
+                    self.endpoint or redact_url(self._first_url),
+                    self.workers,
+                )
             yield page
             if plan is not None:
                 yield from self._run_concurrent(plan, index)
@@ -707,6 +700,7 @@ class PageStream:
             while pending:
                 planned, future = pending.popleft()
                 result = future.result()
+                self.paginator.read_headers(result.response)
                 self.paginator.update_state(result.response, result.body, result.records)
                 self._note_total()
                 count = len(result.records)
@@ -736,4 +730,7 @@ class PageStream:
         expected = self.paginator.expected_records() if stats.declared_total is not None else None
         if expected is not None and stats.records != expected:
             self._mismatch(f"received {stats.records} records but the API declared {expected}")
+        pages = self.paginator.total_pages
+        if pages is not None and stats.pages != max(pages, 1):
+            self._mismatch(f"received {stats.pages} pages but the API declared {pages}")
         log.info("fetched %s: %s", self.endpoint or redact_url(self._first_url), stats.to_dict())

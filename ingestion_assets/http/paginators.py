@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
@@ -70,26 +70,62 @@ class Paginator:
     Attributes:
         has_next: False once the API signalled the end of data.
         total: The record total the API declares on the latest page, if any.
+        total_pages: The page count the API declares, if any; the client fails a fetch
+            that did not get exactly that many pages.
+        total_header: Response header declaring the record total (``X-Total-Count``).
+        total_pages_header: Response header declaring the page count (``X-Total-Pages``).
         stop_after_empty_page: Treat an empty page as the end (all built-in styles do).
         random_access: True when the style can plan every page up front once the first
             page is known (offset/page number with a declared total); the client then
             fetches pages concurrently.
+        plans_from_total: The style can plan its pages once it knows a total (a header
+            total then makes it random access).
     """
 
     stop_after_empty_page: bool = True
     random_access: bool = False
+    plans_from_total: bool = False
+    total_header: str | None = None
+    total_pages_header: str | None = None
 
     def __init__(self) -> None:
         self.has_next = True
         self.total: int | None = None
+        self.total_pages: int | None = None
 
     def fresh(self) -> Paginator:
         """A clean copy for one fetch, so one configured paginator serves many fetches."""
         clone = copy.copy(self)
         clone.has_next = True
         clone.total = None
+        clone.total_pages = None
         clone.reset()
         return clone
+
+    def declare_totals(
+        self, *, total_header: str | None = None, total_pages_header: str | None = None
+    ) -> Paginator:
+        """Read the record total and/or the page count from response headers (any style).
+
+        They are checked like a total in the body: a fetch whose records (or pages) do not
+        match fails. Returns the paginator itself.
+        """
+        self.total_header = total_header or None
+        self.total_pages_header = total_pages_header or None
+        if self.plans_from_total and (self.total_header or self.total_pages_header):
+            self.random_access = True
+        return self
+
+    def read_headers(self, response: requests.Response) -> None:
+        """Read the declared totals of :meth:`declare_totals` (called before ``update_state``)."""
+        if self.total_header:
+            value = _header_int(response, self.total_header)
+            if value is not None:
+                self.total = value
+        if self.total_pages_header:
+            value = _header_int(response, self.total_pages_header)
+            if value is not None:
+                self.total_pages = value
 
     def reset(self) -> None:
         """Clear the per-fetch state (override when the subclass keeps some)."""
@@ -136,6 +172,18 @@ class Paginator:
             self.total = int(value)
         except (TypeError, ValueError) as exc:
             raise PaginationError(f"declared total is not an integer: {value!r}") from exc
+
+
+def _header_int(response: requests.Response, name: str) -> int | None:
+    value = response.headers.get(name)
+    if value is None or not value.strip():
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise PaginationError(
+            f"declared total in header {name} is not an integer: {value[:40]!r}"
+        ) from None
 
 
 def _to_bool(value: Any) -> bool:
@@ -189,6 +237,7 @@ class OffsetPaginator(Paginator):
         self._total_steps = compile_path(total_path) if total_path else ()
         self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
         self.random_access = bool(total_path)
+        self.plans_from_total = True
         self.offset = initial_offset
 
     def reset(self) -> None:
@@ -279,9 +328,9 @@ class PageNumberPaginator(Paginator):
         self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
         self.last_page_from_link = last_page_from_link
         self.random_access = bool(total_path or total_pages_path or last_page_from_link)
+        self.plans_from_total = True
         self.page = initial_page
         self.seen = 0
-        self.total_pages: int | None = None
 
     def reset(self) -> None:
         self.page = self.initial_page
@@ -575,35 +624,107 @@ class LinkHeader(Paginator):
     The next URL (relative URLs are resolved against the current one) carries every
     parameter the API needs, so the query parameters of the first request are dropped.
 
+    When the first response also links ``rel="last"`` with a page number (GitHub's
+    ``?page=24``), the page count is known: the fetch must get exactly that many pages, and
+    with ``workers`` the remaining pages are fetched concurrently (their URLs are the last
+    link with its page number replaced). Without a ``last`` link (Shopify's opaque
+    ``page_info``) pages follow one another.
+
     Args:
         rel: Relation to follow.
         total_path: Optional path to a declared record total in the body.
+        page_param: Query parameter holding the page number in the links (None: never
+            plan pages from ``rel="last"``).
     """
 
-    def __init__(self, rel: str = "next", *, total_path: str | None = None) -> None:
+    def __init__(
+        self, rel: str = "next", *, total_path: str | None = None, page_param: str | None = "page"
+    ) -> None:
         super().__init__()
         self._total_steps = compile_path(total_path) if total_path else ()
         self.rel = rel.lower()
+        self.page_param = page_param
+        self.random_access = bool(page_param)
         self.next_url: str | None = None
+        self._first = True
+        self._pages_from: tuple[str, int, int] | None = None  # last URL, this page, last page
 
     def reset(self) -> None:
         self.next_url = None
+        self._first = True
+        self._pages_from = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
         self._read_total(body, self._total_steps)
-        link = parse_link_header(response.headers.get("Link")).get(self.rel)
+        links = parse_link_header(response.headers.get("Link"))
+        if self._first and self.page_param:
+            self._read_last(response.url, links)
+        self._first = False
+        link = links.get(self.rel)
         if not link:
             self.has_next = False
             self.next_url = None
             return
         self.next_url = urljoin(response.url, link)
 
+    def _read_last(self, url: str, links: dict[str, str]) -> None:
+        # The page count from the first response, when it has both a next and a last link:
+        # this page is the one before next (whatever the API numbers its first page).
+        if not links.get(self.rel) or not links.get("last"):
+            return
+        last_url = urljoin(url, links["last"])
+        nxt = _query_int(urljoin(url, links[self.rel]), self.page_param)
+        last = _query_int(last_url, self.page_param)
+        if nxt is None or last is None or last < nxt:
+            return
+        self._pages_from = (last_url, nxt - 1, last)
+        if self.total_pages is None:
+            self.total_pages = last - nxt + 2
+
     def update_request(self, request: PageRequest) -> None:
         request.url = self.next_url or request.url
         request.params = {}
 
+    def plan(self, request: PageRequest, first_count: int) -> Iterator[PlannedPage] | None:
+        if self._pages_from is None or first_count <= 0 or not self.has_next:
+            return None
+        last_url, current, last = self._pages_from
+        size, total = first_count, self.total
+
+        def expected(page: int) -> int | None:
+            if total is not None:
+                return min(size, total - (page - current) * size)
+            return size if page < last else None
+
+        def pages() -> Iterator[PlannedPage]:
+            for page in range(current + 1, last + 1):
+                nxt = PageRequest(
+                    url=_with_query(last_url, self.page_param, page),
+                    method=request.method,
+                    json=copy.deepcopy(request.json),
+                    headers=dict(request.headers),
+                )
+                yield PlannedPage(nxt, expected(page), last=page == last)
+
+        return pages()
+
     def describe(self) -> dict[str, Any]:
-        return {"style": "link_header", "rel": self.rel}
+        return {"style": "link_header", "rel": self.rel, "page_param": self.page_param}
+
+
+def _query_int(url: str, name: str | None) -> int | None:
+    values = parse_qs(urlsplit(url).query).get(name or "")
+    try:
+        return int(values[-1]) if values else None
+    except ValueError:
+        return None
+
+
+def _with_query(url: str, name: str | None, value: int) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    query.append((name or "page", str(value)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class JsonLink(Paginator):
