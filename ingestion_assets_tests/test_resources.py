@@ -90,3 +90,167 @@ def test_wrong_secret_fails_with_a_clear_error_and_no_secret_in_it(demo_sources,
     with pytest.raises(AuthenticationError) as info:
         list(ApiResource.from_source(source).fetch_pages(endpoint, request))
     assert "401" in str(info.value) and "sk_test_wrong_value_123456" not in str(info.value)
+
+
+# --------------------------------------------------------------- never silently incomplete
+
+
+def _sources_of(api, monkeypatch):
+    from ingestion_assets.demo_api import demo_env
+    from ingestion_assets.specs import load_sources
+
+    for name, value in demo_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DEMO_API_URL", api.url)
+    return {s.name: s for s in load_sources()}
+
+
+def _changed(endpoint, **changes):
+    return endpoint.model_validate({**endpoint.model_dump(by_alias=True), **changes})
+
+
+def _link_issues(source, **pagination):
+    """devhub issues of one repository as a link-paginated endpoint (no page parameter sent)."""
+    issues = next(e for e in source.endpoints if e.name == "issues")
+    return _changed(
+        issues, params={"state": "all"},
+        pagination={"type": "link", "page_size": 100, "size_param": "per_page", **pagination},
+    )
+
+
+def test_link_pages_that_stop_early_fail_on_the_header_total(demo_api_factory, monkeypatch):
+    from ingestion_assets.http.errors import IncompleteFetchError
+
+    api = demo_api_factory(records=2345)
+    source = _sources_of(api, monkeypatch)["devhub"]
+    repo = api.sources["devhub"].repo_names()[0]
+    truth = api.records("devhub", "issues", repo=f"demo-org/{repo}")
+    assert len(truth) == 2345
+    # The API pages only a request that names its page: the first one has no next link.
+    api.add_fault(kind="link_needs_page", source="devhub")
+
+    # Without the header total the fetch ends after one page and says nothing.
+    _, pages, stats = _fetch(source, _link_issues(source), repo)
+    assert (stats.records, stats.declared_total) == (100, None)
+
+    # With it, the fetch fails, naming both counts.
+    with pytest.raises(IncompleteFetchError, match="received 100 records but the API declared 2345"):
+        _fetch(source, _link_issues(source, total_header="X-Total-Count"), repo)
+
+
+def test_a_header_total_reaches_the_row_count_check(demo_api_factory, monkeypatch, tmp_path):
+    import dagster as dg
+
+    from ingestion_assets.partitions import dynamic_partitions_name
+    from ingestion_assets_tests.test_checks import run
+
+    api = demo_api_factory(records=2345)
+    api.add_fault(kind="link_needs_page", source="devhub")
+    devhub = _sources_of(api, monkeypatch)["devhub"]
+    repo = api.sources["devhub"].repo_names()[0]
+    # on_total_mismatch: warn lets the 100 rows land; the check must then say what is missing.
+    endpoint = _changed(_link_issues(devhub, total_header="X-Total-Count"),
+                        on_total_mismatch="warn", automation={})
+    source = devhub.model_copy(update={"endpoints": [endpoint]})
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(dynamic_partitions_name(source, endpoint), [repo])
+
+    result = run(source, tmp_path, instance, repo)
+
+    (row_count,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "row_count"]
+    assert not row_count.passed
+    assert "the API declared 2345 records, 100 were received" in row_count.description
+    assert row_count.metadata["declared_total"].value == 2345
+
+
+def test_link_pages_are_fetched_concurrently_from_the_last_link(demo_api_factory, monkeypatch):
+    api = demo_api_factory(records=2345)
+    source = _sources_of(api, monkeypatch)["devhub"]
+    repo = api.sources["devhub"].repo_names()[0]
+    truth = api.records("devhub", "issues", repo=f"demo-org/{repo}")
+    for workers, totals in ((4, {"total_header": "X-Total-Count"}), (3, {})):
+        endpoint = _changed(_link_issues(source, **totals), workers=workers)
+        _, pages, stats = _fetch(source, endpoint, repo)
+        records = [r for p in pages for r in p.records]
+        assert _ids(records, ["id"]) == _ids(truth, ["id"]), "lost or repeated records"
+        assert len(records) == len(truth) == 2345
+        assert (stats.pages, stats.workers) == (24, workers)
+        assert [p.index for p in pages] == list(range(24))
+        assert stats.declared_total == (2345 if totals else None)
+
+
+def test_page_number_pages_are_planned_from_a_header_total(demo_api_factory, monkeypatch):
+    api = demo_api_factory(records=2345)
+    source = _sources_of(api, monkeypatch)["devhub"]
+    repo = api.sources["devhub"].repo_names()[0]
+    issues = next(e for e in source.endpoints if e.name == "issues")
+    endpoint = _changed(
+        issues, workers=4,
+        pagination={"type": "page_number", "page_size": 100, "size_param": "per_page",
+                    "total_header": "X-Total-Count"},
+    )
+    _, pages, stats = _fetch(source, endpoint, repo)
+    records = [r for p in pages for r in p.records]
+    truth = api.records("devhub", "issues", repo=f"demo-org/{repo}")
+    assert _ids(records, ["id"]) == _ids(truth, ["id"])
+    assert (stats.pages, stats.workers, stats.declared_total) == (24, 4, 2345)
+
+
+def test_window_format_must_match_the_text_the_api_compares(demo_api, demo_sources):
+    # The API compares the filter's text with records stamped "...T00:00:00.000Z".
+    demo_api.add_fault(kind="string_time_filter", source="crm")
+    source = demo_sources["crm"]
+    contacts = next(e for e in source.endpoints if e.name == "contacts")
+    truth = demo_api.records("crm", "contacts", "2025-01-02", "2025-01-03")
+    truth_ids = {r["id"] for r in truth}
+
+    def fetch(fmt):
+        endpoint = _changed(
+            contacts, automation={}, partitioning={"type": "daily", "start": "2025-01-01"},
+            window={"start_param": "created_gte", "end_param": "created_lt", "format": fmt},
+        )
+        request, pages, _ = _fetch(source, endpoint, "2025-01-02")
+        return request, {r["id"] for p in pages for r in p.records}
+
+    request, got = fetch("iso_ms")
+    assert request.params == {
+        "limit": 100, "created_gte": "2025-01-02T00:00:00.000Z",
+        "created_lt": "2025-01-03T00:00:00.000Z",
+    }
+    assert got == truth_ids
+
+    # Seconds precision against millisecond text: the record at midnight moves to the day
+    # before ('.' sorts before 'Z'): lost here, and the next midnight's record gained.
+    _, got = fetch("iso_z")
+    midnight = {r["id"] for r in truth if r["createdAt"] == "2025-01-02T00:00:00.000Z"}
+    assert midnight and truth_ids - got == midnight
+    after = demo_api.records("crm", "contacts", "2025-01-03", "2025-01-03T00:00:01")
+    assert got - truth_ids == {r["id"] for r in after}
+
+
+def test_a_data_null_day_is_an_empty_partition_not_a_dead_letter(
+    demo_api_factory, monkeypatch, tmp_path
+):
+    import dagster as dg
+
+    from ingestion_assets_tests.test_checks import run
+    from ingestion_assets_tests.test_factory import only_endpoint, read
+
+    # The API's records start on Jan 5; it answers an empty window with {"data": null}.
+    api = demo_api_factory(start="2025-01-05T00:00:00Z")
+    api.add_fault(kind="null_when_empty", source="payments")
+    payments = _sources_of(api, monkeypatch)["payments"]
+    source = only_endpoint(payments, "charges", checks={"row_count": {"allow_empty": True}})
+
+    result = run(source, tmp_path, dg.DagsterInstance.ephemeral(), "2025-01-02")
+
+    assert result.success
+    assert read(tmp_path, "payments", "charges", "date=2025-01-02").num_rows == 0
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["contract"].passed, checks["contract"].description
+    assert checks["contract"].metadata["dead_letters"].value == 0
+    assert checks["row_count"].passed, checks["row_count"].description
+    events = {e.asset_key.to_user_string(): e.materialization.metadata
+              for e in result.get_asset_materialization_events()}
+    assert events["raw/payments/charges"]["records"].value == 0
+    assert events["payments/charges"]["dagster/row_count"].value == 0

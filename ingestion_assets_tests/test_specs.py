@@ -177,3 +177,121 @@ def test_interpolation_of_plain_settings(monkeypatch):
     monkeypatch.delenv("SPEC_TEST_URL")
     with pytest.raises(ValueError, match="SPEC_TEST_URL is not set"):
         interpolate("${SPEC_TEST_URL}")
+
+
+def test_conflicting_settings_are_load_errors_at_the_line_of_the_conflict(tmp_path):
+    # Each of these loaded silently before and then did something else than written: the
+    # paginator's default limit=100 replaced params.limit=1000 (ten times the requests), a
+    # window on a snapshot was never sent, workers on a cursor ran one page at a time.
+    conflicts = """\
+      - name: emails
+        path: /marketing/v3/emails
+        primary_key: id
+        params: {limit: 1000}
+        pagination: {type: offset, total_path: total}
+      - name: issues
+        path: /issues
+        primary_key: id
+        params: {per_page: 50}
+        pagination: {type: page_number, page_size: 100, size_param: per_page}
+      - name: linked
+        path: /linked
+        primary_key: id
+        params: {limit: 50}
+        pagination: {type: link, page_size: 250}
+      - name: snapshot
+        path: /snapshot
+        primary_key: id
+        window: {start_param: since, format: iso_z}
+      - name: filtered
+        path: /filtered
+        primary_key: id
+        params: {since: "2020-01-01"}
+        partitioning: {type: daily, start: "2025-01-01"}
+        window: {start_param: since}
+      - name: cursor
+        path: /cursor
+        primary_key: id
+        pagination: {type: cursor, cursor_param: after, cursor_path: next}
+        workers: 4
+      - name: offset_no_total
+        path: /offset
+        primary_key: id
+        pagination: {type: offset, limit: 500}
+        workers: 4
+      - name: offset_header_total
+        path: /offset2
+        primary_key: id
+        pagination: {type: offset, limit: 500, total_header: X-Total-Count}
+        workers: 4
+      - name: link_pages
+        path: /link
+        primary_key: id
+        pagination: {type: link, total_header: X-Total-Count}
+        workers: 4
+"""
+    path = write(tmp_path, source_yaml("api", conflicts))
+    lines = path.read_text().splitlines()
+    with pytest.raises(SpecError) as info:
+        load_sources(path)
+    problems = info.value.problems
+    message = str(info.value)
+
+    def line(text: str, after: str) -> int:
+        start = lines.index(after)
+        return lines.index(text, start) + 1
+
+    expected = [
+        ("emails", line("        pagination: {type: offset, total_path: total}", "      - name: emails"),
+         ["`params.limit` (1000)", "`pagination.limit`", "limit=100",
+          "the default page size", "limit: 1000"]),
+        ("issues", line("        pagination: {type: page_number, page_size: 100, size_param: per_page}",
+                        "      - name: issues"),
+         ["`params.per_page` (50)", "`pagination.page_size`", "per_page=100"]),
+        ("linked", line("        pagination: {type: link, page_size: 250}", "      - name: linked"),
+         ["`params.limit` (50)", "`pagination.page_size`", "limit=250"]),
+        ("snapshot", line("        window: {start_param: since, format: iso_z}", "      - name: snapshot"),
+         ["`window` is set", "`partitioning` is 'none'"]),
+        ("filtered", line("        window: {start_param: since}", "      - name: filtered"),
+         ["`params.since` conflicts with `window`"]),
+        ("cursor", line("        workers: 4", "      - name: cursor"),
+         ["`workers: 4`", "'cursor'", "previous page"]),
+        ("offset_no_total", line("        workers: 4", "      - name: offset_no_total"),
+         ["`workers: 4`", "'offset'", "total_header"]),
+    ]
+    for endpoint, lineno, parts in expected:
+        matching = [p for p in problems if f"endpoint '{endpoint}'" in p]
+        assert len(matching) == 1, f"expected one problem for {endpoint}:\n{message}"
+        assert matching[0].startswith(f"{path}:{lineno}: source 'api': endpoint '{endpoint}'"), (
+            matching[0]
+        )
+        for part in parts:
+            assert part in matching[0], f"{part!r} not in {matching[0]}"
+    # Header totals make offset pages plannable, and link pages plan from rel="last".
+    assert len(problems) == len(expected), message
+
+
+def test_window_formats_accept_iso_ms_and_strftime_patterns(tmp_path):
+    endpoint = """\
+      - name: ms
+        path: /ms
+        primary_key: id
+        partitioning: {type: daily, start: "2025-01-01"}
+        window: {start_param: from, end_param: to, format: iso_ms}
+      - name: pattern
+        path: /pattern
+        primary_key: id
+        partitioning: {type: daily, start: "2025-01-01"}
+        window: {start_param: from, format: "%Y%m%d %H%M"}
+      - name: typo
+        path: /typo
+        primary_key: id
+        partitioning: {type: daily, start: "2025-01-01"}
+        window: {start_param: from, format: isoms}
+"""
+    path = write(tmp_path, source_yaml("api", endpoint))
+    with pytest.raises(SpecError) as info:
+        load_sources(path)
+    (problem,) = info.value.problems
+    assert "endpoint 'typo': field 'window.format'" in problem
+    assert "unknown format 'isoms'" in problem and "iso_ms" in problem and "strftime" in problem
