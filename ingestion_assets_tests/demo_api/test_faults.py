@@ -7,7 +7,7 @@ import email.utils
 import pytest
 import requests
 
-from .helpers import payments_session, ts
+from .helpers import crm_session, devhub_session, payments_session, ts
 
 CHARGES = "/v1/charges"
 
@@ -188,3 +188,53 @@ def test_cli_fault_syntax():
     assert parse_cli_fault("latency:ms=25").ms == 25.0
     with pytest.raises(ValueError):
         parse_cli_fault("drop_connection:mode=sideways")
+
+
+# ---- quirks: behaviours of real APIs that the project must not be fooled by ----------------
+
+
+def test_null_when_empty_sends_null_for_an_empty_list(demo_api, charges):
+    s = payments_session()
+    window = {"created[gte]": ts("2024-06-01T00:00:00Z"), "created[lt]": ts("2024-06-02T00:00:00Z")}
+    assert s.get(charges, params=window).json()["data"] == []
+    demo_api.add_fault(kind="null_when_empty", source="payments")
+    body = s.get(charges, params=window).json()
+    assert body["data"] is None and body["has_more"] is False
+    assert len(s.get(charges, params={"limit": 3}).json()["data"]) == 3  # data days unchanged
+    assert demo_api.list_faults()[0]["count"] == -1  # a quirk lasts until cleared
+
+
+def test_string_time_filter_compares_the_parameters_text(demo_api):
+    session = crm_session(demo_api)
+    url = demo_api.base_url("crm") + "/crm/v3/objects/contacts"
+
+    def created(start, end):
+        body = session.get(url, params={"created_gte": start, "created_lt": end, "limit": 100}).json()
+        return [r["createdAt"] for r in body["results"]]
+
+    seconds = ("2025-01-02T00:00:00Z", "2025-01-02T00:10:00Z")
+    millis = ("2025-01-02T00:00:00.000Z", "2025-01-02T00:10:00.000Z")
+    assert created(*seconds) == created(*millis) == [
+        "2025-01-02T00:00:00.000Z", "2025-01-02T00:05:00.000Z"
+    ]
+    demo_api.add_fault(kind="string_time_filter", source="crm")
+    # "…00:00:00.000Z" < "…00:00:00Z" as text: midnight falls out, 00:10 comes in.
+    assert created(*seconds) == ["2025-01-02T00:05:00.000Z", "2025-01-02T00:10:00.000Z"]
+    assert created(*millis) == ["2025-01-02T00:00:00.000Z", "2025-01-02T00:05:00.000Z"]
+
+
+def test_link_needs_page_and_the_total_count_header(demo_api):
+    session = devhub_session()
+    repo = demo_api.records("devhub", "repos", org="demo-org")[0]["name"]
+    url = f"{demo_api.base_url('devhub')}/repos/demo-org/{repo}/issues"
+    total = len(demo_api.records("devhub", "issues", repo=f"demo-org/{repo}"))
+    params = {"state": "all", "per_page": 2}
+    first = session.get(url, params=params)
+    assert first.headers["X-Total-Count"] == str(total) and total > 2
+    assert 'rel="next"' in first.headers["Link"] and 'rel="last"' in first.headers["Link"]
+    demo_api.add_fault(kind="link_needs_page", source="devhub")
+    bare = session.get(url, params=params)
+    assert len(bare.json()) == 2 and "Link" not in bare.headers
+    assert bare.headers["X-Total-Count"] == str(total)
+    named = session.get(url, params={**params, "page": 1})
+    assert 'rel="next"' in named.headers["Link"]
