@@ -245,3 +245,82 @@ def test_fewer_records_than_the_declared_total_fail_the_fetch(api):
     ):
         list(stream)
     assert stream.stats.declared_total > 10
+
+
+# ---- totals declared in headers, for any style ---------------------------------------------
+
+
+class _CursorApi:
+    """A loopback API of two 2-record pages chained by X-Next-Cursor, declaring totals in
+    headers (which may not add up)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        extra = headers
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                page = 2 if "cursor=2" in self.path else 1
+                body = f'[{{"id": {2 * page - 1}}}, {{"id": {2 * page}}}]'.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if page == 1:
+                    self.send_header("X-Next-Cursor", "2")
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def fetch(self, **totals):
+        from ingestion_assets.http import ApiClient
+
+        from .conftest import FAST_RETRY
+
+        paginator = paginators.HeaderCursor().declare_totals(**totals)
+        with ApiClient(self.url, retry=FAST_RETRY, source="hostile") as client:
+            stream = client.fetch_pages("/items", paginator=paginator, endpoint="items")
+            return [r for page in stream for r in page.records], stream.stats
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "totals", "error"),
+    [
+        ({"X-Total-Count": "4", "X-Total-Pages": "2"},
+         {"total_header": "X-Total-Count", "total_pages_header": "X-Total-Pages"}, None),
+        ({"X-Total-Count": "5"}, {"total_header": "X-Total-Count"},
+         "received 4 records but the API declared 5"),
+        ({"X-Total-Pages": "3"}, {"total_pages_header": "X-Total-Pages"},
+         "received 2 pages but the API declared 3"),
+        ({"X-Total-Count": "lots"}, {"total_header": "X-Total-Count"},
+         "header X-Total-Count is not an integer"),
+        ({"X-Total-Count": "5"}, {}, None),  # not declared in the spec: not read
+    ],
+)
+def test_header_totals_are_checked_for_a_cursor_style(headers, totals, error):
+    api = _CursorApi(headers)
+    try:
+        if error is None:
+            records, stats = api.fetch(**totals)
+            assert [r["id"] for r in records] == [1, 2, 3, 4]
+            assert stats.declared_total == (4 if totals else None)
+        else:
+            with pytest.raises((errors.IncompleteFetchError, errors.PaginationError), match=error):
+                api.fetch(**totals)
+    finally:
+        api.close()
