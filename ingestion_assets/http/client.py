@@ -231,8 +231,9 @@ class ApiClient:
                 fetch works on a fresh copy.
             records_path: Dotted path to the records in the body (``"data"``,
                 ``"paging.items"``); None or ``""`` for a body that is itself the list.
-            workers: Threads fetching pages concurrently when the style allows random
-                access (offset/page number with a declared total); others stay sequential.
+            workers: Threads fetching pages concurrently when the style can plan its pages
+                from the first one (offset/page number with a declared total, link with a
+                ``rel="last"`` page number); otherwise pages are sequential, with a warning.
             max_pages: Fail (never truncate) when the API has more pages than this.
             on_total_mismatch: ``"error"`` or ``"warn"`` when the records received do not
                 match the total the API declared, or the total changed during the fetch.
