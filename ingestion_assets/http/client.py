@@ -705,15 +705,15 @@ class PageStream:
                 self.paginator.update_state(result.response, result.body, result.records)
                 self._note_total()
                 count = len(result.records)
+                # Link pages carry everything in the URL; other styles in their params.
+                at = redact(planned.request.params) or redact_url(planned.request.url)
                 if planned.expected is not None and count != planned.expected:
                     self._mismatch(
-                        f"page at {redact(planned.request.params)} returned {count} records, "
-                        f"expected {planned.expected} from the declared total"
+                        f"page at {at} returned {count} records, expected {planned.expected} "
+                        "from the declared total or page count"
                     )
                 elif planned.expected is None and count == 0:
-                    self._mismatch(
-                        f"page at {redact(planned.request.params)} is empty before the declared end"
-                    )
+                    self._mismatch(f"page at {at} is empty before the declared end")
                 page = self._page(index, planned.request, result)
                 index += 1
                 submit()

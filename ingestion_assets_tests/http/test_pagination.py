@@ -250,28 +250,22 @@ def test_fewer_records_than_the_declared_total_fail_the_fetch(api):
 # ---- totals declared in headers, for any style ---------------------------------------------
 
 
-class _CursorApi:
-    """A loopback API of two 2-record pages chained by X-Next-Cursor, declaring totals in
-    headers (which may not add up)."""
+class _LoopbackApi:
+    """A small hostile API on loopback: ``respond(path) -> (body, headers)`` answers each GET."""
 
-    def __init__(self, headers: dict[str, str]) -> None:
+    def __init__(self, respond) -> None:
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        extra = headers
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
-                page = 2 if "cursor=2" in self.path else 1
-                body = f'[{{"id": {2 * page - 1}}}, {{"id": {2 * page}}}]'.encode()
+                body, headers = respond(self.path)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
-                if page == 1:
-                    self.send_header("X-Next-Cursor", "2")
-                for name, value in extra.items():
+                for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
@@ -283,19 +277,29 @@ class _CursorApi:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def fetch(self, **totals):
+    def fetch(self, paginator, **kwargs):
         from ingestion_assets.http import ApiClient
 
         from .conftest import FAST_RETRY
 
-        paginator = paginators.HeaderCursor().declare_totals(**totals)
         with ApiClient(self.url, retry=FAST_RETRY, source="hostile") as client:
-            stream = client.fetch_pages("/items", paginator=paginator, endpoint="items")
+            stream = client.fetch_pages("/items", paginator=paginator, endpoint="items", **kwargs)
             return [r for page in stream for r in page.records], stream.stats
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _two_cursor_pages(extra: dict[str, str]):
+    """Two 2-record pages chained by X-Next-Cursor, with ``extra`` headers on each."""
+
+    def respond(path: str):
+        page = 2 if "cursor=2" in path else 1
+        body = f'[{{"id": {2 * page - 1}}}, {{"id": {2 * page}}}]'.encode()
+        return body, {**extra, **({"X-Next-Cursor": "2"} if page == 1 else {})}
+
+    return respond
 
 
 @pytest.mark.parametrize(
@@ -313,14 +317,40 @@ class _CursorApi:
     ],
 )
 def test_header_totals_are_checked_for_a_cursor_style(headers, totals, error):
-    api = _CursorApi(headers)
+    api = _LoopbackApi(_two_cursor_pages(headers))
+    paginator = paginators.HeaderCursor().declare_totals(**totals)
     try:
         if error is None:
-            records, stats = api.fetch(**totals)
+            records, stats = api.fetch(paginator)
             assert [r["id"] for r in records] == [1, 2, 3, 4]
             assert stats.declared_total == (4 if totals else None)
         else:
             with pytest.raises((errors.IncompleteFetchError, errors.PaginationError), match=error):
-                api.fetch(**totals)
+                api.fetch(paginator)
+    finally:
+        api.close()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_link_chain_shorter_than_its_last_link_fails(workers):
+    # Page 1 links next=2 and last=4; page 2 has no next link: two pages, four declared.
+    # Concurrently, page 3 comes back empty where the plan expected a full page.
+    def respond(path: str):
+        page = int(path.rsplit("page=", 1)[1]) if "page=" in path else 1
+        if page == 1:
+            links = '</items?page=2>; rel="next", </items?page=4>; rel="last"'
+            return b'[{"id": 1}, {"id": 2}]', {"Link": links}
+        if page == 2:
+            return b'[{"id": 3}, {"id": 4}]', {}
+        return b"[]", {}
+
+    api = _LoopbackApi(respond)
+    try:
+        expected = (
+            "received 2 pages but the API declared 4" if workers == 1
+            else r"page at http://127\.0\.0\.1:\d+/items\?page=3 returned 0 records, expected 2"
+        )
+        with pytest.raises(errors.IncompleteFetchError, match=expected):
+            api.fetch(paginators.LinkHeader(), workers=workers)
     finally:
         api.close()
