@@ -99,3 +99,26 @@ def test_static_key_as_query_param_and_unpartitioned_snapshot():
     snap = endpoint()
     assert partitions_def(None, snap) is None
     assert partition_request(snap, None, None).params == {}
+
+
+def test_every_window_format_and_the_unit_taken_off_an_inclusive_end():
+    start, end = dt.datetime(2025, 3, 1, tzinfo=UTC), dt.datetime(2025, 3, 2, tzinfo=UTC)
+    cases = [
+        ("iso", "2025-03-01T00:00:00+00:00", "2025-03-01T23:59:59+00:00"),
+        ("iso_z", "2025-03-01T00:00:00Z", "2025-03-01T23:59:59Z"),
+        ("iso_ms", "2025-03-01T00:00:00.000Z", "2025-03-01T23:59:59.999Z"),
+        ("unix", 1740787200, 1740873599),
+        ("unix_ms", 1740787200000, 1740873599999),
+        ("date", "2025-03-01", "2025-03-01"),
+        ("%Y-%m-%d %H:%M", "2025-03-01 00:00", "2025-03-01 23:59"),
+        ("%Y%m%dT%H%M%S.%fZ", "20250301T000000.000000Z", "20250301T235959.999999Z"),
+        ("%d/%m/%Y", "01/03/2025", "01/03/2025"),
+    ]
+    for fmt, first, last in cases:
+        exclusive = window_params(WindowParams(start_param="a", end_param="b", format=fmt), start, end)
+        inclusive = window_params(
+            WindowParams(start_param="a", end_param="b", format=fmt, end_inclusive=True), start, end
+        )
+        assert exclusive["a"] == inclusive["a"] == first, fmt
+        assert inclusive["b"] == last, fmt
+        assert exclusive["b"] != last, fmt  # the exclusive end is the next window's start
