@@ -224,6 +224,7 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
                 model=_record_model(endpoint),
                 extra_fields=endpoint.extra_fields,
                 dead_letters=DeadLetters(),
+                window=window_guard(endpoint, partition_request(endpoint, pdef, key).window),
             )
             metadata: dict[str, Any] = {}
             if pages_can_shift(endpoint):
@@ -239,6 +240,22 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
 
 
 REPEATED_RECORDS_METADATA_KEY = "drift/repeated_records_dropped"
+
+
+def window_guard(endpoint: Endpoint, window: Any) -> Any:
+    """The window guard of one time partition ``(start, end)`` (None when there is no window
+    or no record field to read the time from; the `window` check then says so)."""
+    from datetime import timedelta
+
+    from ingestion_assets.normalize import WindowGuard
+
+    if window is None or endpoint.window is None or endpoint.window_field is None:
+        return None
+    return WindowGuard(
+        start=window[0], end=window[1], field=endpoint.window_field,
+        tolerance=timedelta(seconds=endpoint.window.tolerance_seconds),
+        policy=endpoint.window.out_of_window, key_fields=endpoint.primary_key,
+    )
 
 
 def pages_can_shift(endpoint: Endpoint) -> bool:

@@ -11,9 +11,17 @@ is built as the pages arrive:
 * undeclared columns are inferred by Arrow and kept (a new field becomes a new column,
   appended at the end). Between pages a type may only *widen*: null -> any type,
   int64 -> float64, a struct gains fields, ``list<null>`` -> ``list<T>``. A page whose values
-  are narrower than the established type is cast up; a real conflict (an int column that
-  suddenly holds strings) raises :class:`NormalizationError` naming the field and the page.
-  Declare the column's type to coerce instead.
+  are narrower than the established type is cast up. A conflict between scalar types (an
+  int column that suddenly holds strings, or the reverse) widens the column to string:
+  every value is kept as its text, and the conflict is reported (field, types, pages) in
+  :meth:`Normalizer.report` so the ``schema_drift`` check flags it. A conflict involving a
+  nested type (an object on one page, a number on another) cannot be widened: the records
+  of the later page holding the other kind go to the dead letters (rule ``type_conflict``,
+  naming the field and both pages). Declare the column's type to coerce instead.
+
+The window guard (:class:`WindowGuard`): for a time partition, every record's partition
+timestamp must fall in the partition's ``[start, end)`` (plus a tolerance). Records outside
+are counted and, by policy, fail the partition, go to the dead letters, or are kept.
 
 An empty object ``{}`` on a page where that object never has keys is stored as null
 (Parquet cannot store a struct without fields); next to objects with keys it becomes a
@@ -32,7 +40,8 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -47,7 +56,9 @@ __all__ = [
     "DeadLetters",
     "NormalizationError",
     "Normalizer",
+    "OutOfWindowError",
     "RecordBatchStream",
+    "WindowGuard",
     "parse_type",
 ]
 
@@ -81,7 +92,8 @@ EXTRA_COLUMN = "_extra"
 #: The columns of a dead-letter file (the Parquet IO manager adds the provenance columns).
 DEAD_LETTER_SCHEMA = pa.schema(
     [
-        ("_rule", pa.string()),  # not_an_object | model | uncastable | missing_required
+        # not_an_object | model | uncastable | missing_required | out_of_window | type_conflict
+        ("_rule", pa.string()),
         ("_field", pa.string()),  # the field at fault, when one is
         ("_reason", pa.string()),  # the message, as a person reads it
         ("_page", pa.int64()),  # the page within the partition's stored raw pages
@@ -111,6 +123,112 @@ class NormalizationError(ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.field = field
         self.page = page
+
+
+class OutOfWindowError(NormalizationError):
+    """Records of a partition carry a partition timestamp outside the partition's window."""
+
+
+_POLICIES = ("fail", "dead_letter", "keep")
+
+
+@dataclass
+class WindowGuard:
+    """Every record of a time partition must fall in the partition's window.
+
+    An API that ignores its window filter (a misspelled parameter, an unsupported filter)
+    answers every partition with the same records; without this guard each partition would
+    store them all. The record's time is read from ``field`` (a timestamp column, or any
+    value :func:`to_utc_timestamp` reads); a record without one is outside too.
+
+    Args:
+        start: the window's start (inclusive, UTC).
+        end: the window's end (exclusive, UTC).
+        field: the record field giving the record's partition time.
+        tolerance: accept records this far before ``start`` or at/after ``end``.
+        policy: ``fail`` (the partition fails once every page is read, with the count and an
+            example), ``dead_letter`` (set aside with the reason) or ``keep`` (only counted).
+        key_fields: the primary key, named in the example of a failure.
+    """
+
+    start: datetime
+    end: datetime
+    field: str
+    tolerance: timedelta = timedelta(0)
+    policy: str = "fail"
+    key_fields: Sequence[str] = ()
+    checked: int = 0
+    outside: int = 0
+    example: dict[str, Any] | None = None
+    _lo: Any = field(default=None, repr=False)
+    _hi: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.policy not in _POLICIES:
+            raise ValueError(f"out_of_window must be one of {_POLICIES}, not {self.policy!r}")
+        self._lo = pa.scalar(self.start - self.tolerance, TIMESTAMP)
+        self._hi = pa.scalar(self.end + self.tolerance, TIMESTAMP)
+
+    @property
+    def window_text(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+    def outside_mask(self, columns: Mapping[str, pa.Array], num_rows: int, page: int) -> pa.Array:
+        """True for the rows whose time is missing or outside the window."""
+        values = columns.get(self.field)
+        if values is None:
+            return pa.array([True] * num_rows, pa.bool_())
+        if values.type != TIMESTAMP:
+            values = to_utc_timestamp(values, field=self.field, page=page)
+        outside = pc.or_(pc.less(values, self._lo), pc.greater_equal(values, self._hi))
+        return pc.fill_null(outside, True)
+
+    def note(self, columns: Mapping[str, pa.Array], num_rows: int, mask: pa.Array,
+             page: int, positions: Sequence[int]) -> int:
+        """Count the rows outside; keep the first one as the example (key and time only)."""
+        self.checked += num_rows
+        count = pc.sum(mask.cast(pa.int64())).as_py() or 0
+        if count and self.example is None:
+            row = pc.indices_nonzero(mask)[0].as_py()
+            example = {"page": page, "index": positions[row]}
+            for name in [*self.key_fields, self.field]:
+                column = columns.get(name)
+                value = None if column is None else column[row].as_py()
+                example[name] = value.isoformat() if isinstance(value, datetime) else value
+            self.example = example
+        self.outside += count
+        return count
+
+    def reason(self, value: Any) -> str:
+        shown = value.isoformat() if isinstance(value, datetime) else value
+        return (f"{self.field} {'is missing' if value is None else f'= {shown}'}: outside the "
+                f"partition window {self.window_text}")
+
+    def failure(self) -> OutOfWindowError:
+        ex = self.example or {}
+        key = ", ".join(f"{k}={ex.get(k)!r}" for k in self.key_fields)
+        return OutOfWindowError(
+            f"{self.outside} of {self.checked} record(s) have {self.field} outside the "
+            f"partition window {self.window_text} (the API may ignore its window filter); "
+            f"e.g. {key + ', ' if key else ''}{self.field}={ex.get(self.field)!r} "
+            f"(page {ex.get('page')}, record {ex.get('index')}). Set window.out_of_window to "
+            "dead_letter or keep, or window.tolerance_seconds for an inclusive end, to accept "
+            "them",
+            field=self.field,
+        )
+
+    def report(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "window/out_of_window": self.outside,
+            "window/checked": self.checked,
+            "window/field": self.field,
+            "window/window": self.window_text,
+            "window/policy": self.policy,
+            "window/tolerance_seconds": self.tolerance.total_seconds(),
+        }
+        if self.example is not None:
+            meta["window/example"] = self.example
+        return meta
 
 
 class DeadLetters:
@@ -225,6 +343,7 @@ class Normalizer:
         dead_letters: where records failing the contract go (missing required field, a
             declared type that cannot be cast, a model error, not an object). Without it,
             such a record fails the page with :class:`NormalizationError`.
+        window: the window guard of a time partition (see :class:`WindowGuard`).
 
     Example:
         >>> n = Normalizer(schema={"id": "string"}, timestamp_fields=["created"])
@@ -244,6 +363,7 @@ class Normalizer:
         model: type | None = None,
         extra_fields: str = "columns",
         dead_letters: DeadLetters | None = None,
+        window: WindowGuard | None = None,
     ):
         if nested not in ("struct", "flatten"):
             raise ValueError(f"nested must be 'struct' or 'flatten', not {nested!r}")
@@ -277,6 +397,10 @@ class Normalizer:
             name: (pa.string() if t == _JSON else t) for name, t in declared.items()
         }
         self._pages = 0
+        self.window = window
+        # Undeclared columns: the page that set each column's type, and type conflicts seen.
+        self._since: dict[str, int] = {}
+        self.type_conflicts: list[dict[str, Any]] = []
 
     @property
     def schema(self) -> pa.Schema:
@@ -296,6 +420,23 @@ class Normalizer:
             batch = self.normalize_page(records)
             if batch is not None:
                 yield batch
+        self.finish()
+
+    def finish(self) -> None:
+        """Called once every page is normalized: fails when records fell outside the window
+        under the ``fail`` policy (after counting them all, for the message)."""
+        guard = self.window
+        if guard is not None and guard.policy == "fail" and guard.outside:
+            raise guard.failure()
+
+    def report(self) -> dict[str, Any]:
+        """Materialization metadata: the window guard's counts and the type conflicts."""
+        meta: dict[str, Any] = {}
+        if self.window is not None:
+            meta.update(self.window.report())
+        if self.type_conflicts:
+            meta["type_conflicts"] = list(self.type_conflicts)
+        return meta
 
     def normalize_page(self, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch | None:
         """Normalize one page; returns None for an empty page (it still counts as a page)."""
@@ -319,20 +460,42 @@ class Normalizer:
                 return None
             columns, num_rows = self._declared_columns(records, page)
         if self._required:
-            columns, num_rows = self._without_missing_required(
+            columns, num_rows, origin = self._without_missing_required(
                 columns, num_rows, records, origin, page
             )
             if num_rows == 0:
                 return None
+        if self.window is not None:
+            columns, num_rows, origin = self._guard_window(columns, num_rows, records, origin,
+                                                           page)
+            if num_rows == 0:
+                return None
         # Undeclared columns may widen the schema; compute the new schema, then conform.
-        for name, array in columns.items():
+        for name in list(columns):
+            array = columns[name]
             if name in self._declared:
                 continue
             current = self._fields.get(name)
             if current is None:
+                if not pa.types.is_null(array.type):
+                    self._since.setdefault(name, page)
                 self._fields[name] = array.type
             elif current != array.type:
-                self._fields[name] = _widen(current, array.type, name, page)
+                try:
+                    widened = _widen(current, array.type, name, page)
+                except _TypeConflict:
+                    columns, num_rows, origin = self._set_aside_conflict(
+                        columns, num_rows, records, origin, page, name, current
+                    )
+                    if num_rows == 0:
+                        return None
+                    continue
+                if pa.types.is_null(current):
+                    self._since[name] = page
+                elif (pa.types.is_string(widened) and not pa.types.is_null(array.type)
+                      and not (pa.types.is_string(current) and pa.types.is_string(array.type))):
+                    self._note_conflict(name, current, array.type, page)
+                self._fields[name] = widened
         arrays = []
         for name, type_ in self._fields.items():
             array = columns.get(name)
@@ -359,6 +522,68 @@ class Normalizer:
             if name in columns and name not in self._json_fields:
                 columns[name] = self._to_declared(columns[name], type_, name, page)
         return columns, batch.num_rows
+
+    def _note_conflict(self, name: str, before: Any, now: Any, page: int) -> None:
+        if any(c["field"] == name for c in self.type_conflicts):
+            return  # the first conflict of a field says it all
+        self.type_conflicts.append({
+            "field": name, "before": str(before), "now": str(now), "stored_as": "string",
+            "first_page": self._since.get(name, 0), "conflicting_page": page,
+        })
+
+    def _set_aside_conflict(
+        self, columns: dict[str, pa.Array], num_rows: int, records: Sequence[Any],
+        origin: list[tuple[int, Any]] | None, page: int, name: str, current: pa.DataType,
+    ) -> tuple[dict[str, pa.Array], int, list[tuple[int, Any]] | None]:
+        """A nested/scalar conflict: this page's records holding the other kind are dead."""
+        array = columns[name]
+        mask = pc.invert(array.is_null())
+        reason = (
+            f"field {name!r} holds {array.type} on page {page} but {current} since page "
+            f"{self._since.get(name, 0)}; declare its type (e.g. json or string) to keep both"
+        )
+        columns, num_rows, origin = self._drop_rows(
+            columns, num_rows, records, origin, page, mask,
+            lambda _: ("type_conflict", name, reason),
+        )
+        columns.pop(name)  # only nulls are left: filled in with the established type
+        return columns, num_rows, origin
+
+    def _drop_rows(
+        self, columns: dict[str, pa.Array], num_rows: int, records: Sequence[Any],
+        origin: list[tuple[int, Any]] | None, page: int, mask: pa.Array,
+        why: Callable[[int], tuple[str, str | None, str]],
+    ) -> tuple[dict[str, pa.Array], int, list[tuple[int, Any]] | None]:
+        """Send the rows where ``mask`` is true to the dead letters; the rest go on."""
+        origin = origin if origin is not None else list(enumerate(records))
+        for position in pc.indices_nonzero(mask).to_pylist():
+            rule, field_name, reason = why(position)
+            index, raw = origin[position]
+            self._dead(rule, field_name, reason, page, index, raw)
+        keep = pc.invert(mask)
+        kept = pc.indices_nonzero(keep).to_pylist()
+        columns = {name: array.filter(keep) for name, array in columns.items()}
+        return columns, len(kept), [origin[i] for i in kept]
+
+    def _guard_window(
+        self, columns: dict[str, pa.Array], num_rows: int, records: Sequence[Any],
+        origin: list[tuple[int, Any]] | None, page: int,
+    ) -> tuple[dict[str, pa.Array], int, list[tuple[int, Any]] | None]:
+        guard = self.window
+        assert guard is not None
+        mask = guard.outside_mask(columns, num_rows, page)
+        positions = [i for i, _ in origin] if origin is not None else range(num_rows)
+        if not guard.note(columns, num_rows, mask, page, positions):
+            return columns, num_rows, origin
+        if guard.policy != "dead_letter":
+            return columns, num_rows, origin  # kept: counted (and failed at the end by `fail`)
+        values = columns.get(guard.field)
+
+        def why(position: int) -> tuple[str, str | None, str]:
+            value = None if values is None else values[position].as_py()
+            return "out_of_window", guard.field, guard.reason(value)
+
+        return self._drop_rows(columns, num_rows, records, origin, page, mask, why)
 
     def _dead(self, rule: str, field: str | None, reason: str, page: int, index: int,
               record: Any) -> None:
@@ -425,7 +650,7 @@ class Normalizer:
         records: Sequence[Any],
         origin: list[tuple[int, Any]] | None,
         page: int,
-    ) -> tuple[dict[str, pa.Array], int]:
+    ) -> tuple[dict[str, pa.Array], int, list[tuple[int, Any]] | None]:
         missing: pa.Array | None = None
         for name in self._required:
             array = columns.get(name)
@@ -437,19 +662,16 @@ class Normalizer:
                 continue
             missing = nulls if missing is None else pc.or_(missing, nulls)
         if missing is None:
-            return columns, num_rows
-        origin = origin if origin is not None else list(enumerate(records))
-        for position in pc.indices_nonzero(missing).to_pylist():  # only the failing rows
-            field = next(
+            return columns, num_rows, origin
+
+        def why(position: int) -> tuple[str, str | None, str]:
+            name = next(
                 n for n in self._required
                 if columns.get(n) is None or not columns[n][position].is_valid
             )
-            index, raw = origin[position]
-            self._dead("missing_required", field, f"required field {field!r} is missing or null",
-                       page, index, raw)
-        keep = pc.invert(missing)
-        columns = {name: array.filter(keep) for name, array in columns.items()}
-        return columns, num_rows - pc.sum(missing.cast(pa.int64())).as_py()
+            return "missing_required", name, f"required field {name!r} is missing or null"
+
+        return self._drop_rows(columns, num_rows, records, origin, page, missing, why)
 
     # -- page to Arrow ------------------------------------------------------------------
 
@@ -500,6 +722,14 @@ class Normalizer:
             if target == TIMESTAMP:
                 arrays.append(_mixed_timestamps(values, name, page))
             elif target is not None and pa.types.is_string(target):
+                arrays.append(pa.array([_to_text(v) for v in values], pa.string()))
+            elif (name not in self._declared
+                  and (target is None or not pa.types.is_nested(target))
+                  and all(isinstance(v, str | int | float | bool) for v in values
+                          if v is not None)):
+                # Scalars of two kinds on one page: the same rule as between pages.
+                kinds = sorted({type(v).__name__ for v in values if v is not None})
+                self._note_conflict(name, target or kinds[0], ", ".join(kinds), page)
                 arrays.append(pa.array([_to_text(v) for v in values], pa.string()))
             else:
                 kinds = sorted({type(v).__name__ for v in values if v is not None})
@@ -570,22 +800,28 @@ def _widen(current: pa.DataType, new: pa.DataType, name: str, page: int) -> pa.D
             .type
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        if pa.types.is_string(current) and not pa.types.is_nested(new):
-            return current  # numbers and bools in a text column: kept as their text
-        raise NormalizationError(
+        if not pa.types.is_nested(current) and not pa.types.is_nested(new):
+            return pa.string()  # scalars of two kinds: every value kept as its text
+        raise _TypeConflict(
             f"type changed from {current} (earlier pages) to {new}; declare the column's type "
             "to coerce",
             field=name,
             page=page,
         ) from exc
     if _is_unwanted_promotion(current, merged) or _is_unwanted_promotion(new, merged):
-        raise NormalizationError(
+        if not pa.types.is_nested(current) and not pa.types.is_nested(new):
+            return pa.string()  # e.g. bool and int: kept as text, not turned into numbers
+        raise _TypeConflict(
             f"type changed from {current} (earlier pages) to {new}; declare the column's type "
             "to coerce",
             field=name,
             page=page,
         )
     return merged
+
+
+class _TypeConflict(NormalizationError):
+    """Two pages hold values of an undeclared column that no common type holds."""
 
 
 def _is_unwanted_promotion(before: pa.DataType, after: pa.DataType) -> bool:
@@ -837,6 +1073,7 @@ class RecordBatchStream:
         self.dead_letters = dead_letters
         self.time_columns = list(time_columns)
         self.newest_record_at: datetime | None = None
+        self._on_consumed: Callable[[], None] | None = None
 
     @classmethod
     def from_pages(
@@ -848,7 +1085,10 @@ class RecordBatchStream:
         """Normalize pages of records lazily; the schema is the normalizer's final schema."""
         normalizer = normalizer or Normalizer()
         kwargs.setdefault("dead_letters", normalizer.dead_letters)
-        return cls(normalizer.batches(pages), lambda: normalizer.schema, **kwargs)
+        stream = cls(normalizer.batches(pages), lambda: normalizer.schema, **kwargs)
+        # The window guard's counts and the type conflicts, once every page is read.
+        stream._on_consumed = lambda: stream.metadata.update(normalizer.report())
+        return stream
 
     @property
     def schema(self) -> pa.Schema | None:
@@ -867,6 +1107,8 @@ class RecordBatchStream:
             if self.time_columns:
                 self._note_newest(batch)
             yield batch
+        if self._on_consumed is not None:
+            self._on_consumed()
 
     def _note_newest(self, batch: pa.RecordBatch) -> None:
         for name in self.time_columns:

@@ -458,6 +458,21 @@ class WindowParams(_Model):
         default=False,
         description="the API's end filter is <= (e.g. updated_at_max); we then send end - 1 unit",
     )
+    # The window guard (normalize.WindowGuard): the API must have honoured the filter.
+    field: str | None = Field(
+        default=None,
+        description="record field whose time must fall in the partition's [start, end); "
+        "default: the first of timestamp_fields",
+    )
+    tolerance_seconds: float = Field(
+        default=0, ge=0,
+        description="accept records this far outside [start, end) (APIs with inclusive ends)",
+    )
+    out_of_window: Literal["fail", "dead_letter", "keep"] = Field(
+        default="fail",
+        description="a record outside the window: fail the step, set it aside as a dead "
+        "letter, or keep it (the `window` check still counts it)",
+    )
 
 
 # --------------------------------------------------------------------------- endpoint / source
@@ -526,6 +541,21 @@ class ContractCheck(_CheckSpec):
     max_dead_letters: int = Field(default=0, ge=0, description="0: any dead letter fails")
 
 
+class WindowCheck(_CheckSpec):
+    """Records whose partition timestamp falls outside the partition's window (counted by
+    the window guard whatever ``window.out_of_window`` does with them); fails above 0."""
+
+
+class UniquenessCheck(_CheckSpec):
+    """A primary key of this partition also stored in one of the ``partitions`` partitions
+    on either side of it (read from the key sketches stored with each partition)."""
+
+    partitions: int = Field(
+        default=10, ge=1, le=1000,
+        description="compare with up to this many partitions on each side of the partition",
+    )
+
+
 class EndpointChecks(_Model):
     """Per-endpoint check settings; ``severity``/``blocking`` here apply to every check."""
 
@@ -534,6 +564,8 @@ class EndpointChecks(_Model):
     row_count: RowCountCheck = RowCountCheck()
     schema_drift: SchemaDriftCheck = SchemaDriftCheck()
     contract: ContractCheck = ContractCheck()
+    window: WindowCheck = WindowCheck()
+    uniqueness: UniquenessCheck = UniquenessCheck()
 
 
 def _valid_timezone(value: str | None) -> str | None:
@@ -735,6 +767,16 @@ class Endpoint(_Model):
                     f"{reason}; remove workers (or set 1)"
                 )
         return value
+
+    @property
+    def window_field(self) -> str | None:
+        """The record field the window guard reads: ``window.field``, else the first of
+        ``timestamp_fields`` (None when the endpoint has no window or no such field)."""
+        if self.window is None:
+            return None
+        if self.window.field:
+            return self.window.field
+        return self.timestamp_fields[0] if self.timestamp_fields else None
 
     @model_validator(mode="after")
     def _freshness_field_is_a_timestamp(self) -> Endpoint:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ingestion_assets.normalize import (
     TIMESTAMP,
+    DeadLetters,
     NormalizationError,
     Normalizer,
     RecordBatchStream,
@@ -198,24 +199,51 @@ def test_schema_is_stable_across_pages_and_widens_only():
     assert batches[3].schema.field("score").type == pa.float64()
 
 
-def test_conflicting_type_on_a_later_page_names_field_and_page():
+def test_scalar_type_conflict_between_pages_widens_to_text_and_is_reported():
+    # Case 7 of issue 14: an int on one page, a string on another, in an undeclared column.
     n = Normalizer()
-    with pytest.raises(NormalizationError, match=r"field 'amount', page 2: type changed"):
-        list(n.batches([[{"amount": 1}], [], [{"amount": "lots"}]]))
+    batches = list(n.batches([[{"amount": 1}], [], [{"amount": "lots"}], [{"amount": 3}]]))
+    assert n.schema.field("amount").type == pa.string()
+    table = pa.Table.from_batches([_conform(b, n.schema) for b in batches])
+    assert table.column("amount").to_pylist() == ["1", "lots", "3"]
+    assert n.report()["type_conflicts"] == [
+        {"field": "amount", "before": "int64", "now": "string", "stored_as": "string",
+         "first_page": 0, "conflicting_page": 2}
+    ]
+
+
+def test_nested_type_conflict_sets_the_later_records_aside_naming_field_and_pages():
+    n = Normalizer(dead_letters=DeadLetters())
+    batches = list(n.batches([[{"id": 1, "meta": {"a": 1}}],
+                              [{"id": 2, "meta": 5}, {"id": 3, "meta": None}]]))
+    assert [r["id"] for b in batches for r in b.to_pylist()] == [1, 3]
+    [dead] = n.dead_letters.held().to_pylist()
+    assert (dead["_rule"], dead["_field"], dead["_page"], dead["_index"]) == (
+        "type_conflict", "meta", 1, 0)
+    assert "page 1" in dead["_reason"] and "since page 0" in dead["_reason"]
+    assert orjson.loads(dead["_record"]) == {"id": 2, "meta": 5}
+    # Without a dead-letter sink the page fails, naming the field and the page.
+    with pytest.raises(NormalizationError, match=r"field 'meta', page 1"):
+        list(Normalizer().batches([[{"meta": {"a": 1}}], [{"meta": 5}]]))
 
 
 def test_numbers_in_an_established_text_column_are_kept_as_text():
     n = Normalizer()
     batches = list(n.batches([[{"code": "A1"}], [{"code": 7}]]))
     assert batches[1].column("code").to_pylist() == ["7"]
+    assert n.report()["type_conflicts"][0]["conflicting_page"] == 1
 
 
-def test_mixed_types_in_one_page_name_the_field():
-    with pytest.raises(NormalizationError, match=r"field 'v', page 0: values of mixed types"):
-        list(Normalizer().batches([[{"v": 1}, {"v": "x"}]]))
-    # Declaring the column as text accepts them.
-    [batch] = Normalizer(schema={"v": "string"}).batches([[{"v": 1}, {"v": "x"}]])
+def test_mixed_types_in_one_page_are_kept_as_text_and_reported():
+    n = Normalizer()
+    [batch] = n.batches([[{"v": 1}, {"v": "x"}]])
     assert batch.column("v").to_pylist() == ["1", "x"]
+    assert n.report()["type_conflicts"][0]["field"] == "v"
+    # Declaring the column as text accepts them without a conflict.
+    declared = Normalizer(schema={"v": "string"})
+    [batch] = declared.batches([[{"v": 1}, {"v": "x"}]])
+    assert batch.column("v").to_pylist() == ["1", "x"]
+    assert "type_conflicts" not in declared.report()
 
 
 def test_empty_pages_produce_no_batch_and_declared_schema_stands():

@@ -22,7 +22,7 @@ TERMINAL_KINDS = (
     "html",
 )
 #: Faults that alter the request handling but let it proceed.
-SIDE_KINDS = ("slow", "latency", "expire_tokens", "insert_during_pagination")
+SIDE_KINDS = ("slow", "latency", "expire_tokens", "insert_during_pagination", "ignore_params")
 #: Faults applied when records are rendered (not per request).
 DATA_KINDS = ("schema_change",)
 #: Faults that make a matching request meet a quirk of some real APIs (default: always).
@@ -57,6 +57,9 @@ class Fault:
         value: ``schema_change`` add: value of the new field.
         type: ``schema_change`` retype: ``"string"``, ``"int"``, ``"float"``, ``"bool"``,
             ``"null"`` or ``"object"``.
+        params: ``ignore_params``: query parameters the API acts as if it did not receive
+            (an unsupported or misspelled filter, e.g. ``["created_at_min",
+            "created_at_max"]``: every window gets every record).
 
     Quirks (no parameters; they fire on every match unless ``count`` says otherwise):
     ``null_when_empty`` sends ``null`` instead of an empty records list;
@@ -82,6 +85,7 @@ class Fault:
     field: str | None = None
     value: object = None
     type: str = "string"
+    params: list = dataclasses.field(default_factory=list)
     # bookkeeping (reported by GET /_control/faults)
     seen: int = dataclasses.field(default=0)
     fired: int = dataclasses.field(default=0)
@@ -97,8 +101,17 @@ class Fault:
         kw = dict(data)
         if kw["kind"] not in KINDS:
             raise FaultError(f"unknown fault kind {kw['kind']!r}; known: {list(KINDS)}")
-        if kw["kind"] in ("latency", "schema_change", *QUIRK_KINDS) and "count" not in kw:
+        if kw["kind"] in ("latency", "schema_change", "ignore_params", *QUIRK_KINDS) and (
+            "count" not in kw
+        ):
             kw["count"] = -1
+        if "params" in kw:
+            params = kw["params"]
+            if isinstance(params, str):
+                params = [p for p in params.split("|") if p]
+            if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+                raise FaultError("params is a list of query parameter names")
+            kw["params"] = params
         if "retry_after" in kw and kw["retry_after"] is not None:
             ra = kw["retry_after"]
             kw["retry_after"] = str(int(ra)) if isinstance(ra, (int, float)) and float(ra).is_integer() else str(ra)
@@ -117,6 +130,8 @@ class Fault:
         f = cls(**kw)
         if f.kind == "drop_connection" and f.mode not in ("before_response", "mid_body"):
             raise FaultError("drop_connection mode is 'before_response' or 'mid_body'")
+        if f.kind == "ignore_params" and not f.params:
+            raise FaultError("ignore_params needs 'params' (the query parameters to ignore)")
         if f.kind == "schema_change":
             if not f.field:
                 raise FaultError("schema_change needs 'field'")
@@ -142,6 +157,7 @@ class Triggered:
     expire_tokens: bool = False
     inserts: list = dataclasses.field(default_factory=list)
     quirks: set = dataclasses.field(default_factory=set)
+    ignored_params: set = dataclasses.field(default_factory=set)
 
 
 class FaultSet:
@@ -202,6 +218,8 @@ class FaultSet:
                     out.inserts.append(f)
                 elif f.kind in QUIRK_KINDS:
                     out.quirks.add(f.kind)
+                elif f.kind == "ignore_params":
+                    out.ignored_params.update(f.params)
         return out
 
 
@@ -209,6 +227,7 @@ def parse_cli_fault(spec: str) -> Fault:
     """Parses ``KIND[:k=v,...]`` (``--fault``) into a :class:`Fault`.
 
     Values: integers and floats are converted, ``null``/``none`` becomes None.
+    ``params`` lists names separated by ``|`` (``ignore_params:params=since|until``).
     ``retry_after`` is always kept as text (``0``, ``2``, ``http-date``).
     """
     kind, _, rest = spec.partition(":")
@@ -219,7 +238,8 @@ def parse_cli_fault(spec: str) -> Fault:
         k, v = (s.strip() for s in part.split("=", 1))
         if v.lower() in ("null", "none"):
             data[k] = None
-        elif k in ("retry_after", "since", "field", "path", "source", "mode", "change", "type"):
+        elif k in ("retry_after", "since", "field", "path", "source", "mode", "change", "type",
+                   "params"):
             data[k] = v
         else:
             try:

@@ -269,6 +269,8 @@ class DemoApi:
             src.expire_tokens()
         req.inserts = trig.inserts
         req.quirks = trig.quirks
+        for name in trig.ignored_params:  # an API that does not know (or ignores) a filter
+            req.query.pop(name, None)
         fault = trig.terminal
         extra = [("X-Request-Id", f"req_{uuid.uuid4().hex[:14]}")]
         extra += src.extra_headers(req)
