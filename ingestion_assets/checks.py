@@ -10,6 +10,12 @@ materialized, each on its own (a single-run backfill of 60 days gives 60 results
   declared schema: added, removed (or emptied), type changed, nullability changed.
 * ``contract`` — the records set aside as dead letters (missing required field, declared
   type that cannot be cast, model error) stay at or below ``max_dead_letters``.
+* ``window`` (time-partitioned endpoints) — no record's partition timestamp fell outside the
+  partition's ``[start, end)``: the count the window guard (normalize.py) wrote on the
+  materialization, whatever ``window.out_of_window`` did with those records.
+* ``uniqueness`` (partitioned endpoints) — no primary key of the partition is also stored in
+  one of the ``partitions`` partitions on either side, compared through the key sketches
+  stored beside each partition (never the data).
 
 Everything a check needs is in the materialization metadata in the instance's event log
 (row counts, column schema, dead-letter counts, the raw asset's record count and declared
@@ -30,13 +36,18 @@ from datetime import timedelta
 from typing import Any
 
 import dagster as dg
+import numpy as np
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     # Not exported at the top level; links a result to the materialization it judged.
     AssetCheckEvaluationTargetMaterializationData,
 )
 
 from ingestion_assets.factory import raw_asset_key, table_asset_key
-from ingestion_assets.io_managers.parquet import PROVENANCE_COLUMNS, read_dead_letters
+from ingestion_assets.io_managers.parquet import (
+    PROVENANCE_COLUMNS,
+    read_dead_letters,
+    read_key_sketch,
+)
 from ingestion_assets.normalize import EXTRA_COLUMN, TIMESTAMP, parse_type
 from ingestion_assets.partitions import partitions_def
 from ingestion_assets.specs import Endpoint, Source
@@ -44,10 +55,13 @@ from ingestion_assets.specs import Endpoint, Source
 ROW_COUNT = "row_count"
 SCHEMA_DRIFT = "schema_drift"
 CONTRACT = "contract"
+WINDOW = "window"
+UNIQUENESS = "uniqueness"
 
 #: Built-in defaults, used when neither the check nor the endpoint's `checks:` sets one.
-DEFAULT_SEVERITY = {ROW_COUNT: "error", CONTRACT: "error"}
-DEFAULT_BLOCKING = {ROW_COUNT: True, SCHEMA_DRIFT: False, CONTRACT: True}
+DEFAULT_SEVERITY = {ROW_COUNT: "error", CONTRACT: "error", WINDOW: "error", UNIQUENESS: "warn"}
+DEFAULT_BLOCKING = {ROW_COUNT: True, SCHEMA_DRIFT: False, CONTRACT: True, WINDOW: True,
+                    UNIQUENESS: False}
 DEFAULT_DRIFT_SEVERITY = {
     "added": "warn",
     "removed": "error",
@@ -354,6 +368,15 @@ def evaluate_schema_drift(
         if previous_mat.value("dagster/row_count", 0):
             emptied = sorted(now_empty - before_empty)
     changes = schema_changes(current, previous, declared_columns(endpoint), emptied)
+    for conflict in table.value("type_conflicts") or []:
+        # Pages of this partition disagreed on an undeclared column: stored as text.
+        changes.append({
+            "column": conflict["field"], "change": "type_changed",
+            "before": f"{conflict['before']} (page {conflict['first_page']})",
+            "now": f"{conflict['now']} (page {conflict['conflicting_page']}), stored as "
+                   f"{conflict['stored_as']}",
+            "against": "earlier pages of this partition",
+        })
     for row in changes:
         row["severity"] = drift_severity(endpoint, row["change"])
     meta: dict[str, Any] = {
@@ -429,6 +452,120 @@ def evaluate_contract(
     return passed, meta, description
 
 
+# --------------------------------------------------------------------------- window
+
+
+def evaluate_window(
+    endpoint: Endpoint, table: _Materialization
+) -> tuple[bool, dict[str, Any], str, str]:
+    outside = table.value("window/out_of_window")
+    if outside is None:
+        field = endpoint.window_field
+        text = (
+            "the window guard did not run: no record field gives the partition time; set "
+            "window.field (or timestamp_fields)" if field is None
+            else "the window guard did not run on this materialization"
+        )
+        return False, {"out_of_window": 0}, text, "warn"
+    outside = int(outside)
+    checked = int(table.value("window/checked", 0) or 0)
+    field, window = table.value("window/field"), table.value("window/window")
+    policy = table.value("window/policy")
+    meta: dict[str, Any] = {
+        "out_of_window": outside,
+        "checked": checked,
+        "field": str(field),
+        "window": str(window),
+        "policy": str(policy),
+        "tolerance_seconds": float(table.value("window/tolerance_seconds", 0) or 0),
+    }
+    example = table.value("window/example")
+    if example:
+        meta["example"] = dg.MetadataValue.json(example)
+    severity = check_severity(endpoint, WINDOW)
+    if not outside:
+        return True, meta, f"all {checked} record(s) have {field} in {window}", severity
+    done = {"dead_letter": "set aside as dead letters", "keep": "kept in the table",
+            "fail": "the step failed"}.get(str(policy), str(policy))
+    return False, meta, (
+        f"{outside} of {checked} record(s) have {field} outside {window} ({done}); the API "
+        "may ignore its window filter"
+    ), severity
+
+
+# --------------------------------------------------------------------------- uniqueness
+
+
+def neighbour_partitions(
+    instance: dg.DagsterInstance, pdef: dg.PartitionsDefinition, partition: str, count: int
+) -> list[str]:
+    """Up to ``count`` partition keys on each side of ``partition``, nearest first."""
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        keys = pdef.get_partition_keys()
+    try:
+        i = keys.index(partition)
+    except ValueError:
+        return []
+    before = keys[max(0, i - count):i][::-1]
+    after = keys[i + 1:i + 1 + count]
+    out = []
+    for n in range(count):
+        out += [k[n] for k in (before, after) if n < len(k)]
+    return out
+
+
+def evaluate_uniqueness(
+    instance: dg.DagsterInstance, endpoint: Endpoint, table_key: dg.AssetKey,
+    pdef: dg.PartitionsDefinition | None, table: _Materialization,
+    sketches: dict[str, Any],
+) -> tuple[bool, dict[str, Any], str, str]:
+    cfg = endpoint.checks.uniqueness
+    severity = check_severity(endpoint, UNIQUENESS)
+    folder = table.value("dagster/uri")
+    mine = read_key_sketch(folder) if folder else None
+    if mine is None or pdef is None or table.partition is None:
+        return False, {"repeated_keys": 0}, (
+            "no key sketch stored with this partition (written before the check existed?); "
+            "re-materialize it"
+        ), "warn"
+    found: list[dict[str, Any]] = []
+    compared = 0
+    for other in neighbour_partitions(instance, pdef, table.partition, cfg.partitions):
+        if other not in sketches:
+            mat = latest_materialization(instance, table_key, other)
+            uri = mat.value("dagster/uri") if mat is not None else None
+            sketches[other] = read_key_sketch(uri) if uri else None
+        theirs = sketches[other]
+        if theirs is None:
+            continue
+        compared += 1
+        shared = int(np.intersect1d(mine, theirs, assume_unique=True).size)
+        if shared:
+            found.append({"partition": other, "shared_keys": shared})
+    repeated = sum(r["shared_keys"] for r in found)
+    meta: dict[str, Any] = {
+        "repeated_keys": repeated,
+        "keys": int(mine.size),
+        "partitions_compared": compared,
+        "primary_key": ",".join(endpoint.primary_key),
+    }
+    if found:
+        found.sort(key=lambda r: r["partition"])
+        meta["partitions"] = dg.MetadataValue.table(
+            records=[dg.TableRecord(r) for r in found],
+            schema=dg.TableSchema(columns=[dg.TableColumn("partition", "string"),
+                                           dg.TableColumn("shared_keys", "int")]),
+        )
+        named = ", ".join(f"{r['partition']} ({r['shared_keys']})" for r in found[:10])
+        return False, meta, (
+            f"{repeated} primary key(s) of this partition are also in other partitions: {named}"
+        ), severity
+    return True, meta, (
+        f"{int(mine.size)} key(s), none in the {compared} stored partition(s) within "
+        f"{cfg.partitions} on either side"
+    ), severity
+
+
 def _sample_markdown(rows: list[dict[str, Any]]) -> str:
     def cell(value: Any) -> str:
         text = "" if value is None else str(value)
@@ -473,10 +610,16 @@ def evaluate_partition(
     endpoint: Endpoint,
     partition: str | None,
     names: Sequence[str],
+    sketches: dict[str, Any] | None = None,
 ) -> Iterator[dg.AssetCheckEvaluation]:
-    """Every selected check on the latest materialization of one partition."""
+    """Every selected check on the latest materialization of one partition.
+
+    ``sketches`` caches the key sketches read by ``uniqueness`` across the partitions of one
+    check step (a backfill's partitions are each other's neighbours).
+    """
     table_key, raw_key = table_asset_key(source, endpoint), raw_asset_key(source, endpoint)
     table = latest_materialization(instance, table_key, partition)
+    sketches = {} if sketches is None else sketches
     for name in names:
         blocking = check_blocking(endpoint, name)
         if table is None:
@@ -492,6 +635,12 @@ def evaluate_partition(
             passed, meta, text, severity = evaluate_schema_drift(
                 instance, endpoint, table_key, table
             )
+        elif name == WINDOW:
+            passed, meta, text, severity = evaluate_window(endpoint, table)
+        elif name == UNIQUENESS:
+            passed, meta, text, severity = evaluate_uniqueness(
+                instance, endpoint, table_key, partitions_def(source, endpoint), table, sketches
+            )
         else:
             passed, meta, text = evaluate_contract(endpoint, table)
             severity = check_severity(endpoint, name)
@@ -506,14 +655,29 @@ _DESCRIPTIONS = {
     "previous materialization and the declared schema.",
     CONTRACT: "Records failing the declared schema/model (kept as dead letters beside the "
     "partition) stay within the threshold.",
+    WINDOW: "Every record's partition timestamp falls in the partition's [start, end) (an API "
+    "ignoring its window filter fails it); shows the count outside.",
+    UNIQUENESS: "No primary key of the partition is also in a nearby partition of the table "
+    "(compared through the key sketches stored with each partition).",
 }
+
+
+def applicable_checks(endpoint: Endpoint) -> list[str]:
+    """The checks an endpoint gets: window needs a time partition, uniqueness a partition."""
+    cfg = endpoint.checks
+    names = [n for n in (ROW_COUNT, SCHEMA_DRIFT, CONTRACT) if getattr(cfg, n).enabled]
+    if cfg.window.enabled and endpoint.time_partitioning is not None:
+        names.append(WINDOW)
+    if (cfg.uniqueness.enabled and endpoint.primary_key
+            and endpoint.partitioning.type != "none"):
+        names.append(UNIQUENESS)
+    return names
 
 
 def table_checks(source: Source, endpoint: Endpoint) -> dg.AssetChecksDefinition | None:
     """The checks of one endpoint's table asset, as one check step (None if all disabled)."""
     table_key, raw_key = table_asset_key(source, endpoint), raw_asset_key(source, endpoint)
-    cfg = endpoint.checks
-    names = [n for n in (ROW_COUNT, SCHEMA_DRIFT, CONTRACT) if getattr(cfg, n).enabled]
+    names = applicable_checks(endpoint)
     if not names:
         return None
     pdef = partitions_def(source, endpoint)
@@ -544,9 +708,10 @@ def table_checks(source: Source, endpoint: Endpoint) -> dg.AssetChecksDefinition
         )
         selected = [n for n in names
                     if dg.AssetCheckKey(table_key, n) in context.selected_asset_check_keys]
+        sketches: dict[str, Any] = {}
         for partition in partitions:
             yield from evaluate_partition(context.instance, source, endpoint, partition,
-                                          selected)
+                                          selected, sketches)
         # Outputs last: they are what blocking gates downstream steps on.
         for spec in specs:
             if spec.name in selected:

@@ -22,6 +22,8 @@ from ingestion_assets.checks import (
     CONTRACT,
     ROW_COUNT,
     SCHEMA_DRIFT,
+    UNIQUENESS,
+    WINDOW,
     build_checks,
     check_blocking,
     check_severity,
@@ -452,7 +454,13 @@ def test_demo_sources_declare_checks_and_freshness(sources):
     defs = build_definitions(list(sources.values()), "/tmp/unused")
     keys = {k for c in defs.asset_checks for k in c.check_keys}
     assert dg.AssetCheckKey(CHARGES, CONTRACT) in keys
-    assert len(keys) == 3 * sum(len(s.endpoints) for s in sources.values())
+    endpoints = [e for s in sources.values() for e in s.endpoints]
+    timed = [e for e in endpoints if e.time_partitioning is not None]
+    partitioned = [e for e in endpoints if e.partitioning.type != "none"]
+    # row_count, schema_drift, contract everywhere; window on time partitions; uniqueness on
+    # every partitioned endpoint (all demo endpoints declare a primary key).
+    assert len(keys) == 3 * len(endpoints) + len(timed) + len(partitioned)
+    assert dg.AssetCheckKey(CHARGES, WINDOW) in keys and dg.AssetCheckKey(CHARGES, UNIQUENESS) in keys
 
 
 # --------------------------------------------------------------------------- settings
@@ -496,12 +504,14 @@ def test_disabled_checks_are_not_defined(sources):
     source = endpoint_of(sources["payments"], "charges",
                          checks={"row_count": {"enabled": False},
                                  "schema_drift": {"enabled": False},
-                                 "contract": {"enabled": False}})
+                                 "contract": {"enabled": False},
+                                 "window": {"enabled": False},
+                                 "uniqueness": {"enabled": False}})
     assert build_checks([source]) == []
     partial = endpoint_of(sources["payments"], "charges",
                           checks={"schema_drift": {"enabled": False}})
     [checks] = build_checks([partial])
-    assert {k.name for k in checks.check_keys} == {ROW_COUNT, CONTRACT}
+    assert {k.name for k in checks.check_keys} == {ROW_COUNT, CONTRACT, WINDOW, UNIQUENESS}
 
 
 def test_unpartitioned_snapshot_is_checked_too(demo_api, sources, tmp_path):

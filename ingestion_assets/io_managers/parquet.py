@@ -7,9 +7,17 @@ A partition folder (layout: :mod:`ingestion_assets.io_managers.storage`) holds::
     _dead_letters.parquet  records that failed the contract, with the reason and the raw
                          record (only when there are any; the leading ``_`` keeps Parquet
                          dataset readers from mixing them into the table)
+    _keys.u64            the key sketch: the sorted distinct 64-bit hashes of the primary
+                         keys of the rows (definition metadata ``ingestion/primary_key``),
+                         read by the cross-partition ``uniqueness`` check
     _SUCCESS             written last: files, rows, dead letters, the (unified) Arrow schema
 
-The partition and its dead letters are staged together and swapped in together.
+The partition, its dead letters and its key sketch are staged together and swapped in
+together.
+
+An empty partition is written with the full schema of the table: the stream's schema (the
+declared columns), then the columns of the last stored partition of the asset, then any
+primary-key column still missing (as text), so every file of a table has the same columns.
 
 Every row gets provenance columns: ``_ingested_at`` (UTC, one value per write),
 ``_source``, ``_endpoint`` (definition metadata ``ingestion/source``/``ingestion/endpoint``,
@@ -22,6 +30,7 @@ memory is bounded by a row group whatever the size of the partition.
 from __future__ import annotations
 
 import base64
+import hashlib
 import sys
 import typing
 from collections.abc import Iterable, Iterator
@@ -29,8 +38,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from upath import UPath
@@ -43,6 +54,8 @@ if typing.TYPE_CHECKING:
 
 MARKER = "_SUCCESS"
 DEAD_LETTERS_FILE = "_dead_letters.parquet"
+KEY_SKETCH_FILE = "_keys.u64"
+PRIMARY_KEY_METADATA_KEY = "ingestion/primary_key"
 SOURCE_METADATA_KEY = "ingestion/source"
 ENDPOINT_METADATA_KEY = "ingestion/endpoint"
 PROVENANCE_COLUMNS = ("_ingested_at", "_source", "_endpoint", "_partition", "_run_id")
@@ -154,6 +167,9 @@ class _PartWriter:
         # Same columns, narrower types (e.g. int values in a float column): keep the file.
         if batch.schema.names != self.schema.names:
             return None
+        for new, old in zip(batch.schema, self.schema, strict=True):
+            if pa.types.is_string(new.type) and not pa.types.is_string(old.type):
+                return None  # a column widened to text: "007" must not become 7 in this file
         try:
             return batch.cast(self.schema)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -221,6 +237,58 @@ class _DeadLetterWriter:
             self._writer = self._sink = None
 
 
+class KeySketch:
+    """The 64-bit hashes of a partition's primary keys, written beside it as sorted uint64.
+
+    A key's hash is the first 8 bytes of BLAKE2b over its text (columns joined by ``\x1f``),
+    the same for an int 7 and a string "7". 8 bytes a row; comparing two partitions reads
+    two such files, never the data.
+    """
+
+    def __init__(self, columns: list[str]):
+        self.columns = columns
+        self._parts: list[np.ndarray] = []
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if not self.columns or batch.num_rows == 0:
+            return
+        names = batch.schema.names
+        if any(c not in names for c in self.columns):
+            return
+        texts = [batch.column(c).cast(pa.string()) for c in self.columns]
+        keys = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "\x1f")
+        hashes = np.fromiter(
+            (int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little")
+             for k in keys.to_pylist() if k is not None),
+            dtype=np.uint64,
+        )
+        self._parts.append(np.unique(hashes))
+
+    def write(self, path: UPath) -> int:
+        hashes = np.unique(np.concatenate(self._parts)) if self._parts else np.empty(0, np.uint64)
+        with path.open("wb") as f:
+            f.write(hashes.astype("<u8").tobytes())
+        return int(hashes.size)
+
+
+def read_key_sketch(folder: str | UPath) -> np.ndarray | None:
+    """The sorted key hashes stored with one partition folder (None when it has none)."""
+    folder = UPath(folder)
+    resolved = storage.resolve_partition(folder, MARKER)
+    if resolved is None or not (resolved / KEY_SKETCH_FILE).exists():
+        return None
+    return np.frombuffer((resolved / KEY_SKETCH_FILE).read_bytes(), dtype="<u8")
+
+
+def read_stored_schema(folder: str | UPath) -> pa.Schema | None:
+    """The Arrow schema recorded in a stored partition's marker (None when absent)."""
+    folder = UPath(folder)
+    resolved = storage.resolve_partition(folder, MARKER)
+    if resolved is None:
+        return None
+    return _decode_schema(orjson.loads((resolved / MARKER).read_bytes())["schema"])
+
+
 def read_dead_letters(folder: str | UPath, limit: int | None = None) -> pa.Table:
     """The dead letters stored with one partition folder (empty when there are none).
 
@@ -285,13 +353,16 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             context.log.debug("No table returned; nothing stored.")
             return
+        known: dict[str, pa.Schema] = {}  # the last schema written, for empty partitions
+
         storage.write_partitions(
             self._base, context, obj,
-            lambda key, folder, data: self._write_partition(context, key, folder, data),
+            lambda key, folder, data: self._write_partition(context, key, folder, data, known),
         )
 
     def _write_partition(
-        self, context: dg.OutputContext, key: str | None, folder: UPath, obj: Any
+        self, context: dg.OutputContext, key: str | None, folder: UPath, obj: Any,
+        known: dict[str, pa.Schema] | None = None,
     ) -> dict[str, Any]:
         """Write one partition's batches row group by row group; returns its metadata."""
         batches, schema_hint = _to_batches(obj, self.row_group_size)
@@ -301,6 +372,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         dead_letters = getattr(obj, "dead_letters", None)
         dead_writer = None
         non_null: dict[str, int] = {}
+        primary_key = _primary_key(context)
+        sketch = KeySketch(primary_key) if primary_key else None
+        known = {} if known is None else known
         with storage.PartitionWriter(folder, MARKER) as writer:
             parts = _PartWriter(writer.staging, self.row_group_size, self.compression)
             if isinstance(dead_letters, DeadLetters):
@@ -315,16 +389,24 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     for name, column in zip(batch.schema.names, batch.columns, strict=True):
                         # Values per column, to name the columns that hold none (drift check).
                         non_null[name] = non_null.get(name, 0) + len(column) - column.null_count
+                    if sketch is not None:
+                        sketch.add(batch)
                     batch = self._with_provenance(batch, provenance)
                     if preview_rows < self.preview_rows:
                         preview.append(batch.slice(0, self.preview_rows - preview_rows))
                         preview_rows += preview[-1].num_rows
                     parts.write(batch)
                 final_hint = getattr(obj, "schema", None) if schema_hint is None else schema_hint
+                if not parts.files:
+                    final_hint = _full_empty_schema(
+                        final_hint, known.get("last") or _last_stored_schema(context, self._base),
+                        primary_key,
+                    )
                 empty = self._with_provenance(
                     pa.RecordBatch.from_pylist([], schema=final_hint or pa.schema([])), provenance
                 ).schema
                 parts.close(empty)
+                sketch_keys = sketch.write(writer.staging / KEY_SKETCH_FILE) if sketch else None
                 if dead_writer is not None:
                     dead_letters.flush()
                     dead_writer.close()
@@ -333,7 +415,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 if dead_writer is not None:
                     dead_writer.close()
                 raise
-            schema = pa.unify_schemas(parts.schemas, promote_options="permissive")
+            schema = _partition_schema(parts.schemas, final_hint, provenance)
             marker = {
                 "run_id": context.run_id,
                 "partition": provenance["_partition"],
@@ -348,7 +430,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     "rows": dead_writer.rows,
                     "file": DEAD_LETTERS_FILE if dead_writer.rows else None,
                 }
+            if sketch_keys is not None:
+                marker["key_sketch"] = {"file": KEY_SKETCH_FILE, "keys": sketch_keys,
+                                        "columns": primary_key}
             writer.commit(orjson.dumps(marker, option=orjson.OPT_INDENT_2))
+        known["last"] = schema
 
         metadata: dict[str, Any] = {
             "dagster/row_count": parts.rows,
@@ -472,6 +558,66 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         return ds.dataset(
             paths, schema=schema, format="parquet", filesystem=filesystem or pafs.LocalFileSystem()
         )
+
+
+def _primary_key(context: dg.OutputContext) -> list[str]:
+    text = (context.definition_metadata or {}).get(PRIMARY_KEY_METADATA_KEY) or ""
+    text = getattr(text, "value", text)
+    return [c for c in str(text).split(",") if c]
+
+
+def _last_stored_schema(context: dg.OutputContext, base: UPath) -> pa.Schema | None:
+    """The schema of the asset's newest stored partition (from the instance's event log)."""
+    try:
+        instance = context.step_context.instance
+        key = context.asset_key
+    except Exception:  # noqa: BLE001 - an output context built without a run: no history
+        return None
+    records = instance.fetch_materializations(key, limit=1).records
+    if not records:
+        return None
+    uri = records[0].asset_materialization.metadata.get("dagster/uri")
+    if uri is None:
+        return None
+    try:
+        return read_stored_schema(getattr(uri, "value", uri))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _full_empty_schema(
+    hint: pa.Schema | None, last: pa.Schema | None, primary_key: list[str]
+) -> pa.Schema:
+    """An empty partition's columns: the stream's, the table's last known, the primary key."""
+    fields = list(hint or [])
+    names = {f.name for f in fields}
+    for f in last or []:
+        if f.name not in names and f.name not in PROVENANCE_COLUMNS:
+            fields.append(f)
+            names.add(f.name)
+    for name in primary_key:
+        if name not in names:
+            fields.append(pa.field(name, pa.string(), nullable=False))
+            names.add(name)
+    return pa.schema(fields, metadata=hint.metadata if hint is not None else None)
+
+
+def _partition_schema(
+    schemas: list[pa.Schema], final: pa.Schema | None, provenance: dict[str, Any]
+) -> pa.Schema:
+    """The schema recorded for a partition: its part files' schemas unified.
+
+    When a column was widened to text part-way (a type conflict between pages), the part
+    files disagree on its type; the stream's final schema (where it is text) then decides.
+    """
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        if final is None:
+            raise
+        return ParquetIOManager._with_provenance(
+            pa.RecordBatch.from_pylist([], schema=final), provenance
+        ).schema
 
 
 def _concat_preview(batches: list[pa.RecordBatch]) -> pa.Table:
