@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 
 import pytest
 import requests
+import yaml
 
 from ingestion_assets.specs import DEFAULT_SOURCES_DIR
 from ingestion_assets_tests.e2e.harness import METADATA_ENTRIES, running_project
@@ -55,13 +55,21 @@ def project(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("project")
     sources = tmp / "sources"
     sources.mkdir()
-    shutil.copy(DEFAULT_SOURCES_DIR / "payments.yaml", sources / "payments.yaml")
+    # Refunds keep records outside their window (counted by the `window` check) for
+    # test_window_and_uniqueness_counts_in_the_checks_tab.
+    config = yaml.safe_load((DEFAULT_SOURCES_DIR / "payments.yaml").read_text())
+    [refunds] = [e for e in config["sources"][0]["endpoints"] if e["name"] == "refunds"]
+    refunds["window"]["out_of_window"] = "keep"
+    (sources / "payments.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     with running_project(tmp, {"INGESTION_SOURCES": str(sources)}) as running:
         yield running
 
 
-def _execution(project, check: str, partition: str) -> dict:
-    data = project.graphql(CHECK_EXECUTIONS, {"path": ["payments", "charges"], "check": check,
+REFUNDS = ["payments", "refunds"]
+
+
+def _execution(project, check: str, partition: str, path=("payments", "charges")) -> dict:
+    data = project.graphql(CHECK_EXECUTIONS, {"path": list(path), "check": check,
                                               "partition": partition})
     executions = data["assetCheckExecutions"]
     assert executions, f"no execution of {check} for {partition}"
@@ -75,8 +83,9 @@ def _entries(execution: dict) -> dict[str, dict]:
 def test_asset_page_lists_the_checks_and_the_freshness_policy(project):
     node = project.graphql(CHECKS_OF_ASSET, {"path": ["payments", "charges"]})["assetNodeOrError"]
     checks = {c["name"]: c for c in node["assetChecksOrError"]["checks"]}
-    assert set(checks) == {"row_count", "schema_drift", "contract"}
+    assert set(checks) == {"row_count", "schema_drift", "contract", "window", "uniqueness"}
     assert checks["row_count"]["blocking"] and checks["contract"]["blocking"]
+    assert checks["window"]["blocking"] and not checks["uniqueness"]["blocking"]
     policy = node["internalFreshnessPolicy"]
     assert policy["failWindowSeconds"] == 30 * 3600 and policy["warnWindowSeconds"] == 26 * 3600
 
@@ -116,3 +125,56 @@ def test_check_results_with_their_metadata_per_partition(project):
     contract = _execution(project, "contract", day)
     assert contract["status"] == "SUCCEEDED"
     assert _entries(contract)["dead_letters"]["intValue"] == 0
+
+    # The window guard's count and the cross-partition key comparison, per partition.
+    window = _execution(project, "window", day)
+    assert window["status"] == "SUCCEEDED", window["evaluation"]["description"]
+    entries = _entries(window)
+    assert entries["out_of_window"]["intValue"] == 0
+    assert entries["checked"]["intValue"] == meta["rows"]["intValue"]
+    assert entries["field"]["text"] == "created"
+    unique = _execution(project, "uniqueness", day)
+    assert unique["status"] == "SUCCEEDED", unique["evaluation"]["description"]
+    entries = _entries(unique)
+    assert entries["repeated_keys"]["intValue"] == 0
+    assert entries["keys"]["intValue"] == meta["rows"]["intValue"]
+    assert entries["partitions_compared"]["intValue"] >= 1  # the day before, at least
+
+
+@pytest.mark.timeout(900)  # two runs through the daemon's queue on a busy machine
+def test_window_and_uniqueness_counts_in_the_checks_tab(project):
+    # The API stops honouring the end of the window (`created[lt]`): each refunds partition
+    # gets every refund from its day up to now. This project's refunds keep such records
+    # (`out_of_window: keep`), so the counts show in the Checks tab.
+    requests.post(f"{project.api_url}/_control/faults", timeout=10, json={
+        "kind": "ignore_params", "source": "payments", "path": "/v1/refunds",
+        "params": ["created[lt]"],
+    }).raise_for_status()
+    today = dt.datetime.now(dt.timezone.utc).date()
+    days = [(today - dt.timedelta(days=n)).isoformat() for n in (6, 5)]
+    assets = [["raw", "payments", "refunds"], ["payments", "refunds"]]
+    try:
+        for day in days:
+            run_id = project.launch(assets, day)
+            # The window check is blocking and fails: the run reports it.
+            assert project.wait_for_run(run_id, timeout=600)["status"] in ("SUCCESS", "FAILURE")
+    finally:
+        requests.delete(f"{project.api_url}/_control/faults", timeout=10).raise_for_status()
+
+    window = _execution(project, "window", days[1], REFUNDS)
+    assert window["status"] == "FAILED" and window["evaluation"]["severity"] == "ERROR"
+    entries = _entries(window)
+    outside, checked = entries["out_of_window"]["intValue"], entries["checked"]["intValue"]
+    assert 0 < outside < checked
+    assert f"{outside} of {checked} record(s)" in window["evaluation"]["description"]
+    assert entries["policy"]["text"] == "keep"
+
+    unique = _execution(project, "uniqueness", days[1], REFUNDS)
+    assert unique["status"] == "FAILED" and unique["evaluation"]["severity"] == "WARN"
+    assert days[0] in unique["evaluation"]["description"]
+    table = _entries(unique)["partitions"]
+    records = [json.loads(r) for r in table["table"]["records"]]
+    # The day before, and any later day the schedules materialized meanwhile.
+    shared = {r["partition"]: r["shared_keys"] for r in records}
+    assert 0 < shared[days[0]] <= checked
+    assert _entries(unique)["repeated_keys"]["intValue"] == sum(shared.values())
