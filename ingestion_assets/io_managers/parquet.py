@@ -30,7 +30,6 @@ memory is bounded by a row group whatever the size of the partition.
 from __future__ import annotations
 
 import base64
-import hashlib
 import sys
 import typing
 from collections.abc import Iterable, Iterator
@@ -237,12 +236,56 @@ class _DeadLetterWriter:
             self._writer = self._sink = None
 
 
+_POLY = np.uint64(0x9E3779B97F4A7C15)  # odd: every power is distinct mod 2**64
+_powers = np.ones(1, dtype=np.uint64)
+
+
+def _powers_upto(length: int) -> np.ndarray:
+    global _powers
+    if len(_powers) < length:
+        grown = np.full(max(length, 2 * len(_powers)), _POLY, dtype=np.uint64)
+        grown[0] = 1
+        _powers = np.cumprod(grown, dtype=np.uint64)  # wraps mod 2**64, as intended
+    return _powers
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    # splitmix64's finalizer: every input bit affects every output bit.
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def hash_keys(texts: pa.Array) -> np.ndarray:
+    """64-bit hashes of non-null strings, vectorised: a polynomial over the UTF-8 bytes
+    (mod 2**64) mixed with the length. Not cryptographic; a collision can only make the
+    uniqueness check report a key that is not shared (never miss one)."""
+    texts = pc.drop_null(texts).cast(pa.string())
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    n = len(texts)
+    if n == 0:
+        return np.empty(0, np.uint64)
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32)[texts.offset:texts.offset + n + 1]
+    starts = (offsets[:-1] - offsets[0]).astype(np.int64)
+    lengths = np.diff(offsets).astype(np.int64)
+    total = int(lengths.sum())
+    sums = np.zeros(n, dtype=np.uint64)
+    if total:
+        data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+        position = np.arange(total, dtype=np.int64) - np.repeat(starts, lengths)
+        weighted = data.astype(np.uint64) * _powers_upto(int(lengths.max()))[position]
+        filled = lengths > 0
+        sums[filled] = np.add.reduceat(weighted, starts[filled])
+    return _mix(sums ^ _mix(lengths.astype(np.uint64) + np.uint64(1)))
+
+
 class KeySketch:
     """The 64-bit hashes of a partition's primary keys, written beside it as sorted uint64.
 
-    A key's hash is the first 8 bytes of BLAKE2b over its text (columns joined by ``\x1f``),
-    the same for an int 7 and a string "7". 8 bytes a row; comparing two partitions reads
-    two such files, never the data.
+    A key's hash is :func:`hash_keys` of its text (columns joined by ``\x1f``), the same for
+    an int 7 and a string "7". 8 bytes a row; comparing two partitions reads two such files,
+    never the data.
     """
 
     def __init__(self, columns: list[str]):
@@ -257,12 +300,7 @@ class KeySketch:
             return
         texts = [batch.column(c).cast(pa.string()) for c in self.columns]
         keys = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "\x1f")
-        hashes = np.fromiter(
-            (int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "little")
-             for k in keys.to_pylist() if k is not None),
-            dtype=np.uint64,
-        )
-        self._parts.append(np.unique(hashes))
+        self._parts.append(np.unique(hash_keys(keys)))
 
     def write(self, path: UPath) -> int:
         hashes = np.unique(np.concatenate(self._parts)) if self._parts else np.empty(0, np.uint64)

@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from upath import UPath
 
 from ingestion_assets.io_managers import ParquetIOManager
@@ -393,3 +395,34 @@ def test_incompatible_schemas_across_partitions_fail_with_a_clear_error(tmp_path
         assert materialize([drifting], resources, day, instance=instance).success
     with pytest.raises(dg.DagsterInvariantViolationError, match="incompatible schemas"):
         materialize([drifting.to_source_asset(), reader], resources, instance=instance)
+
+
+# -- key sketches (the cross-partition uniqueness check reads them) -------------------------
+
+
+@given(st.lists(st.text(max_size=12), max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_key_hashes_depend_only_on_the_key_text(keys):
+    from ingestion_assets.io_managers.parquet import hash_keys
+
+    whole = hash_keys(pa.array(["pad", *keys]))
+    # A slice (a batch cut out of a page) hashes its keys as the keys alone do.
+    sliced = hash_keys(pa.array(["pad", *keys]).slice(1))
+    alone = [hash_keys(pa.array([k]))[0] for k in keys]
+    assert list(whole[1:]) == list(sliced) == alone
+    # Distinct keys get distinct hashes (64 bits: no collision among a few dozen keys).
+    assert len(set(sliced.tolist())) == len(set(keys))
+
+
+def test_key_sketch_is_the_same_for_int_and_text_keys_and_for_compound_keys():
+    import numpy as np
+
+    from ingestion_assets.io_managers.parquet import KeySketch, hash_keys
+
+    assert (hash_keys(pa.array([7, 1234567890123])) ==
+            hash_keys(pa.array(["7", "1234567890123"]))).all()
+    compound = KeySketch(["date", "channel"])
+    compound.add(pa.record_batch({"date": ["2025-01-01", "2025-01-01", "2025-01-0"],
+                                  "channel": ["a", "b", "1a"]}))
+    compound.add(pa.record_batch({"date": ["2025-01-01"], "channel": ["a"]}))
+    assert len(np.unique(np.concatenate(compound._parts))) == 3
