@@ -238,3 +238,30 @@ def test_link_needs_page_and_the_total_count_header(demo_api):
     assert bare.headers["X-Total-Count"] == str(total)
     named = session.get(url, params={**params, "page": 1})
     assert 'rel="next"' in named.headers["Link"]
+
+
+def test_ignore_params_makes_the_api_ignore_its_window_filter(demo_api, charges):
+    s = payments_session()
+    window = {"limit": 100, "created[gte]": ts("2025-02-10T00:00:00Z"),
+              "created[lt]": ts("2025-02-10T01:00:00Z")}
+    honest = s.get(charges, params=window).json()["data"]
+    assert honest and all(window["created[gte]"] <= r["created"] < window["created[lt]"]
+                          for r in honest)
+    demo_api.add_fault(kind="ignore_params", source="payments", path=CHARGES,
+                       params=["created[gte]", "created[lt]"])
+    ignored = s.get(charges, params=window).json()["data"]
+    # Every charge up to now, newest first: none of the first page is in the window.
+    assert len(ignored) == 100
+    assert all(r["created"] >= window["created[lt]"] for r in ignored)
+    assert demo_api.list_faults()[0]["fired"] == 1
+    # The limit (not listed) is still honoured; the other parameters reach the API.
+    assert len(s.get(charges, params={**window, "limit": 3}).json()["data"]) == 3
+
+
+def test_ignore_params_needs_the_parameter_names():
+    from ingestion_assets.demo_api.faults import Fault, FaultError, parse_cli_fault
+
+    with pytest.raises(FaultError, match="params"):
+        Fault.from_dict({"kind": "ignore_params"})
+    fault = parse_cli_fault("ignore_params:source=commerce,params=created_at_min|created_at_max")
+    assert fault.params == ["created_at_min", "created_at_max"] and fault.count == -1
