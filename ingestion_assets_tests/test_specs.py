@@ -295,3 +295,27 @@ def test_window_formats_accept_iso_ms_and_strftime_patterns(tmp_path):
     (problem,) = info.value.problems
     assert "endpoint 'typo': field 'window.format'" in problem
     assert "unknown format 'isoms'" in problem and "iso_ms" in problem and "strftime" in problem
+
+
+def test_window_guard_settings_and_their_mistakes(tmp_path):
+    guarded = GOOD_ENDPOINT.replace(
+        'format: unix}', 'format: unix, field: updated, tolerance_seconds: 1, '
+        'out_of_window: dead_letter}').replace("charges", "guarded")
+    good = write(tmp_path, source_yaml("shop", guarded), "good.yaml")
+    [shop] = load_sources(good)
+    charges, guarded_ep = shop.endpoints
+    # Default: the first of timestamp_fields (none here), policy fail, no tolerance.
+    assert charges.window_field is None and charges.window.out_of_window == "fail"
+    assert guarded_ep.window_field == "updated" and guarded_ep.window.tolerance_seconds == 1
+    bad = GOOD_ENDPOINT.replace(
+        'format: unix}', 'format: unix, tolerance_seconds: -1, out_of_window: drop}')
+    path = write(tmp_path, source_yaml("shop").replace(GOOD_ENDPOINT, bad), "bad.yaml")
+    with pytest.raises(SpecError) as info:
+        load_sources(path)
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert any("field 'window.out_of_window'" in p and "'fail', 'dead_letter' or 'keep'" in p
+               for p in problems), problems
+    assert any("field 'window.tolerance_seconds'" in p and "greater than or equal to 0" in p
+               for p in problems), problems
+    assert all(p.startswith(f"{path}:11:") for p in problems), problems  # the window line
