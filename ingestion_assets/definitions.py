@@ -35,7 +35,7 @@ def build_definitions(sources: list[Source], data_path: str | None = None) -> dg
     base = (data_path or data_dir()).rstrip("/")
     return dg.Definitions(
         assets=build_assets(sources),
-        # Row count, schema drift and contract checks on every table asset (checks.py).
+        # Row count, schema drift, contract, window and uniqueness checks (checks.py).
         asset_checks=build_checks(sources),
         # Per-endpoint schedules and sensors from the YAML's `automation:` (automation.py).
         schedules=build_schedules(sources),
