@@ -1,4 +1,4 @@
-"""Asset checks on every table asset: row count, schema drift, data contract, window, uniqueness; freshness.
+"""Asset checks on every table asset: row count, schema drift, contract, window, uniqueness.
 
 Per endpoint, one check step (a ``multi_asset_check``) evaluates the partitions the run just
 materialized, each on its own (a single-run backfill of 60 days gives 60 results per check):
