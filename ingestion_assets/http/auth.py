@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urljoin
 
 import orjson
 import requests
@@ -36,6 +36,7 @@ from ingestion_assets.http.plugins import load_object
 from ingestion_assets.http.ratelimit import parse_reset
 from ingestion_assets.http.redaction import (
     get_logger,
+    redact_url,
     register_basic_credentials,
     register_secret,
 )
@@ -285,7 +286,10 @@ class OAuth2ClientCredentials(ApiAuth):
             if attempt:
                 time.sleep(0.2 * 2**attempt)
             try:
-                resp = session.post(url, data=form, auth=auth, timeout=self._timeout)
+                # Never follow a redirect: a 307 would re-post client_secret to its target.
+                resp = session.post(
+                    url, data=form, auth=auth, timeout=self._timeout, allow_redirects=False
+                )
                 self.token_requests += 1
             except requests.Timeout as exc:
                 last = ApiTimeoutError(f"token endpoint timed out: {type(exc).__name__}", url=url)
@@ -293,6 +297,16 @@ class OAuth2ClientCredentials(ApiAuth):
             except requests.RequestException as exc:
                 last = TransportError(f"token endpoint unreachable: {type(exc).__name__}", url=url)
                 continue
+            if 300 <= resp.status_code < 400:
+                target = resp.headers.get("Location") or "(no Location)"
+                raise AuthenticationError(
+                    f"token endpoint answered {resp.status_code} redirecting to "
+                    f"{redact_url(urljoin(url, target))}; a token request is never "
+                    "redirected (the form carries the client secret): set token_url to the "
+                    "final address",
+                    url=url,
+                    status=resp.status_code,
+                )
             if resp.status_code == 429 or resp.status_code >= 500:
                 last = AuthenticationError(
                     "token endpoint failed",

@@ -13,6 +13,9 @@ client does no per-record work beyond finding the records and the cursor.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import socket
 import threading
 import time
 from collections import deque
@@ -21,18 +24,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urljoin
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
 from ingestion_assets.http.auth import ApiAuth, NoAuth
+from ingestion_assets.http.budgets import Budgets
 from ingestion_assets.http.errors import (
     ApiError,
     ApiTimeoutError,
     AuthenticationError,
+    BodyTooLargeError,
     ClientError,
     ConfigurationError,
+    DeadlineExceededError,
     IncompleteFetchError,
     InvalidResponseError,
     MaxPagesExceededError,
@@ -40,8 +47,10 @@ from ingestion_assets.http.errors import (
     RateLimitError,
     ServerError,
     TransportError,
+    WaitTooLongError,
 )
 from ingestion_assets.http.jsonpath import compile_path
+from ingestion_assets.http.origins import OriginPolicy
 from ingestion_assets.http.page import FetchStats, Page
 from ingestion_assets.http.paginators import PageRequest, Paginator, PlannedPage, SinglePage
 from ingestion_assets.http.ratelimit import RateLimiter
@@ -59,6 +68,7 @@ log = get_logger()
 get_logger("urllib3.connectionpool")
 
 USER_AGENT = "ingestion_assets/0.1 (+requests)"
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SELECTED_HEADERS = frozenset(
     {"content-type", "date", "link", "retry-after", "etag", "x-request-id"}
 )
@@ -93,6 +103,43 @@ def looks_like_error(body: Any) -> bool:
         code = str(status) if status is not None else ""
         return code.isdigit() and int(code) >= 400
     return False
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1048576:g} MiB"
+
+
+class _Watchdog:
+    """Shuts a response's socket down at a deadline, ending a read that would not end."""
+
+    def __init__(self, response: requests.Response, deadline: float) -> None:
+        self.fired = False
+        self._sock = _socket_of(response)
+        self._timer: threading.Timer | None = None
+        if self._sock is not None:
+            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _socket_of(response: requests.Response) -> socket.socket | None:
+    raw = getattr(response, "raw", None)
+    conn = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if isinstance(sock, socket.socket):
+        return sock
+    fp = getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None)
+    sock = getattr(fp, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 @dataclass(slots=True)
@@ -131,6 +178,10 @@ class ApiClient:
         verify: TLS verification (on; a CA bundle path is accepted).
         error_detector: ``body -> bool`` deciding that a 200 JSON body is an error
             object (default :func:`looks_like_error`, applied when no records are found).
+        allowed_origins: Origins besides the base URL's that may receive the credentials
+            (next links and redirects to any other origin fail the fetch).
+        budgets: Per-request limits (body size, total deadline, longest wait, redirects);
+            see :class:`~ingestion_assets.http.budgets.Budgets`.
     """
 
     def __init__(
@@ -146,6 +197,8 @@ class ApiClient:
         pool_size: int = 16,
         verify: bool | str = True,
         error_detector: Callable[[Any], bool] | None = None,
+        allowed_origins: list[str] | tuple[str, ...] = (),
+        budgets: Budgets | None = None,
     ) -> None:
         if not base_url or "://" not in base_url:
             raise ConfigurationError(
@@ -156,6 +209,8 @@ class ApiClient:
                 "a timeout is required (requests would otherwise wait forever)"
             )
         self.base_url = base_url.rstrip("/")
+        self.origins = OriginPolicy(self.base_url, allowed_origins)
+        self.budgets = budgets or Budgets()
         self.auth: ApiAuth = auth or NoAuth()
         self.rate_limiter = rate_limiter or RateLimiter(None)
         self.retry = retry or RetryPolicy()
@@ -283,6 +338,7 @@ class ApiClient:
         stats: FetchStats,
         endpoint: str | None,
         records_steps: tuple | None,
+        via: str = "the request",
     ) -> _Result:
         """Send one page request until it succeeds or a budget runs out."""
         policy = self.retry
@@ -291,6 +347,8 @@ class ApiClient:
         refreshed = False
         attempts = 0
         where = {"source": self.source, "endpoint": endpoint}
+        # Before anything is sent (or waited for): is this origin one the credentials may go to?
+        self.origins.check(request.url, via=via, **where)
         while True:
             stats.add_wait(self.rate_limiter.acquire())
             attempts += 1
@@ -298,16 +356,7 @@ class ApiClient:
             released = False
             try:
                 try:
-                    response = self.session.request(
-                        request.method,
-                        request.url,
-                        params=request.params or None,
-                        json=request.json,
-                        headers=request.headers or None,
-                        timeout=self.timeout,
-                        auth=self.auth,
-                    )
-                    content = response.content
+                    response, content = self._exchange(request, where)
                 except requests.Timeout as exc:
                     stats.add_request_failure()
                     raise _Failure(
@@ -327,10 +376,17 @@ class ApiClient:
                         url=request.url,
                         **where,
                     ) from None
-                except (
-                    requests.exceptions.ChunkedEncodingError,
-                    requests.exceptions.ContentDecodingError,
-                ) as exc:
+                except requests.exceptions.ContentDecodingError as exc:
+                    # A body that cannot be decompressed will not decompress next time either.
+                    stats.add_request_failure()
+                    raise InvalidResponseError(
+                        f"response body cannot be decoded ({type(exc).__name__}); not retried",
+                        url=request.url,
+                        transient=False,
+                        attempts=attempts,
+                        **where,
+                    ) from None
+                except requests.exceptions.ChunkedEncodingError as exc:
                     stats.add_request_failure()
                     raise _Failure(
                         "truncated",
@@ -340,6 +396,9 @@ class ApiClient:
                             **where,
                         ),
                     ) from None
+                except DeadlineExceededError as exc:
+                    stats.add_request_failure()
+                    raise _Failure("deadline", exc) from None
                 except requests.RequestException as exc:
                     stats.add_request_failure()
                     raise _Failure(
@@ -354,7 +413,12 @@ class ApiClient:
                 released = True
                 handled = self.auth.on_response(response)
                 if not handled:
-                    self.rate_limiter.observe(response.headers)
+                    try:
+                        self.rate_limiter.observe(response.headers, policy.max_wait)
+                    except WaitTooLongError as exc:
+                        raise exc.locate(
+                            url=response.url, status=response.status_code, **where
+                        ) from None
                 status = response.status_code
                 url = response.url
 
@@ -390,7 +454,7 @@ class ApiClient:
                     stats.add_retry("rate_limited")
                     if handled:  # the auth rotated to a key with headroom: go now
                         continue
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    retry_after = self._server_wait(response, where)
                     delay = policy.rate_limit_delay(retry_after, rate_limited)
                     log.warning(
                         "%s: %d rate limited (Retry-After=%s); waiting %.2fs (%d/%d)",
@@ -409,7 +473,7 @@ class ApiClient:
                         ServerError(
                             f"server error {status}", url=url, status=status, body=content, **where
                         ),
-                        parse_retry_after(response.headers.get("Retry-After")),
+                        self._server_wait(response, where),
                     )
                 if status >= 400:
                     cls = AuthenticationError if status == 403 else ClientError
@@ -463,6 +527,124 @@ class ApiClient:
             finally:
                 if not released:  # an error escaped before the response was read
                     self.rate_limiter.release()
+
+    def _server_wait(self, response: requests.Response, where: dict[str, Any]) -> float | None:
+        """The ``Retry-After`` wait, or `WaitTooLongError` when it passes the cap."""
+        raw = response.headers.get("Retry-After")
+        wait = parse_retry_after(raw)
+        if wait is not None and wait > self.retry.max_wait:
+            raise WaitTooLongError(
+                f"the server asks to wait Retry-After: {raw!r} "
+                f"({'forever' if math.isinf(wait) else f'{wait:.0f} s'}), longer than the "
+                f"{self.retry.max_wait:.0f} s cap (limits.max_wait_seconds)",
+                url=response.url,
+                status=response.status_code,
+                **where,
+            )
+        return wait
+
+    def _exchange(
+        self, request: PageRequest, where: dict[str, Any]
+    ) -> tuple[requests.Response, bytes]:
+        """One request and its whole body, redirects followed here under the origin rule.
+
+        ``requests`` never follows a redirect (it would carry API-key headers and query
+        keys along): each hop is checked against the allowed origins before it is sent,
+        and the whole exchange must end within the request deadline.
+        """
+        budgets = self.budgets
+        deadline = time.monotonic() + budgets.request_deadline_s
+        method, url = request.method, request.url
+        params: dict[str, Any] | None = request.params or None
+        body = request.json
+        hops = 0
+        while True:
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=body,
+                headers=request.headers or None,
+                timeout=self._timeout_within(deadline),
+                auth=self.auth,
+                allow_redirects=False,
+                stream=True,
+            )
+            location = response.headers.get("Location")
+            if response.status_code not in _REDIRECTS or not location:
+                return response, self._read_body(response, deadline, where)
+            response.close()
+            hops += 1
+            here = response.url
+            target = urljoin(here, location)
+            if hops > budgets.max_redirects:
+                raise InvalidResponseError(
+                    f"more than {budgets.max_redirects} redirects (limits.max_redirects)",
+                    url=here,
+                    status=response.status_code,
+                    transient=False,
+                    **where,
+                )
+            self.origins.check(
+                target, via=f"a redirect ({response.status_code})", came_from=here, **where
+            )
+            if response.status_code == 303 or (
+                response.status_code in (301, 302) and method == "POST"
+            ):
+                method, body = "GET", None
+            url, params = target, None  # the Location carries its own query
+
+    def _timeout_within(self, deadline: float) -> tuple[float, float]:
+        connect, read = (
+            self.timeout if isinstance(self.timeout, tuple) else (self.timeout, self.timeout)
+        )
+        left = max(0.001, deadline - time.monotonic())
+        return (min(connect, left), min(read, left))
+
+    def _read_body(
+        self, response: requests.Response, deadline: float, where: dict[str, Any]
+    ) -> bytes:
+        """Read and decode the body in chunks, within the size and time budgets.
+
+        Decompression happens chunk by chunk, so a gzip bomb stops at the size budget
+        having used about that much memory. A watchdog closes the socket at the deadline:
+        a server trickling bytes would otherwise keep each read just under the timeout.
+        """
+        limit = self.budgets.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        watchdog = _Watchdog(response, deadline)
+        try:
+            for chunk in response.iter_content(self.budgets.chunk_bytes):
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLargeError(
+                        f"response body larger than {_mib(limit)} once decoded "
+                        f"(Content-Encoding: {response.headers.get('Content-Encoding') or 'none'}"
+                        "); stopped reading (limits.max_body_mb); not retried",
+                        url=response.url,
+                        status=response.status_code,
+                        **where,
+                    )
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    break
+        except requests.RequestException:
+            if not watchdog.fired:
+                raise
+        finally:
+            watchdog.cancel()
+            response.close()
+        if watchdog.fired or time.monotonic() > deadline:
+            raise DeadlineExceededError(
+                f"the response did not complete within the request deadline of "
+                f"{self.budgets.request_deadline_s:g} s (limits.request_deadline_seconds); "
+                f"{size} bytes received",
+                url=response.url,
+                status=response.status_code,
+                **where,
+            )
+        return b"".join(chunks)
 
     def _exhausted(self, response: requests.Response) -> bool:
         name = self.rate_limiter.remaining_header or "X-RateLimit-Remaining"
@@ -636,7 +818,8 @@ class PageStream:
                     url=request.url,
                     **self._where,
                 )
-            result = self.client._send(request, stats, self.endpoint, self._steps)
+            via = "the request" if index == 0 else f"the next page ({paginator.describe().get('style')})"
+            result = self.client._send(request, stats, self.endpoint, self._steps, via)
             paginator.read_headers(result.response)
             paginator.update_state(result.response, result.body, result.records)
             if paginator.stop_after_empty_page and not result.records:
@@ -689,7 +872,8 @@ class PageStream:
                 (
                     planned,
                     pool.submit(
-                        client._send, planned.request, self.stats, self.endpoint, self._steps
+                        client._send, planned.request, self.stats, self.endpoint, self._steps,
+                        "a planned page",
                     ),
                 )
             )

@@ -11,12 +11,16 @@ Hierarchy::
     ApiError
     ├── TransportError            connection refused/reset, DNS, TLS   (transient)
     │   └── ApiTimeoutError       connect or read timeout              (transient)
+    │       └── DeadlineExceededError  the request's total deadline passed (transient)
     ├── HttpStatusError           the API answered with an error status
     │   ├── ClientError           4xx other than 401/403/429           (permanent)
     │   ├── AuthenticationError   401/403, token endpoint failures     (permanent)
     │   ├── RateLimitError        429 after the rate-limit budget      (transient)
+    │   │   └── WaitTooLongError  the server asks to wait past the cap (permanent)
     │   └── ServerError           5xx after the retry budget           (transient)
     ├── InvalidResponseError      200 with an error body, HTML, truncated or unparsable JSON
+    │   └── BodyTooLargeError     decoded body over the size budget    (permanent)
+    ├── CrossOriginError          a next link or redirect leaves the source's origins (permanent)
     ├── PaginationError           the pages do not add up              (permanent)
     │   ├── PaginationLoopError   a cursor or next link seen twice
     │   └── MaxPagesExceededError more pages than the configured maximum
@@ -91,6 +95,14 @@ class ApiError(Exception):
         if self.body_excerpt:
             parts.append(f"body={self.body_excerpt!r}")
         return "; ".join(parts)
+
+    def locate(self, **where: object) -> ApiError:
+        """Fill in where the error happened (``url``, ``status``, ``source``, ...); returns it."""
+        for name, value in where.items():
+            if getattr(self, name, None) is None and value is not None:
+                setattr(self, name, redact(value) if name == "url" else value)
+        self.args = (self._render(),)
+        return self
 
     def to_dict(self) -> dict:
         """A JSON-friendly, redacted description (for logs and metadata)."""
@@ -177,5 +189,35 @@ class IncompleteFetchError(ApiError):
 
 class ConfigurationError(ApiError):
     """Invalid paginator or auth configuration, or a plugin path that does not resolve."""
+
+    transient = False
+
+
+class DeadlineExceededError(ApiTimeoutError):
+    """The request's total deadline (connect + the whole body) passed: a trickling server."""
+
+
+class WaitTooLongError(RateLimitError):
+    """The server asked to wait (Retry-After, rate-limit reset) longer than the cap allows."""
+
+    transient = False
+
+
+class BodyTooLargeError(InvalidResponseError):
+    """The decoded body passed the size budget (a decompression bomb or a runaway listing).
+
+    Sending the same request again would fail the same way, so it is not retried.
+    """
+
+    transient = False
+
+
+class CrossOriginError(ApiError):
+    """A next link, body next URL or redirect leads outside the source's allowed origins.
+
+    Credentials belong to the source's origin; rather than follow the link without them (and
+    store a silently half-fetched partition) the fetch fails. List a trusted origin under the
+    source's ``allowed_origins`` to follow it with credentials.
+    """
 
     transient = False

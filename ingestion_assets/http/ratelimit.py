@@ -9,23 +9,37 @@ or no 429s. A 429 pauses every thread of the source, not just the one that got i
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
 
-# A reset value above this is an epoch timestamp (GitHub), below it a delta (Stripe-like).
+from ingestion_assets.http.errors import WaitTooLongError
+
+# A reset value from this on is an epoch timestamp in seconds (GitHub), below it a delta
+# (Stripe-like); from _EPOCH_MS_THRESHOLD on it is an epoch timestamp in milliseconds.
 _EPOCH_THRESHOLD = 1_000_000_000
+_EPOCH_MS_THRESHOLD = 100_000_000_000
 
 
 def parse_reset(value: str | None, now_epoch: float | None = None) -> float | None:
-    """Seconds until a rate-limit window resets, from delta-seconds or epoch seconds."""
+    """Seconds until a rate-limit window resets.
+
+    Reads delta-seconds (``"30"``), epoch seconds (``"1767225600"``) and epoch milliseconds
+    (``"1767225600000"``). Returns None when absent or not a number; may return a very large
+    (or infinite) wait for a hostile value: the caller caps it (see `RateLimiter.observe`).
+    """
     if value is None:
         return None
     try:
         number = float(str(value).strip())
     except ValueError:
         return None
-    if number >= _EPOCH_THRESHOLD:
+    if math.isnan(number):
+        return None
+    if number >= _EPOCH_MS_THRESHOLD and math.isfinite(number):
+        number /= 1000.0
+    if _EPOCH_THRESHOLD <= number < _EPOCH_MS_THRESHOLD:
         now_epoch = time.time() if now_epoch is None else now_epoch
         return max(0.0, number - now_epoch)
     return max(0.0, number)
@@ -132,10 +146,14 @@ class RateLimiter:
         with self._lock:
             self._not_before = max(self._not_before, time.monotonic() + seconds)
 
-    def observe(self, headers: Mapping[str, str]) -> float:
+    def observe(self, headers: Mapping[str, str], max_wait: float = math.inf) -> float:
         """Read the API's rate-limit headers; slows down when close to the limit.
 
         Returns the pause imposed (0 when there is headroom).
+
+        Raises:
+            WaitTooLongError: The headers ask for a pause longer than ``max_wait`` seconds
+                (the pause is then not imposed).
         """
         remaining = _header_number(headers, self.remaining_header)
         if remaining is None:
@@ -151,5 +169,20 @@ class RateLimiter:
             return 0.0
         # Spread what is left over the time left; with nothing left, wait for the reset.
         pause = reset_in if effective <= 0 else reset_in / (effective + 1)
+        if pause > max_wait:
+            raise WaitTooLongError(
+                f"the server's rate-limit headers ({self.remaining_header}: "
+                f"{headers.get(self.remaining_header)!r}, {self.reset_header}: "
+                f"{headers.get(self.reset_header)!r}) ask to wait {_seconds(pause)}, "
+                f"longer than the {_seconds(max_wait)} cap (limits.max_wait_seconds)"
+            )
         self.pause(pause)
         return pause
+
+
+def _seconds(value: float) -> str:
+    if not math.isfinite(value):
+        return "forever"
+    if value >= 86400 * 365:
+        return f"{value / (86400 * 365.25):.1f} years"
+    return f"{value:.0f} s"

@@ -32,7 +32,11 @@ class RetryPolicy:
         retry_after_floor: Minimum wait after a 429, whatever ``Retry-After`` says; it
             doubles with each consecutive 429, so ``Retry-After: 0`` cannot exhaust the
             budget at once.
-        retry_after_max: Longest wait honoured from a ``Retry-After`` header.
+        retry_after_max: Longest wait honoured from a ``Retry-After`` header (a longer
+            one is shortened to this); see ``max_wait`` for the hard cap.
+        max_wait: The longest wait a server may ask for (``Retry-After``, a rate-limit
+            reset): the client fails the fetch, quoting the server's value, rather than
+            wait longer (or shorten a wait that long).
         retry_statuses: HTTP statuses retried with the error budget.
     """
 
@@ -42,7 +46,8 @@ class RetryPolicy:
     backoff_max: float = 30.0
     jitter: bool = True
     retry_after_floor: float = 1.0
-    retry_after_max: float = 300.0
+    retry_after_max: float = 900.0
+    max_wait: float = 900.0
     retry_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
 
     def __post_init__(self) -> None:
@@ -88,9 +93,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        number = float(value)
     except ValueError:
         pass
+    else:
+        return None if number != number else max(0.0, number)  # NaN: unparsable
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
