@@ -17,6 +17,7 @@ from pydantic import PrivateAttr, TypeAdapter
 from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy
 from ingestion_assets.http import auth as http_auth
 from ingestion_assets.http import paginators as pg
+from ingestion_assets.http.budgets import MIB, Budgets
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.plugins import load_object
 from ingestion_assets.http.records import extract_records, page_body
@@ -159,6 +160,11 @@ class ApiResource(dg.ConfigurableResource):
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0
     headers: dict[str, str] = {}
+    allowed_origins: list[str] = []
+    max_body_mb: float = 256
+    request_deadline_seconds: float = 600
+    max_wait_seconds: float = 900
+    max_redirects: int = 5
 
     _client: ApiClient | None = PrivateAttr(default=None)
 
@@ -179,6 +185,11 @@ class ApiResource(dg.ConfigurableResource):
             connect_timeout_seconds=source.timeout.connect,
             read_timeout_seconds=source.timeout.read,
             headers=source.headers,
+            allowed_origins=source.allowed_origins,
+            max_body_mb=source.limits.max_body_mb,
+            request_deadline_seconds=source.limits.request_deadline_seconds,
+            max_wait_seconds=source.limits.max_wait_seconds,
+            max_redirects=source.limits.max_redirects,
         )
 
     def client(self) -> ApiClient:
@@ -195,10 +206,18 @@ class ApiResource(dg.ConfigurableResource):
                     backoff_base=self.backoff_base_seconds,
                     backoff_max=self.backoff_max_seconds,
                     retry_after_floor=self.retry_after_floor_seconds,
+                    retry_after_max=self.max_wait_seconds,
                 ),
                 timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
                 source=self.source,
                 pool_size=32,
+                allowed_origins=self.allowed_origins,
+                budgets=Budgets(
+                    max_body_bytes=int(self.max_body_mb * MIB),
+                    request_deadline_s=self.request_deadline_seconds,
+                    max_wait_s=self.max_wait_seconds,
+                    max_redirects=self.max_redirects,
+                ),
             )
         return self._client
 

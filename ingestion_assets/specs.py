@@ -685,6 +685,11 @@ class Endpoint(_Model):
         "column `_extra`",
     )
     timestamp_fields: list[str] = []
+    mask_columns: list[str] = Field(
+        default=[],
+        description="record fields masked in the table (Parquet) too, e.g. echoed credentials; "
+        "the raw pages keep what the API sent",
+    )
     nested: Literal["struct", "flatten"] = "struct"
     workers: int = Field(default=1, ge=1, le=64)
     max_pages: int | None = Field(default=None, gt=0)
@@ -850,6 +855,25 @@ class TimeoutSpec(_Model):
     read: float = Field(default=60, gt=0)
 
 
+class LimitsSpec(_Model):
+    """What one response may cost, whatever the server does (defaults rarely need changing)."""
+
+    max_body_mb: float = Field(
+        default=256, gt=0, description="largest decoded body; a bigger one fails unretried"
+    )
+    request_deadline_seconds: float = Field(
+        default=600, gt=0, description="connect + the whole body of one request"
+    )
+    max_wait_seconds: float = Field(
+        default=900, ge=0,
+        description="longest Retry-After / rate-limit reset honoured; a longer one fails",
+    )
+    max_redirects: int = Field(default=5, ge=0, le=30)
+
+
+_ORIGIN = re.compile(r"^https?://[^/?#@\s]+/?$")
+
+
 class Source(_Model):
     """A REST API: where it is, how to authenticate, how fast it may be called."""
 
@@ -861,9 +885,26 @@ class Source(_Model):
     retry: RetrySpec = RetrySpec()
     timeout: TimeoutSpec = TimeoutSpec()
     headers: dict[str, str] = {}
+    allowed_origins: list[str] = Field(
+        default=[],
+        description="origins besides base_url's that may receive the credentials "
+        "(e.g. https://uploads.example.com); next links and redirects elsewhere fail",
+    )
+    limits: LimitsSpec = LimitsSpec()
     owners: list[str] = []
     tags: dict[str, str] = {}
     endpoints: list[Endpoint] = Field(min_length=1)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port], e.g. "
+                    "https://api.example.com (no path)"
+                )
+        return [o.rstrip("/") for o in value]
 
     @field_validator("base_url")
     @classmethod

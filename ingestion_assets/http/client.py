@@ -350,7 +350,10 @@ class ApiClient:
         # Before anything is sent (or waited for): is this origin one the credentials may go to?
         self.origins.check(request.url, via=via, **where)
         while True:
-            stats.add_wait(self.rate_limiter.acquire())
+            try:
+                stats.add_wait(self.rate_limiter.acquire(self.budgets.max_wait_s))
+            except WaitTooLongError as exc:
+                raise exc.locate(url=request.url, **where) from None
             attempts += 1
             started = time.monotonic()
             released = False
@@ -413,12 +416,7 @@ class ApiClient:
                 released = True
                 handled = self.auth.on_response(response)
                 if not handled:
-                    try:
-                        self.rate_limiter.observe(response.headers, policy.max_wait)
-                    except WaitTooLongError as exc:
-                        raise exc.locate(
-                            url=response.url, status=response.status_code, **where
-                        ) from None
+                    self.rate_limiter.observe(response.headers)
                 status = response.status_code
                 url = response.url
 
@@ -532,11 +530,12 @@ class ApiClient:
         """The ``Retry-After`` wait, or `WaitTooLongError` when it passes the cap."""
         raw = response.headers.get("Retry-After")
         wait = parse_retry_after(raw)
-        if wait is not None and wait > self.retry.max_wait:
+        cap = self.budgets.max_wait_s
+        if wait is not None and wait > cap:
             raise WaitTooLongError(
                 f"the server asks to wait Retry-After: {raw!r} "
                 f"({'forever' if math.isinf(wait) else f'{wait:.0f} s'}), longer than the "
-                f"{self.retry.max_wait:.0f} s cap (limits.max_wait_seconds)",
+                f"{cap:g} s cap (limits.max_wait_seconds)",
                 url=response.url,
                 status=response.status_code,
                 **where,

@@ -94,19 +94,31 @@ class RateLimiter:
         self._tokens = float(self.burst)
         self._last = time.monotonic()
         self._not_before = 0.0  # monotonic time before which nobody may send
+        self._pause_reason: str | None = None  # the headers that imposed the latest pause
         self._in_flight = 0
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, burst={self.burst})"
 
-    def acquire(self) -> float:
+    def acquire(self, max_wait: float = math.inf) -> float:
         """Wait for permission to send one request; returns the seconds waited.
 
         Every call must be paired with :meth:`release` once the response (or the
         failure) is in, so the header feedback knows how many requests are in flight.
+
+        Raises:
+            WaitTooLongError: The API's headers imposed a pause longer than ``max_wait``
+                seconds (nothing is acquired then, and no release is due).
         """
         started = time.monotonic()
         with self._lock:
+            ahead = self._not_before - started
+            if ahead > max_wait:
+                raise WaitTooLongError(
+                    f"{self._pause_reason or 'the API'} asks to wait {_seconds(ahead)} before "
+                    f"the next request, longer than the {_seconds(max_wait)} cap "
+                    "(limits.max_wait_seconds)"
+                )
             self._in_flight += 1
             now = started
             wait = 0.0
@@ -124,6 +136,13 @@ class RateLimiter:
         while True:
             with self._lock:
                 remaining = self._not_before - time.monotonic()
+                if remaining > max_wait:
+                    self._in_flight = max(0, self._in_flight - 1)
+                    raise WaitTooLongError(
+                        f"{self._pause_reason or 'the API'} asks to wait {_seconds(remaining)}"
+                        f" before the next request, longer than the {_seconds(max_wait)} cap "
+                        "(limits.max_wait_seconds)"
+                    )
             if remaining <= 0:
                 break
             time.sleep(remaining)
@@ -141,19 +160,17 @@ class RateLimiter:
 
     def pause(self, seconds: float) -> None:
         """Hold every request of this limiter for ``seconds`` (after a 429)."""
-        if seconds <= 0:
+        if not seconds > 0:  # also NaN
             return
         with self._lock:
             self._not_before = max(self._not_before, time.monotonic() + seconds)
 
-    def observe(self, headers: Mapping[str, str], max_wait: float = math.inf) -> float:
+    def observe(self, headers: Mapping[str, str]) -> float:
         """Read the API's rate-limit headers; slows down when close to the limit.
 
-        Returns the pause imposed (0 when there is headroom).
-
-        Raises:
-            WaitTooLongError: The headers ask for a pause longer than ``max_wait`` seconds
-                (the pause is then not imposed).
+        Returns the pause imposed (0 when there is headroom). A pause longer than the
+        caller's cap is not slept: the next :meth:`acquire` refuses it (a last page needs
+        no next request, so it is not failed for the server's long reset).
         """
         remaining = _header_number(headers, self.remaining_header)
         if remaining is None:
@@ -169,12 +186,11 @@ class RateLimiter:
             return 0.0
         # Spread what is left over the time left; with nothing left, wait for the reset.
         pause = reset_in if effective <= 0 else reset_in / (effective + 1)
-        if pause > max_wait:
-            raise WaitTooLongError(
+        with self._lock:
+            self._pause_reason = (
                 f"the server's rate-limit headers ({self.remaining_header}: "
                 f"{headers.get(self.remaining_header)!r}, {self.reset_header}: "
-                f"{headers.get(self.reset_header)!r}) ask to wait {_seconds(pause)}, "
-                f"longer than the {_seconds(max_wait)} cap (limits.max_wait_seconds)"
+                f"{headers.get(self.reset_header)!r})"
             )
         self.pause(pause)
         return pause

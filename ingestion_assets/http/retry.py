@@ -33,10 +33,8 @@ class RetryPolicy:
             doubles with each consecutive 429, so ``Retry-After: 0`` cannot exhaust the
             budget at once.
         retry_after_max: Longest wait honoured from a ``Retry-After`` header (a longer
-            one is shortened to this); see ``max_wait`` for the hard cap.
-        max_wait: The longest wait a server may ask for (``Retry-After``, a rate-limit
-            reset): the client fails the fetch, quoting the server's value, rather than
-            wait longer (or shorten a wait that long).
+            one is shortened to this). The client's ``Budgets.max_wait_s`` is the hard cap:
+            a server asking for more fails the fetch.
         retry_statuses: HTTP statuses retried with the error budget.
     """
 
@@ -47,7 +45,6 @@ class RetryPolicy:
     jitter: bool = True
     retry_after_floor: float = 1.0
     retry_after_max: float = 900.0
-    max_wait: float = 900.0
     retry_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
 
     def __post_init__(self) -> None:
