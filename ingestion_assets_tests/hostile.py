@@ -7,8 +7,6 @@ may trickle its body, send raw (e.g. gzip) bytes, or redirect anywhere.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -67,6 +65,13 @@ def trickle(data: bytes, every_s: float = 1.0) -> Iterator[bytes]:
 
 
 Route = Callable[[Seen], Reply]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client hanging up on a hostile reply is the point, not a server error
 
 
 class HostileServer:
@@ -151,8 +156,7 @@ class HostileServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -166,9 +170,3 @@ class HostileServer:
             self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

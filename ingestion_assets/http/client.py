@@ -638,7 +638,7 @@ class ApiClient:
             raise DeadlineExceededError(
                 f"the response did not complete within the request deadline of "
                 f"{self.budgets.request_deadline_s:g} s (limits.request_deadline_seconds); "
-                f"{size} bytes received",
+                f"{size} decoded bytes had arrived",
                 url=response.url,
                 status=response.status_code,
                 **where,

@@ -114,11 +114,7 @@ class RateLimiter:
         with self._lock:
             ahead = self._not_before - started
             if ahead > max_wait:
-                raise WaitTooLongError(
-                    f"{self._pause_reason or 'the API'} asks to wait {_seconds(ahead)} before "
-                    f"the next request, longer than the {_seconds(max_wait)} cap "
-                    "(limits.max_wait_seconds)"
-                )
+                raise self._too_long(ahead, max_wait)
             self._in_flight += 1
             now = started
             wait = 0.0
@@ -138,15 +134,18 @@ class RateLimiter:
                 remaining = self._not_before - time.monotonic()
                 if remaining > max_wait:
                     self._in_flight = max(0, self._in_flight - 1)
-                    raise WaitTooLongError(
-                        f"{self._pause_reason or 'the API'} asks to wait {_seconds(remaining)}"
-                        f" before the next request, longer than the {_seconds(max_wait)} cap "
-                        "(limits.max_wait_seconds)"
-                    )
+                    raise self._too_long(remaining, max_wait)
             if remaining <= 0:
                 break
             time.sleep(remaining)
         return time.monotonic() - started if (wait > 0 or self._not_before > started) else 0.0
+
+    def _too_long(self, wait: float, max_wait: float) -> WaitTooLongError:
+        reason = self._pause_reason or "the API's answers"
+        return WaitTooLongError(
+            f"{reason} impose a wait of {_seconds(wait)} before the next request, longer "
+            f"than the {_seconds(max_wait)} cap (limits.max_wait_seconds)"
+        )
 
     def release(self) -> None:
         """The request of a matching :meth:`acquire` is done."""
