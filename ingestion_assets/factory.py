@@ -20,6 +20,7 @@ import dagster as dg
 
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.partitions import (
+    PartitionKeyError,
     partition_dimension,
     partition_request,
     partitions_def,
@@ -180,7 +181,7 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
             )
             try:
                 return RetryClassifiedPages(api.fetch_pages(endpoint, request))
-            except MissingSecretError as exc:
+            except (MissingSecretError, PartitionKeyError) as exc:
                 raise _no_retry(exc) from exc
 
         return _per_partition(_partition_keys(context), fetch)

@@ -2,7 +2,7 @@
 
 A time partition is the half-open UTC window ``[start, end)``; `window_params` turns it into
 the API's filter parameters. Static and dynamic partition keys reach the request as a query
-parameter or a ``{placeholder}`` in the path.
+parameter or a ``{placeholder}`` in the path, URL-encoded as one path segment.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
 
@@ -152,11 +153,31 @@ class PartitionRequest:
     window: tuple[dt.datetime, dt.datetime] | None = None
 
 
+class PartitionKeyError(ValueError):
+    """A partition key that cannot be put into a request as it stands."""
+
+
+def path_segment(value: str, placeholder: str) -> str:
+    """A partition key as one URL path segment: every reserved character escaped.
+
+    Keys come from API data (discovery), so ``/``, ``?``, ``#``, ``%`` and ``..`` in them
+    must not change which resource is asked for. ``.`` and ``..`` alone cannot be escaped
+    (HTTP clients and servers resolve them as "this/parent folder") and are refused.
+    """
+    if value in ("", ".", ".."):
+        raise PartitionKeyError(
+            f"partition key {value!r} cannot fill the path placeholder {{{placeholder}}}: "
+            "an empty, '.' or '..' path segment would address another resource"
+        )
+    return quote(value, safe="")
+
+
 def _apply_target(target: PartitionTarget, value: str, path: str, params: dict) -> str:
     if target.param:
-        params[target.param] = value
+        params[target.param] = value  # requests encodes query values itself
     if target.path_placeholder:
-        path = path.replace("{" + target.path_placeholder + "}", value)
+        segment = path_segment(value, target.path_placeholder)
+        path = path.replace("{" + target.path_placeholder + "}", segment)
     return path
 
 

@@ -122,3 +122,119 @@ def test_every_window_format_and_the_unit_taken_off_an_inclusive_end():
         assert exclusive["a"] == inclusive["a"] == first, fmt
         assert inclusive["b"] == last, fmt
         assert exclusive["b"] != last, fmt  # the exclusive end is the next window's start
+
+
+# --------------------------------------------------------------------------- hostile keys
+
+HOSTILE_KEYS = [
+    "../../admin",
+    "a#fragment",
+    "a?entity=other",
+    "a%2Fb",
+    "with space",
+    "naïve-ünïcode-€",
+    "plain",
+]
+
+
+def _entity_server():
+    """Entities by name (decoded from one path segment or the ``entity`` parameter); three
+    records each. Anything else under the root answers with records of an `admin` entity."""
+    from urllib.parse import unquote
+
+    from ingestion_assets_tests.hostile import HostileServer, Reply
+
+    names = set(HOSTILE_KEYS) | {"a", "admin"}
+
+    def records(name: str) -> Reply:
+        if name not in names:
+            return Reply.json({"error": f"no entity {name!r}"}, 404)
+        return Reply.json([{"id": f"{name}#{i}", "entity": name} for i in range(3)])
+
+    def by_path(seen) -> Reply:
+        parts = seen.path.split("/")  # ["", "entities", "<segment>", "records"]
+        if len(parts) != 4 or parts[3] != "records":
+            return records("admin")
+        return records(unquote(parts[2]))
+
+    def by_param(seen) -> Reply:
+        return records(seen.query.get("entity", ["?"])[0])
+
+    return HostileServer(
+        {"/entities/*": by_path, "/by-param": by_param, "/*": lambda seen: records("admin")}
+    )
+
+
+def _entity_source(url: str):
+    from ingestion_assets.specs import Source
+
+    def ep(name, path, target):
+        return {
+            "name": name, "path": path, "primary_key": "id",
+            "partitioning": {"type": "dynamic", "dimension": "entity", **target},
+        }
+
+    return Source.model_validate({
+        "name": "entities", "base_url": url, "retry": {"op_retries": 0, "max_attempts": 1},
+        "endpoints": [
+            ep("by_path", "/entities/{entity}/records", {"path_placeholder": "entity"}),
+            ep("by_param", "/by-param", {"param": "entity"}),
+        ],
+    })
+
+
+def test_hostile_partition_keys_fetch_exactly_their_own_entity(tmp_path):
+    import pyarrow.dataset as ds
+
+    from ingestion_assets.definitions import build_definitions
+    from ingestion_assets.factory import build_assets, raw_asset_key, table_asset_key
+    from ingestion_assets.partitions import dynamic_partitions_name
+
+    with _entity_server() as server:
+        source = _entity_source(server.url)
+        defs = build_definitions([source], str(tmp_path))
+        assets = build_assets([source])
+        instance = dg.DagsterInstance.ephemeral()
+        for endpoint in source.endpoints:
+            instance.add_dynamic_partitions(
+                dynamic_partitions_name(source, endpoint), HOSTILE_KEYS
+            )
+        for endpoint in source.endpoints:
+            selection = [raw_asset_key(source, endpoint), table_asset_key(source, endpoint)]
+            for key in HOSTILE_KEYS:
+                result = dg.materialize(
+                    assets, selection=selection, resources=defs.resources, instance=instance,
+                    partition_key=key,
+                )
+                assert result.success
+        for endpoint in ("by_path", "by_param"):
+            table = ds.dataset(
+                tmp_path / "entities" / endpoint, format="parquet", partitioning="hive"
+            ).to_table(columns=["entity", "_partition"])
+            rows = table.to_pylist()
+            assert len(rows) == 3 * len(HOSTILE_KEYS), endpoint
+            assert all(r["entity"] == r["_partition"] for r in rows), endpoint
+        assert not [s for s in server.seen if "admin" in s.path and "entities" not in s.path]
+
+
+def test_dot_segment_partition_key_fails_clearly(tmp_path):
+    from ingestion_assets.definitions import build_definitions
+    from ingestion_assets.factory import build_assets, raw_asset_key
+    from ingestion_assets.partitions import dynamic_partitions_name
+
+    with _entity_server() as server:
+        source = _entity_source(server.url)
+        source = source.model_copy(update={"endpoints": source.endpoints[:1]})
+        defs = build_definitions([source], str(tmp_path))
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(dynamic_partitions_name(source, source.endpoints[0]), [".."])
+        result = dg.materialize(
+            build_assets([source]), selection=[raw_asset_key(source, source.endpoints[0])],
+            resources=defs.resources, instance=instance, partition_key="..", raise_on_error=False,
+        )
+        assert not result.success
+        (failure,) = [e for e in result.all_events if e.is_step_failure]
+        error = failure.event_specific_data.error
+        message = error.message + (error.cause.message if error.cause else "")
+        assert "partition key '..' cannot fill the path placeholder {entity}" in message
+        assert server.seen == []
