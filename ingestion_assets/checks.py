@@ -46,6 +46,7 @@ from dagster._core.definitions.partitions.utils.time_window import (
 )
 
 from ingestion_assets.factory import raw_asset_key, table_asset_key
+from ingestion_assets.http.redaction import redact_text
 from ingestion_assets.io_managers.parquet import (
     PROVENANCE_COLUMNS,
     read_dead_letters,
@@ -53,6 +54,7 @@ from ingestion_assets.io_managers.parquet import (
 )
 from ingestion_assets.normalize import EXTRA_COLUMN, TIMESTAMP, parse_type
 from ingestion_assets.partitions import partitions_def
+from ingestion_assets.safe_metadata import redact_metadata, safe_cell, safe_json_text
 from ingestion_assets.specs import Endpoint, Source
 
 ROW_COUNT = "row_count"
@@ -600,8 +602,10 @@ def _sample_markdown(rows: list[dict[str, Any]]) -> str:
 
     lines = ["| rule | field | reason | page | index | record |", "|---|---|---|---|---|---|"]
     lines += [
-        "| " + " | ".join(cell(r.get(k)) for k in
-                         ("_rule", "_field", "_reason", "_page", "_index", "_record")) + " |"
+        "| " + " | ".join(
+            cell(safe_json_text(r.get(k)) if k == "_record" else safe_cell(k, r.get(k)))
+            for k in ("_rule", "_field", "_reason", "_page", "_index", "_record")
+        ) + " |"
         for r in rows
     ]
     return "\n".join(lines)
@@ -621,9 +625,9 @@ def _evaluation(
         asset_key=table_key,
         check_name=name,
         passed=passed,
-        metadata=meta,
+        metadata=redact_metadata(meta),
         severity=_SEVERITY[severity],
-        description=description,
+        description=redact_text(description),
         blocking=blocking,
         partition=partition,
         target_materialization_data=table.target if table is not None else None,

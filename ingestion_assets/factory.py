@@ -144,6 +144,7 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
     from ingestion_assets.checks import freshness_policy, time_columns
     from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
     from ingestion_assets.resources import ApiResource, records_of_page
+    from ingestion_assets.safe_metadata import mask_columns
 
     pdef = partitions_def(source, endpoint)
     backfill = (
@@ -228,6 +229,8 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
                 window=window_guard(endpoint, partition_request(endpoint, pdef, key).window),
             )
             metadata: dict[str, Any] = {}
+            if endpoint.mask_columns:  # the table does not keep these (the raw pages do)
+                pages = mask_columns(pages, endpoint.mask_columns)
             if pages_can_shift(endpoint):
                 pages = drop_repeated_records(pages, endpoint.primary_key, metadata)
             return RecordBatchStream.from_pages(

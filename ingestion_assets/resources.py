@@ -8,6 +8,7 @@ fails the run that needs it, naming the variable, while the code location still 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ from ingestion_assets.http.budgets import MIB, Budgets
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.plugins import load_object
 from ingestion_assets.http.records import extract_records, page_body
+from ingestion_assets.http.redaction import register_basic_credentials, register_secret
 from ingestion_assets.partitions import PartitionRequest
 from ingestion_assets.specs import (
     ApiKeyAuth,
@@ -78,6 +80,26 @@ def build_auth(spec: Any, source: str) -> http_auth.ApiAuth:
     if isinstance(spec, CustomAuth):
         return load_object(spec.class_path, base=http_auth.ApiAuth, kind="auth")(**spec.options)
     return http_auth.NoAuth()
+
+
+def register_env_secrets(spec: Any) -> None:
+    """Register with the redactor the secrets an auth spec names that are set right now.
+
+    Called when the definitions load, so every process of a run (also a step that never
+    calls the API, like a table rebuilt from raw pages) masks them in metadata and logs.
+    """
+    values: list[str] = []
+    for name in type(spec).model_fields:
+        field = getattr(spec, name, None)
+        items = field if isinstance(field, list) else [field]
+        values += [os.environ.get(i.env) or "" for i in items if isinstance(i, EnvSecret)]
+    register_secret(*values)
+    if isinstance(spec, BasicAuth):
+        user = spec.username
+        user = os.environ.get(user.env) or "" if isinstance(user, EnvSecret) else user
+        password = os.environ.get(spec.password.env) or ""
+        if user and password:
+            register_basic_credentials(user, password)
 
 
 def build_paginator(spec: Pagination) -> pg.Paginator:
@@ -170,6 +192,7 @@ class ApiResource(dg.ConfigurableResource):
 
     @classmethod
     def from_source(cls, source: Source) -> ApiResource:
+        register_env_secrets(source.auth)
         rl = source.rate_limit
         return cls(
             source=source.name,

@@ -59,6 +59,14 @@ SENSITIVE_NAMES = frozenset(
 # Substrings that mark a name as secret-bearing (``X-Custom-Api-Key``, ``my_token``).
 _SENSITIVE_PARTS = ("token", "secret", "password", "api-key", "api_key", "apikey", "auth")
 
+# Record fields (columns) whose values are credentials. Narrower than the header rule:
+# "author", "key" or "signature_date" columns are data, not secrets.
+_SENSITIVE_COLUMN_NAMES = SENSITIVE_NAMES - {"key", "sig", "signature"}
+_SENSITIVE_COLUMN_PARTS = (
+    "token", "secret", "password", "passwd", "api_key", "api-key", "apikey", "authorization",
+    "credential", "cookie", "private_key", "private-key",
+)
+
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
@@ -79,6 +87,35 @@ def is_sensitive_name(name: str) -> bool:
     if lowered in SENSITIVE_NAMES:
         return True
     return any(part in lowered for part in _SENSITIVE_PARTS)
+
+
+def is_sensitive_column(name: str) -> bool:
+    """True when a record field (a table column) of this name holds a credential.
+
+    Nested and flattened names count by any part: ``headers.Authorization``,
+    ``request__api_key``.
+    """
+    lowered = str(name).lower()
+    if lowered in _SENSITIVE_COLUMN_NAMES:
+        return True
+    return any(part in lowered for part in _SENSITIVE_COLUMN_PARTS)
+
+
+def redact_record(value: Any) -> Any:
+    """A copy of a record (or any JSON-like value) safe to show: the values of fields named
+    like credentials are masked, registered secrets masked everywhere else."""
+    if isinstance(value, Mapping):
+        return {
+            k: (MASK if is_sensitive_column(str(k)) and v is not None else redact_record(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_record(v) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return redact_text(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
 
 
 def register_secret(*values: str | bytes | None) -> None:

@@ -47,6 +47,7 @@ from upath import UPath
 
 from ingestion_assets.io_managers import storage
 from ingestion_assets.normalize import DEAD_LETTER_SCHEMA, DeadLetters, RecordBatchStream
+from ingestion_assets.safe_metadata import redact_metadata, safe_cell
 
 if typing.TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -110,7 +111,7 @@ def _markdown_preview(table: pa.Table, limit: int) -> str:
         return text if len(text) <= 60 else text[:57] + "..."
 
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
-    lines += ["| " + " | ".join(cell(row[n]) for n in names) + " |" for row in rows]
+    lines += ["| " + " | ".join(cell(safe_cell(n, row[n])) for n in names) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -501,7 +502,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         extra = getattr(obj, "metadata", None)
         if isinstance(extra, dict):
             metadata.update(extra)
-        return metadata
+        return redact_metadata(metadata)
 
     def _provenance(self, context: dg.OutputContext, key: str | None, obj: Any) -> dict[str, Any]:
         definition = context.definition_metadata or {}

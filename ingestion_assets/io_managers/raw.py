@@ -27,6 +27,7 @@ import zstandard
 from upath import UPath
 
 from ingestion_assets.io_managers import storage
+from ingestion_assets.safe_metadata import redact_metadata
 
 MANIFEST = "manifest.json"
 BODIES = "bodies.zst"
@@ -283,7 +284,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         if stats_dict:
             metadata["request_stats"] = dg.MetadataValue.json(stats_dict)
             metadata.update(_stats_metadata(stats_dict))
-        return metadata
+        return redact_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> RawPartition | RawPartitionSet:
         folders = storage.input_folders(self._base, context)
