@@ -12,6 +12,9 @@ from .config import DemoConfig
 from .credentials import ENV_VARS, demo_env
 from .faults import KINDS as FAULT_KINDS
 from .faults import Fault, FaultError
-from .server import DemoApi
+from .server import CONTROL_HEADERS, DemoApi
 
-__all__ = ["DemoApi", "DemoConfig", "Fault", "FaultError", "FAULT_KINDS", "ENV_VARS", "demo_env"]
+__all__ = [
+    "CONTROL_HEADERS", "DemoApi", "DemoConfig", "Fault", "FaultError", "FAULT_KINDS", "ENV_VARS",
+    "demo_env",
+]

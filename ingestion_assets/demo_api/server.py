@@ -26,6 +26,12 @@ from .timeutil import _tod, http_date, to_epoch
 
 _LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
+#: Every ``/_control`` request carries this header, and a body only as ``application/json``.
+#: A web page cannot send either cross-origin without a CORS preflight, which this server
+#: never grants: a page open in a browser cannot switch faults on or reset the data.
+CONTROL_HEADER = "X-Demo-Control"
+CONTROL_HEADERS = {CONTROL_HEADER: "1"}
+
 MAINTENANCE_HTML = b"""<!DOCTYPE html>
 <html><head><title>Down for maintenance</title></head>
 <body><h1>We'll be right back</h1>
@@ -242,10 +248,15 @@ class DemoApi:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in h.headers.items()}
-        root = f"http://{headers.get('host') or self.url[7:]}"
+        # Links are built from the address the server listens on, never from the request's
+        # Host header (a client could otherwise point next links anywhere).
+        root = self.url
         if path == "/" and method == "GET":
             return h.send(Response.json(200, self.listing()))
         if path.startswith("/_control"):
+            refused = _control_refusal(headers, body)
+            if refused is not None:
+                return h.send(refused)
             return h.send(self._control(h, method, path, body))
         src = None
         for s in self.sources.values():
@@ -389,6 +400,22 @@ def _null_when_empty(body: bytes) -> bytes:
     if isinstance(doc, dict) and any(v == [] for v in doc.values()):
         return orjson.dumps({k: (None if v == [] else v) for k, v in doc.items()})
     return body
+
+
+def _control_refusal(headers: dict[str, str], body: bytes) -> Response | None:
+    """Why a ``/_control`` request is refused (None: accepted); ``headers`` lowercased."""
+    if headers.get(CONTROL_HEADER.lower()) != "1":
+        return Response.json(403, {
+            "error": "forbidden",
+            "message": f"control requests need the header {CONTROL_HEADER}: 1",
+        })
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if body and content_type != "application/json":
+        return Response.json(415, {
+            "error": "unsupported_media_type",
+            "message": "control request bodies must be application/json",
+        })
+    return None
 
 
 def _source_classes() -> list:

@@ -13,6 +13,7 @@ import pytest
 import requests
 import yaml
 
+from ingestion_assets.demo_api import CONTROL_HEADERS
 from ingestion_assets.specs import DEFAULT_SOURCES_DIR
 from ingestion_assets_tests.e2e.harness import METADATA_ENTRIES, running_project
 
@@ -99,7 +100,7 @@ def test_check_results_with_their_metadata_per_partition(project):
     assert project.wait_for_run(first, timeout=600)["status"] == "SUCCESS"
 
     # The API adds a field from `day` on: the drift check warns, naming it.
-    requests.post(f"{project.api_url}/_control/faults", timeout=10, json={
+    requests.post(f"{project.api_url}/_control/faults", timeout=10, headers=CONTROL_HEADERS, json={
         "kind": "schema_change", "source": "payments", "change": "add",
         "field": "risk_score", "value": 7, "since": day,
     }).raise_for_status()

@@ -7,6 +7,8 @@ import email.utils
 import pytest
 import requests
 
+from ingestion_assets.demo_api import CONTROL_HEADERS
+
 from .helpers import crm_session, devhub_session, payments_session, ts
 
 CHARGES = "/v1/charges"
@@ -155,14 +157,15 @@ def test_schema_change_from_a_date_on(demo_api, charges):
 
 def test_faults_over_http_control(demo_api, charges):
     ctl = demo_api.url + "/_control/faults"
-    r = requests.post(ctl, json=[{"kind": "server_error", "count": 1}, {"kind": "html", "count": 1}])
+    faults = [{"kind": "server_error", "count": 1}, {"kind": "html", "count": 1}]
+    r = requests.post(ctl, json=faults, headers=CONTROL_HEADERS)
     assert r.status_code == 201 and len(r.json()["added"]) == 2
-    assert len(requests.get(ctl).json()["faults"]) == 2
+    assert len(requests.get(ctl, headers=CONTROL_HEADERS).json()["faults"]) == 2
     s = payments_session()
     assert s.get(charges).status_code == 503
     assert s.get(charges).headers["Content-Type"].startswith("text/html")
-    assert requests.delete(ctl).json() == {"faults": []}
-    bad = requests.post(ctl, json={"kind": "nope"})
+    assert requests.delete(ctl, headers=CONTROL_HEADERS).json() == {"faults": []}
+    bad = requests.post(ctl, json={"kind": "nope"}, headers=CONTROL_HEADERS)
     assert bad.status_code == 400 and "unknown fault kind" in bad.json()["message"]
 
 

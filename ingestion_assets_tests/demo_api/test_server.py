@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ingestion_assets.demo_api import ENV_VARS, DemoApi, DemoConfig, credentials
+from ingestion_assets.demo_api import CONTROL_HEADERS, ENV_VARS, DemoApi, DemoConfig, credentials
 
 from .helpers import payments_session, ts, walk_stripe
 
@@ -49,14 +49,14 @@ def test_only_loopback_is_bound(demo_api):
 def test_reset_clears_faults_mutations_and_buckets(demo_api):
     demo_api.add_fault(kind="server_error", count=-1)
     demo_api.mutate("payments", "charges", insert=2)
-    assert requests.post(demo_api.url + "/_control/reset").json() == {"reset": True}
+    assert requests.post(demo_api.url + "/_control/reset", headers=CONTROL_HEADERS).json() == {"reset": True}
     assert demo_api.list_faults() == []
     assert payments_session().get(demo_api.base_url("payments") + "/v1/charges").status_code == 200
     assert demo_api.sources["payments"].collection("charges").extras == {}
 
 
 def test_mutations_insert_and_bump_updated_at(demo_api):
-    r = requests.post(demo_api.url + "/_control/mutations", json={
+    r = requests.post(demo_api.url + "/_control/mutations", headers=CONTROL_HEADERS, json={
         "source": "commerce", "endpoint": "orders", "insert": 3, "at": "2025-02-27T12:00:00Z",
         "update": 2, "window": ["2025-01-05T00:00:00Z", "2025-01-06T00:00:00Z"],
     })
@@ -82,7 +82,9 @@ def test_mutation_update_by_id_in_process(demo_api):
     assert out["updated"] == [first["id"]]
     after = demo_api.records("crm", "contacts", start="2025-02-28", end="2025-02-28T00:00:01Z", field="updated")
     assert [c["id"] for c in after] == [first["id"]]
-    bad = requests.post(demo_api.url + "/_control/mutations", json={"source": "crm"})
+    bad = requests.post(
+        demo_api.url + "/_control/mutations", json={"source": "crm"}, headers=CONTROL_HEADERS
+    )
     assert bad.status_code == 400
 
 
@@ -161,6 +163,32 @@ def test_cli_rejects_a_bad_fault():
         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=30,
     )
     assert r.returncode == 2 and "unknown fault kind" in r.stderr
+
+
+def test_control_refuses_what_a_browser_page_could_send(demo_api):
+    """A cross-origin page can POST text/plain without a preflight, but cannot add a custom
+    header or send application/json: the control API requires both."""
+    ctl = demo_api.url + "/_control/faults"
+    fault = b'{"kind": "server_error", "count": -1}'
+    simple = requests.post(ctl, data=fault, headers={"Content-Type": "text/plain"})
+    assert simple.status_code == 403 and "X-Demo-Control" in simple.json()["message"]
+    plain = requests.post(ctl, data=fault, headers={**CONTROL_HEADERS, "Content-Type": "text/plain"})
+    assert plain.status_code == 415
+    assert requests.post(demo_api.url + "/_control/reset").status_code == 403
+    assert demo_api.list_faults() == []
+    ok = requests.post(ctl, data=fault, headers={**CONTROL_HEADERS, "Content-Type": "application/json"})
+    assert ok.status_code == 201 and len(demo_api.list_faults()) == 1
+
+
+def test_links_use_the_configured_host_not_the_host_header(demo_api):
+    resp = payments_session().get(
+        demo_api.base_url("devhub") + "/orgs/demo-org/repos", params={"per_page": 1},
+        headers={"Host": "evil.example:666", "Authorization": "Bearer "
+                 + demo_api.credentials("devhub")["token"]},
+    )
+    assert resp.status_code == 200, resp.text
+    link = resp.headers["Link"]
+    assert "evil.example" not in link and demo_api.url in link
 
 
 def test_control_refuses_non_loopback_clients(demo_api):

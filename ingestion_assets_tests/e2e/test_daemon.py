@@ -21,6 +21,7 @@ import dagster as dg
 import pyarrow.dataset as ds
 import requests
 
+from ingestion_assets.demo_api import CONTROL_HEADERS
 from ingestion_assets_tests.e2e.harness import (
     REPO_ROOT,
     VENV_BIN,
@@ -95,7 +96,7 @@ def test_sensor_requested_run_lands_changed_orders_in_parquet(tmp_path, monkeypa
             resp = requests.post(
                 f"http://127.0.0.1:{port}/_control/mutations",
                 json={"source": "commerce", "endpoint": "orders", "update": 3, "window": window},
-                timeout=10,
+                headers=CONTROL_HEADERS, timeout=10,
             )
             resp.raise_for_status()
             changed = resp.json()["updated"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from ingestion_assets.demo_api import CONTROL_HEADERS
 from ingestion_assets.partitions import partition_request, partitions_def
 from ingestion_assets.specs import load_sources
 from ingestion_assets_tests.e2e.harness import METADATA_ENTRIES, REPO_ROOT, Project
@@ -149,7 +150,7 @@ def ground_truth_records(project: Project, source: str, endpoint: str, key: str)
         f"{project.api_url}/_control/records",
         json={"source": source, "endpoint": endpoint, "start": window[0].isoformat(),
               "end": window[1].isoformat()},
-        timeout=60,
+        headers=CONTROL_HEADERS, timeout=60,
     )
     resp.raise_for_status()
     return resp.json()["records"]
@@ -168,12 +169,16 @@ def ground_truth_fields(project: Project, source: str, endpoint: str, key: str) 
 
 
 def add_fault(project: Project, fault: dict[str, Any]) -> None:
-    resp = requests.post(f"{project.api_url}/_control/faults", json=fault, timeout=30)
+    resp = requests.post(
+        f"{project.api_url}/_control/faults", json=fault, headers=CONTROL_HEADERS, timeout=30
+    )
     assert resp.status_code == 201, resp.text
 
 
 def clear_faults(project: Project) -> None:
-    requests.delete(f"{project.api_url}/_control/faults", timeout=30).raise_for_status()
+    requests.delete(
+        f"{project.api_url}/_control/faults", headers=CONTROL_HEADERS, timeout=30
+    ).raise_for_status()
 
 
 # --- GraphQL: what the UI's pages query -------------------------------------------------------
