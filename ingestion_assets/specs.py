@@ -1026,10 +1026,59 @@ _UNION_TAGS = {
 }
 
 
+MAX_SOURCE_FILE_BYTES = 4 * 1024 * 1024
+"""A source file larger than this is refused (a real one is a few kilobytes)."""
+
+MAX_SOURCE_NODES = 200_000
+"""Values in one file once aliases are expanded; refuses "billion laughs" alias bombs."""
+
+
+def _count_nodes(root: yaml.Node, path: Path) -> None:
+    """Walk the document as it expands (aliases re-walk their anchor); fail past the cap."""
+    seen = 0
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_SOURCE_NODES:
+            raise SpecError([
+                f"{path}: the YAML expands to more than {MAX_SOURCE_NODES:,} values "
+                "(aliases repeated inside aliases?); refusing to load it"
+            ])
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack += (key, value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
+
+
+def _read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_SOURCE_FILE_BYTES:
+            raise SpecError([
+                f"{path}: {size:,} bytes; a source file may have at most "
+                f"{MAX_SOURCE_FILE_BYTES:,} (split it into several files)"
+            ])
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot be read ({exc.strerror or exc})"]) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SpecError([
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save the file as UTF-8"
+        ]) from None
+
+
 def _load_document(path: Path) -> tuple[Any, dict[tuple, int]]:
-    text = path.read_text(encoding="utf-8")
+    text = _read_text(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _count_nodes(node, path)  # before anything walks the expanded tree
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

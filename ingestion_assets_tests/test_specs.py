@@ -319,3 +319,39 @@ def test_window_guard_settings_and_their_mistakes(tmp_path):
     assert any("field 'window.tolerance_seconds'" in p and "greater than or equal to 0" in p
                for p in problems), problems
     assert all(p.startswith(f"{path}:11:") for p in problems), problems  # the window line
+
+
+def test_non_utf8_file_names_the_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(source_yaml("shop").replace("name: shop", "name: shop\n    description: Caf\xe9").encode("latin-1"))
+    with pytest.raises(SpecError, match=rf"{path}:3: not UTF-8 text \(byte 0xe9"):
+        load_sources(path)
+
+
+def test_alias_bomb_is_refused_before_it_expands(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\nsources: *a9\n")  # 10^10 values once expanded
+    with pytest.raises(SpecError, match=rf"{path}: the YAML expands to more than 200,000 values"):
+        load_sources(path)
+
+
+def test_oversized_file_is_refused(tmp_path, monkeypatch):
+    import ingestion_assets.specs as specs
+
+    monkeypatch.setattr(specs, "MAX_SOURCE_FILE_BYTES", 1000)
+    path = write(tmp_path, source_yaml("shop") + "#" * 2000 + "\n")
+    with pytest.raises(SpecError, match=rf"{path}: \d[\d,]* bytes; a source file may have at most 1,000"):
+        load_sources(path)
+
+
+def test_allowed_origins_and_limits_are_validated(tmp_path):
+    text = source_yaml("shop").replace(
+        "base_url:", "allowed_origins: [https://uploads.example.com/files]\n    limits: {max_body_mb: 0}\n    base_url:"
+    )
+    with pytest.raises(SpecError) as info:
+        load_sources(write(tmp_path, text))
+    message = str(info.value)
+    assert "allowed_origins" in message and "is not an origin" in message
+    assert "limits.max_body_mb" in message
