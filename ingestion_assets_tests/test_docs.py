@@ -86,3 +86,15 @@ def test_every_relative_link_resolves(page: Path):
 def test_readme_is_short():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").count("\n")
     assert lines <= 250, f"README.md has {lines} lines; move reference material to docs/"
+
+
+def test_no_page_tells_anyone_to_bind_a_wildcard_address():
+    """deploy/ forbids listening on every interface; the docs must not say otherwise."""
+    wildcard = re.compile(r"(-h|--host|--bind|-b)[ =]+(0\.0\.0\.0|::|\[::\]|\*)(\s|$|[`'\"])")
+    found = [
+        f"{page.relative_to(ROOT)}:{number}"
+        for page in [*PAGES, ROOT / "deploy" / "README.md"] if page.exists()
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+        if wildcard.search(line) or "0.0.0.0" in line
+    ]
+    assert not found, f"wildcard bind address in {found}"
