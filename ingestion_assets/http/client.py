@@ -14,6 +14,7 @@ client does no per-record work beyond finding the records and the cursor.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 import socket
 import threading
@@ -109,26 +110,92 @@ def _mib(n: int) -> str:
     return f"{n / 1048576:g} MiB"
 
 
+class _Watchdogs:
+    """One thread for every request's deadline: shuts a socket down when its time is up.
+
+    A timer thread per request would cost a thread start on every page; here a request
+    only pushes its deadline on a heap, and cancelling is a flag.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._counter = 0
+
+    def watch(self, sock: socket.socket, deadline: float) -> _Watch:
+        watch = _Watch(sock)
+        with self._cond:
+            self._counter += 1
+            if len(self._heap) >= 1024 and self._counter % 1024 == 0:
+                # Finished requests leave their (cancelled) deadlines behind: sweep them.
+                self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+                heapq.heapify(self._heap)
+            heapq.heappush(self._heap, (deadline, self._counter, watch))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="http-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return watch
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].cancelled:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._cond.wait(timeout=60)
+                    if not self._heap:
+                        self._thread = None
+                        return
+                    continue
+                deadline, _, watch = self._heap[0]
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(timeout=left)
+                    continue
+                heapq.heappop(self._heap)
+                watch.fire()
+
+
+class _Watch:
+    __slots__ = ("cancelled", "fired", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.cancelled = False
+        self.fired = False
+
+    def fire(self) -> None:
+        if self.cancelled:
+            return
+        self.fired = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+_WATCHDOGS = _Watchdogs()
+
+
 class _Watchdog:
     """Shuts a response's socket down at a deadline, ending a read that would not end."""
 
     def __init__(self, response: requests.Response, deadline: float) -> None:
-        self.fired = False
-        self._sock = _socket_of(response)
-        self._timer: threading.Timer | None = None
-        if self._sock is not None:
-            self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-            self._timer.daemon = True
-            self._timer.start()
+        sock = _socket_of(response)
+        self._watch = _WATCHDOGS.watch(sock, deadline) if sock is not None else None
 
-    def _fire(self) -> None:
-        self.fired = True
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+    @property
+    def fired(self) -> bool:
+        return self._watch is not None and self._watch.fired
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._watch is not None:
+            self._watch.cancel()
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:
