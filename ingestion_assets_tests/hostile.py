@@ -47,6 +47,7 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = "application/json"
     length: int | None = None  # Content-Length to announce (default: len(body) if bytes)
+    raw: Iterable[bytes] | None = None  # the whole response as raw bytes (status line too)
 
     @classmethod
     def json(cls, data, status: int = 200, headers=None) -> Reply:
@@ -130,6 +131,17 @@ class HostileServer:
                 self._send(reply)
 
             def _send(self, reply: Reply) -> None:
+                if reply.raw is not None:
+                    self.close_connection = True
+                    try:
+                        for chunk in reply.raw:
+                            if server.stopping.is_set():
+                                break
+                            self.wfile.write(chunk)
+                            self.wfile.flush()
+                    except OSError:
+                        pass
+                    return
                 self.send_response(reply.status)
                 self.send_header("Content-Type", reply.content_type)
                 body = reply.body

@@ -13,10 +13,7 @@ client does no per-record work beyond finding the records and the cursor.
 
 from __future__ import annotations
 
-import contextlib
-import heapq
 import math
-import socket
 import threading
 import time
 from collections import deque
@@ -29,10 +26,10 @@ from urllib.parse import urljoin
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 
 from ingestion_assets.http.auth import ApiAuth, NoAuth
 from ingestion_assets.http.budgets import Budgets
+from ingestion_assets.http.deadline import DeadlineAdapter, Watchdog, request_deadline
 from ingestion_assets.http.errors import (
     ApiError,
     ApiTimeoutError,
@@ -108,105 +105,6 @@ def looks_like_error(body: Any) -> bool:
 
 def _mib(n: int) -> str:
     return f"{n / 1048576:g} MiB"
-
-
-class _Watchdogs:
-    """One thread for every request's deadline: shuts a socket down when its time is up.
-
-    A timer thread per request would cost a thread start on every page; here a request
-    only pushes its deadline on a heap, and cancelling is a flag.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Watch]] = []
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._counter = 0
-
-    def watch(self, sock: socket.socket, deadline: float) -> _Watch:
-        watch = _Watch(sock)
-        with self._cond:
-            self._counter += 1
-            if len(self._heap) >= 1024 and self._counter % 1024 == 0:
-                # Finished requests leave their (cancelled) deadlines behind: sweep them.
-                self._heap = [entry for entry in self._heap if not entry[2].cancelled]
-                heapq.heapify(self._heap)
-            heapq.heappush(self._heap, (deadline, self._counter, watch))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._run, name="http-deadlines", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
-        return watch
-
-    def _run(self) -> None:
-        with self._cond:
-            while True:
-                while self._heap and self._heap[0][2].cancelled:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._cond.wait(timeout=60)
-                    if not self._heap:
-                        self._thread = None
-                        return
-                    continue
-                deadline, _, watch = self._heap[0]
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(timeout=left)
-                    continue
-                heapq.heappop(self._heap)
-                watch.fire()
-
-
-class _Watch:
-    __slots__ = ("cancelled", "fired", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.cancelled = False
-        self.fired = False
-
-    def fire(self) -> None:
-        if self.cancelled:
-            return
-        self.fired = True
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-_WATCHDOGS = _Watchdogs()
-
-
-class _Watchdog:
-    """Shuts a response's socket down at a deadline, ending a read that would not end."""
-
-    def __init__(self, response: requests.Response, deadline: float) -> None:
-        sock = _socket_of(response)
-        self._watch = _WATCHDOGS.watch(sock, deadline) if sock is not None else None
-
-    @property
-    def fired(self) -> bool:
-        return self._watch is not None and self._watch.fired
-
-    def cancel(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-
-
-def _socket_of(response: requests.Response) -> socket.socket | None:
-    raw = getattr(response, "raw", None)
-    conn = getattr(raw, "_connection", None) or getattr(raw, "connection", None)
-    sock = getattr(conn, "sock", None)
-    if isinstance(sock, socket.socket):
-        return sock
-    fp = getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None)
-    sock = getattr(fp, "_sock", None)
-    return sock if isinstance(sock, socket.socket) else None
 
 
 @dataclass(slots=True)
@@ -300,7 +198,7 @@ class ApiClient:
         with self._pool_lock:
             if size <= self.pool_size:
                 return
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+            adapter = DeadlineAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
             self.session.mount("http://", adapter)
             self.session.mount("https://", adapter)
             self.pool_size = size
@@ -468,7 +366,7 @@ class ApiClient:
                     ) from None
                 except DeadlineExceededError as exc:
                     stats.add_request_failure()
-                    raise _Failure("deadline", exc) from None
+                    raise _Failure("deadline", exc.locate(url=request.url, **where)) from None
                 except requests.RequestException as exc:
                     stats.add_request_failure()
                     raise _Failure(
@@ -625,17 +523,18 @@ class ApiClient:
         body = request.json
         hops = 0
         while True:
-            response = self.session.request(
-                method,
-                url,
-                params=params,
-                json=body,
-                headers=request.headers or None,
-                timeout=self._timeout_within(deadline),
-                auth=self.auth,
-                allow_redirects=False,
-                stream=True,
-            )
+            with request_deadline(deadline, budgets.request_deadline_s):
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=body,
+                    headers=request.headers or None,
+                    timeout=self._timeout_within(deadline),
+                    auth=self.auth,
+                    allow_redirects=False,
+                    stream=True,
+                )
             location = response.headers.get("Location")
             if response.status_code not in _REDIRECTS or not location:
                 return response, self._read_body(response, deadline, where)
@@ -679,7 +578,7 @@ class ApiClient:
         limit = self.budgets.max_body_bytes
         chunks: list[bytes] = []
         size = 0
-        watchdog = _Watchdog(response, deadline)
+        watchdog = Watchdog(response, deadline)
         try:
             for chunk in response.iter_content(self.budgets.chunk_bytes):
                 size += len(chunk)

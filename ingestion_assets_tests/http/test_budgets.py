@@ -68,6 +68,19 @@ def test_trickling_body_fails_at_the_request_deadline():
         assert len(server.seen) == 2  # the client's own attempts, each cut at the deadline
 
 
+def test_trickling_headers_fail_at_the_request_deadline():
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Padding: " + b"x" * 200
+    with HostileServer() as server:
+        server.routes["/slow-head"] = lambda seen: Reply(raw=trickle(head, 0.2))
+        client = _client(
+            server, budgets=Budgets(request_deadline_s=1.0),
+            retry=RetryPolicy(max_attempts=1, backoff_base=0.01),
+        )
+        with pytest.raises(errors.DeadlineExceededError, match="headers did not arrive") as e:
+            list(client.fetch_pages("/slow-head", endpoint="slow_head"))
+        assert "/slow-head" in str(e.value) and "hostile/slow_head" in str(e.value)
+
+
 def _paged(reset: str, pages: int = 2):
     def reply(seen):
         page = int(seen.query.get("page", ["1"])[0])
