@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from ingestion_assets.http.errors import ApiError
+from ingestion_assets.http.redaction import redact_text
 from ingestion_assets.partitions import (
     PartitionKeyError,
     partition_dimension,
@@ -76,7 +77,7 @@ def raw_retry_policy(source: Source) -> dg.RetryPolicy | None:
 
 def _no_retry(exc: Exception) -> dg.Failure:
     return dg.Failure(
-        description=f"{exc} (permanent: not retried)", allow_retries=False,
+        description=redact_text(f"{exc} (permanent: not retried)"), allow_retries=False,
         metadata={"error/type": type(exc).__name__},
     )
 
