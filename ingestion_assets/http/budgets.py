@@ -7,7 +7,8 @@ should need to change, and a clear error when a server goes past one:
 * ``max_body_bytes``: the decoded body is read in chunks and the read stops as soon as it
   passes this size (a 1 MB gzip body inflating to 1 GiB never sits in memory whole);
 * ``request_deadline_s``: connect, headers and the whole body of one request; a server
-  trickling a byte per second is cut off here, although no single read times out;
+  trickling a byte per second is cut off here, although no single read times out
+  (:mod:`ingestion_assets.http.deadline`);
 * ``max_wait_s``: the longest wait a server may ask for (``Retry-After``,
   ``X-RateLimit-Reset``); past it the fetch fails, quoting the server's value;
 * ``max_redirects``: redirects followed for one request (each one checked against the
