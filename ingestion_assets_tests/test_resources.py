@@ -254,3 +254,24 @@ def test_a_data_null_day_is_an_empty_partition_not_a_dead_letter(
               for e in result.get_asset_materialization_events()}
     assert events["raw/payments/charges"]["records"].value == 0
     assert events["payments/charges"]["dagster/row_count"].value == 0
+
+
+def test_allowed_origins_and_limits_reach_the_client():
+    from ingestion_assets.http.budgets import MIB
+    from ingestion_assets.specs import Source
+
+    source = Source.model_validate({
+        "name": "files", "base_url": "https://api.example.com/v2",
+        "allowed_origins": ["https://uploads.example.com"],
+        "limits": {"max_body_mb": 2, "request_deadline_seconds": 30, "max_wait_seconds": 60,
+                   "max_redirects": 1},
+        "endpoints": [{"name": "files", "path": "/files", "primary_key": "id"}],
+    })
+    client = ApiResource.from_source(source).client()
+    assert client.origins.allows("https://uploads.example.com/x?y=1")
+    assert client.origins.allows("https://api.example.com:443/other")
+    assert not client.origins.allows("http://api.example.com/v2")  # another scheme
+    assert not client.origins.allows("https://uploads.example.com:8443/")
+    budgets = client.budgets
+    assert (budgets.max_body_bytes, budgets.request_deadline_s, budgets.max_wait_s,
+            budgets.max_redirects) == (2 * MIB, 30, 60, 1)

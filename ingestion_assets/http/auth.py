@@ -26,10 +26,12 @@ import orjson
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from ingestion_assets.http.deadline import Watchdog, request_deadline
 from ingestion_assets.http.errors import (
     ApiTimeoutError,
     AuthenticationError,
     ConfigurationError,
+    DeadlineExceededError,
     TransportError,
 )
 from ingestion_assets.http.plugins import load_object
@@ -166,6 +168,38 @@ class HttpBasic(ApiAuth):
         return {"type": "basic"}
 
 
+TOKEN_DEADLINE_S = 60.0
+"""A token request (headers and body) must complete within this."""
+TOKEN_BODY_LIMIT = 1024 * 1024
+"""Largest token response read; a token endpoint has no reason to send more."""
+
+
+def _read_token_body(resp: requests.Response, deadline: float, url: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    watchdog = Watchdog(resp, deadline)
+    try:
+        for chunk in resp.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > TOKEN_BODY_LIMIT:
+                raise AuthenticationError(
+                    f"token endpoint answered more than {TOKEN_BODY_LIMIT // 1024} KiB; "
+                    "stopped reading", url=url, status=resp.status_code,
+                )
+            chunks.append(chunk)
+    except requests.RequestException:
+        if not watchdog.fired:
+            raise
+    finally:
+        watchdog.cancel()
+        resp.close()
+    if watchdog.fired:
+        raise DeadlineExceededError(
+            f"token response did not complete within {TOKEN_DEADLINE_S:g} s", url=url
+        )
+    return b"".join(chunks)
+
+
 class OAuth2ClientCredentials(ApiAuth):
     """OAuth2 client credentials with a cached, thread-safe, refreshed-ahead token.
 
@@ -287,11 +321,15 @@ class OAuth2ClientCredentials(ApiAuth):
                 time.sleep(0.2 * 2**attempt)
             try:
                 # Never follow a redirect: a 307 would re-post client_secret to its target.
-                resp = session.post(
-                    url, data=form, auth=auth, timeout=self._timeout, allow_redirects=False
-                )
+                deadline = time.monotonic() + TOKEN_DEADLINE_S
+                with request_deadline(deadline, TOKEN_DEADLINE_S):
+                    resp = session.post(
+                        url, data=form, auth=auth, timeout=self._timeout,
+                        allow_redirects=False, stream=True,
+                    )
                 self.token_requests += 1
-            except requests.Timeout as exc:
+                content = _read_token_body(resp, deadline, url)
+            except (requests.Timeout, DeadlineExceededError) as exc:
                 last = ApiTimeoutError(f"token endpoint timed out: {type(exc).__name__}", url=url)
                 continue
             except requests.RequestException as exc:
@@ -312,7 +350,7 @@ class OAuth2ClientCredentials(ApiAuth):
                     "token endpoint failed",
                     url=url,
                     status=resp.status_code,
-                    body=resp.content,
+                    body=content,
                     transient=True,
                 )
                 wait = parse_retry_after(resp.headers.get("Retry-After"))
@@ -320,7 +358,7 @@ class OAuth2ClientCredentials(ApiAuth):
                     time.sleep(min(wait, 10.0))
                 continue
             try:
-                payload = orjson.loads(resp.content) if resp.status_code == 200 else None
+                payload = orjson.loads(content) if resp.status_code == 200 else None
             except orjson.JSONDecodeError:
                 payload = None
             token = payload.get("access_token") if isinstance(payload, dict) else None
@@ -331,7 +369,7 @@ class OAuth2ClientCredentials(ApiAuth):
                     else "token endpoint answered without an access_token",
                     url=url,
                     status=resp.status_code,
-                    body=resp.content,
+                    body=content,
                 )
             refresh_token = payload.get("refresh_token")
             register_secret(token, refresh_token)

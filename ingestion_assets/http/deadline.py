@@ -129,11 +129,13 @@ _current = threading.local()
 @contextlib.contextmanager
 def request_deadline(deadline: float, budget_s: float) -> Iterator[None]:
     """Within this block, response headers on this thread must arrive by ``deadline``."""
+    # Nested: an OAuth token request made while a page request is being prepared.
+    outer = getattr(_current, "deadline", None), getattr(_current, "budget_s", None)
     _current.deadline, _current.budget_s = deadline, budget_s
     try:
         yield
     finally:
-        _current.deadline = None
+        _current.deadline, _current.budget_s = outer
 
 
 class _HeadersWithinDeadline:

@@ -135,3 +135,14 @@ def test_retry_after_past_the_cap_fails_with_the_servers_value(status):
         with pytest.raises(errors.WaitTooLongError, match="Retry-After: '86400'.*60 s cap"):
             list(client.fetch_pages("/wait", endpoint="wait"))
         assert len(server.seen) == 1
+
+
+def test_token_endpoint_body_is_bounded():
+    from ingestion_assets.http import auth
+
+    with HostileServer() as server:
+        server.routes["/token"] = lambda seen: Reply(200, b"[" + b"0," * (1024 * 1024) + b"0]")
+        client = _client(server, auth=auth.OAuth2ClientCredentials("/token", "id", "secret-x"))
+        with pytest.raises(errors.AuthenticationError, match="more than 1024 KiB"):
+            list(client.fetch_pages("/items", endpoint="items"))
+        assert [s.path for s in server.seen] == ["/token"]
