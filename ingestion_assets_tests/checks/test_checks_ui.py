@@ -147,7 +147,7 @@ def test_window_and_uniqueness_counts_in_the_checks_tab(project):
     # The API stops honouring the end of the window (`created[lt]`): each refunds partition
     # gets every refund from its day up to now. This project's refunds keep such records
     # (`out_of_window: keep`), so the counts show in the Checks tab.
-    requests.post(f"{project.api_url}/_control/faults", timeout=10, json={
+    requests.post(f"{project.api_url}/_control/faults", timeout=10, headers=CONTROL_HEADERS, json={
         "kind": "ignore_params", "source": "payments", "path": "/v1/refunds",
         "params": ["created[lt]"],
     }).raise_for_status()
@@ -160,7 +160,9 @@ def test_window_and_uniqueness_counts_in_the_checks_tab(project):
             # The window check is blocking and fails: the run reports it.
             assert project.wait_for_run(run_id, timeout=600)["status"] in ("SUCCESS", "FAILURE")
     finally:
-        requests.delete(f"{project.api_url}/_control/faults", timeout=10).raise_for_status()
+        requests.delete(
+            f"{project.api_url}/_control/faults", headers=CONTROL_HEADERS, timeout=10
+        ).raise_for_status()
 
     window = _execution(project, "window", days[1], REFUNDS)
     assert window["status"] == "FAILED" and window["evaluation"]["severity"] == "ERROR"
