@@ -2,14 +2,17 @@
 
 ``python -m ingestion_assets_tests.budget_run SOURCES.yaml DATA_DIR`` prints one JSON line:
 whether the run succeeded, the step failure messages, the wall time and this process's
-peak resident memory (``resource.getrusage``), so a test can run a hostile scenario in a
+peak resident memory (the kernel's ``VmHWM``), so a test can run a hostile scenario in a
 process of its own and measure what it cost.
+
+``getrusage(RUSAGE_SELF).ru_maxrss`` would not do: Linux carries it over a fork and an
+exec, so a child of a large pytest process reports the parent's peak. ``VmHWM`` belongs to
+the address space, which the exec makes anew.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 
@@ -39,8 +42,17 @@ def main(sources_file: str, data_dir: str) -> dict:
         "success": result.success,
         "failures": failures,
         "seconds": round(time.monotonic() - started, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": _peak_rss_mb(),
     }
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak resident memory, in MB (``VmHWM`` is in kB)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("/proc/self/status has no VmHWM line")
 
 
 def _messages(error) -> str:
