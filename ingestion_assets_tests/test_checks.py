@@ -32,6 +32,7 @@ from ingestion_assets.checks import (
 from ingestion_assets.definitions import build_definitions
 from ingestion_assets.demo_api import demo_env
 from ingestion_assets.io_managers.parquet import DEAD_LETTERS_FILE, read_dead_letters
+from ingestion_assets.io_managers.storage import resolve_partition
 from ingestion_assets.specs import Endpoint, Source, load_sources
 
 UTC = dt.timezone.utc
@@ -253,14 +254,14 @@ def test_dead_letters_are_replaced_with_their_partition(demo_api, sources, tmp_p
                        field="amount", since="2025-02-01")
     run(source, tmp_path, instance, "2025-02-03")
     folder = tmp_path / "payments" / "charges" / "date=2025-02-03"
-    assert (folder / DEAD_LETTERS_FILE).exists()
+    assert (resolve_partition(folder, "_SUCCESS") / DEAD_LETTERS_FILE).exists()
 
     demo_api.clear_faults()
     fixed = run(source, tmp_path, instance, "2025-02-03")
     assert fixed.success
-    assert not (folder / DEAD_LETTERS_FILE).exists()
+    assert not (resolve_partition(folder, "_SUCCESS") / DEAD_LETTERS_FILE).exists()
     assert read_dead_letters(folder).num_rows == 0
-    marker = orjson.loads((folder / "_SUCCESS").read_bytes())
+    marker = orjson.loads((resolve_partition(folder, "_SUCCESS") / "_SUCCESS").read_bytes())
     assert marker["dead_letters"] == {"rows": 0, "file": None}
     assert evaluation(fixed, CONTRACT).passed
 

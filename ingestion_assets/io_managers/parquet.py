@@ -1,6 +1,7 @@
 """The Parquet IO manager: one Parquet folder per partition, written row group by row group.
 
-A partition folder (layout: :mod:`ingestion_assets.io_managers.storage`) holds::
+Each write of a partition is a version (layout and commit:
+:mod:`ingestion_assets.io_managers.storage`) holding::
 
     part-00000.parquet   the rows; a new part file starts when the stream's schema widens
     ...                  (a new column, null -> type, int -> float), so nothing is rewritten
@@ -10,10 +11,11 @@ A partition folder (layout: :mod:`ingestion_assets.io_managers.storage`) holds::
     _keys.u64            the key sketch: the sorted distinct 64-bit hashes of the primary
                          keys of the rows (definition metadata ``ingestion/primary_key``),
                          read by the cross-partition ``uniqueness`` check
+    <extra files>        small files the output asks to store beside the data (``extra_files``)
     _SUCCESS             written last: files, rows, dead letters, the (unified) Arrow schema
 
-The partition, its dead letters and its key sketch are staged together and swapped in
-together.
+The rows, the dead letters, the key sketch and any extra files are one version: committed
+together, read together, and a reader of one version never sees files of another.
 
 An empty partition is written with the full schema of the table: the stream's schema (the
 declared columns), then the columns of the last stored partition of the asset, then any
@@ -32,8 +34,8 @@ from __future__ import annotations
 import base64
 import sys
 import typing
-from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dagster as dg
@@ -130,10 +132,10 @@ def table_schema_metadata(schema: pa.Schema) -> dg.TableSchema:
 
 
 class _PartWriter:
-    """Write batches into part files of one folder, one row group per ``row_group_size`` rows."""
+    """Write batches into part files of one version, one row group per ``row_group_size`` rows."""
 
-    def __init__(self, folder: UPath, row_group_size: int, compression: str):
-        self.folder = folder
+    def __init__(self, open_file: Callable[[str], Any], row_group_size: int, compression: str):
+        self.open_file = open_file
         self.row_group_size = row_group_size
         self.compression = compression
         self.files: list[str] = []
@@ -177,7 +179,7 @@ class _PartWriter:
 
     def _open_file(self, schema: pa.Schema) -> None:
         name = f"part-{len(self.files):05d}.parquet"
-        self._sink = (self.folder / name).open("wb")
+        self._sink = self.open_file(name)
         self._writer = pq.ParquetWriter(self._sink, schema, compression=self.compression)
         self.files.append(name)
         self.schemas.append(schema)
@@ -214,8 +216,8 @@ class _PartWriter:
 class _DeadLetterWriter:
     """Write dead letters (with provenance) into one Parquet file, opened on the first one."""
 
-    def __init__(self, path: UPath, provenance: dict[str, Any], compression: str):
-        self.path = path
+    def __init__(self, open_file: Callable[[], Any], provenance: dict[str, Any], compression: str):
+        self.open_file = open_file
         self.provenance = provenance
         self.compression = compression
         self.rows = 0
@@ -225,7 +227,7 @@ class _DeadLetterWriter:
     def __call__(self, batch: pa.RecordBatch) -> None:
         batch = ParquetIOManager._with_provenance(batch, self.provenance)
         if self._writer is None:
-            self._sink = self.path.open("wb")
+            self._sink = self.open_file()
             self._writer = pq.ParquetWriter(self._sink, batch.schema, compression=self.compression)
         self._writer.write_batch(batch)
         self.rows += batch.num_rows
@@ -311,36 +313,33 @@ class KeySketch:
 
 
 def read_key_sketch(folder: str | UPath) -> np.ndarray | None:
-    """The sorted key hashes stored with one partition folder (None when it has none)."""
-    folder = UPath(folder)
-    resolved = storage.resolve_partition(folder, MARKER)
-    if resolved is None or not (resolved / KEY_SKETCH_FILE).exists():
-        return None
-    return np.frombuffer((resolved / KEY_SKETCH_FILE).read_bytes(), dtype="<u8")
+    """The sorted key hashes stored with a partition's current version (None when none)."""
+    data = read_partition_file(folder, KEY_SKETCH_FILE)
+    return None if data is None else np.frombuffer(data, dtype="<u8")
 
 
 def read_stored_schema(folder: str | UPath) -> pa.Schema | None:
-    """The Arrow schema recorded in a stored partition's marker (None when absent)."""
-    folder = UPath(folder)
-    resolved = storage.resolve_partition(folder, MARKER)
-    if resolved is None:
+    """The Arrow schema recorded in the marker of a partition's current version (or None)."""
+    version = storage.current_version(folder, MARKER)
+    if version is None:
         return None
-    return _decode_schema(orjson.loads((resolved / MARKER).read_bytes())["schema"])
+    return _decode_schema(orjson.loads(version.read_bytes(MARKER))["schema"])
 
 
 def read_dead_letters(folder: str | UPath, limit: int | None = None) -> pa.Table:
-    """The dead letters stored with one partition folder (empty when there are none).
+    """The dead letters stored with the current version of a partition (empty when none).
+
+    Reads only; a version committed meanwhile does not change what is returned.
 
     Args:
-        folder: the partition folder (``dagster/uri`` of its materialization).
+        folder: the partition folder (``dagster/uri`` of its materialization), or the
+            folder of one version (``dead_letters_uri`` without the file name).
         limit: read only the first rows (a sample), not the whole file.
     """
-    folder = UPath(folder)
-    resolved = storage.resolve_partition(folder, MARKER)
-    path = (resolved or folder) / DEAD_LETTERS_FILE
-    if resolved is None or not path.exists():
+    version = storage.current_version(folder, MARKER)
+    if version is None or not version.has_file(DEAD_LETTERS_FILE):
         return pa.Table.from_pylist([], schema=DEAD_LETTER_SCHEMA)
-    with path.open("rb") as f:
+    with version.path(DEAD_LETTERS_FILE).open("rb") as f:
         parquet = pq.ParquetFile(f)
         if limit is None:
             return parquet.read()
@@ -381,6 +380,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     compression: str = "zstd"
     preview_rows: int = 5
     allow_missing_partitions: bool = False
+    # Superseded versions stay this long for readers still using them (storage.DEFAULT_GRACE).
+    version_grace_seconds: float = storage.DEFAULT_GRACE.total_seconds()
 
     @property
     def _base(self) -> UPath:
@@ -414,11 +415,12 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         primary_key = _primary_key(context)
         sketch = KeySketch(primary_key) if primary_key else None
         known = {} if known is None else known
-        with storage.PartitionWriter(folder, MARKER) as writer:
-            parts = _PartWriter(writer.staging, self.row_group_size, self.compression)
+        grace = timedelta(seconds=self.version_grace_seconds)
+        with storage.PartitionWriter(folder, MARKER, grace=grace) as writer:
+            parts = _PartWriter(writer.open, self.row_group_size, self.compression)
             if isinstance(dead_letters, DeadLetters):
                 dead_writer = _DeadLetterWriter(
-                    writer.staging / DEAD_LETTERS_FILE, provenance, self.compression
+                    lambda: writer.open(DEAD_LETTERS_FILE), provenance, self.compression
                 )
                 dead_letters.attach(dead_writer)
             try:
@@ -445,10 +447,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     pa.RecordBatch.from_pylist([], schema=final_hint or pa.schema([])), provenance
                 ).schema
                 parts.close(empty)
-                sketch_keys = sketch.write(writer.staging / KEY_SKETCH_FILE) if sketch else None
+                sketch_keys = sketch.write(writer.folder / KEY_SKETCH_FILE) if sketch else None
                 if dead_writer is not None:
                     dead_letters.flush()
                     dead_writer.close()
+                extra_names = _write_extra_files(writer, obj)
             except BaseException:
                 parts.abort()
                 if dead_writer is not None:
@@ -472,7 +475,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             if sketch_keys is not None:
                 marker["key_sketch"] = {"file": KEY_SKETCH_FILE, "keys": sketch_keys,
                                         "columns": primary_key}
-            writer.commit(orjson.dumps(marker, option=orjson.OPT_INDENT_2))
+            if extra_names:
+                marker["extra_files"] = extra_names
+            version = writer.commit(orjson.dumps(marker, option=orjson.OPT_INDENT_2),
+                                    rows=parts.rows)
         known["last"] = schema
 
         metadata: dict[str, Any] = {
@@ -482,6 +488,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             "uri": storage.uri_metadata(folder),
             "files": len(parts.files),
             "row_groups": parts.row_groups,
+            "version": version.id,
         }
         if parts.rows:
             metadata["null_columns"] = dg.MetadataValue.json(
@@ -491,7 +498,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             metadata["dead_letters"] = dead_writer.rows
             if dead_writer.rows:
                 metadata["dead_letter_reasons"] = dg.MetadataValue.json(dead_letters.summary())
-                metadata["dead_letters_uri"] = storage.uri_metadata(folder / DEAD_LETTERS_FILE)
+                metadata["dead_letters_uri"] = storage.uri_metadata(
+                    version.path(DEAD_LETTERS_FILE)
+                )
         metadata.update(
             _lag_metadata(getattr(obj, "newest_record_at", None), provenance["_ingested_at"])
         )
@@ -565,8 +574,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         schemas: list[pa.Schema] = []
         filesystem = None
         for key, folder in folders:
-            resolved = storage.resolve_partition(folder, MARKER)
-            if resolved is None:
+            # The pointer is read once; the dataset names that version's files only, so a
+            # version committed while it is scanned changes nothing it returns.
+            version = storage.current_version(folder, MARKER)
+            if version is None:
                 if allow_missing and len(folders) > 1:
                     context.log.debug(f"Partition {key} not materialized yet; skipped.")
                     continue
@@ -575,10 +586,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                     + (f" partition {key!r}" if key is not None else "")
                     + f" at {storage.display_uri(folder)}; materialize it first."
                 )
-            marker = orjson.loads((resolved / MARKER).read_bytes())
+            marker = orjson.loads(version.read_bytes(MARKER))
             schemas.append(_decode_schema(marker["schema"]))
-            paths += [storage.fs_path(resolved / name) for name in marker["files"]]
-            filesystem = filesystem or _arrow_filesystem(resolved)
+            paths += [storage.fs_path(version.path(name)) for name in marker["files"]]
+            filesystem = filesystem or _arrow_filesystem(version.folder)
         try:
             schema = (
                 pa.unify_schemas(schemas, promote_options="permissive")
@@ -657,6 +668,62 @@ def _partition_schema(
         return ParquetIOManager._with_provenance(
             pa.RecordBatch.from_pylist([], schema=final), provenance
         ).schema
+
+
+def _write_extra_files(writer: storage.PartitionWriter, obj: Any) -> list[str]:
+    """Store the output's ``extra_files`` in the version, once its batches are consumed.
+
+    ``extra_files`` is a mapping of file name -> bytes, or a callable returning one (called
+    after the last batch, so it can hold what was computed while streaming, e.g. a key
+    sketch). Read them back with :func:`read_partition_file`.
+    """
+    extra = getattr(obj, "extra_files", None)
+    if extra is None:
+        return []
+    if callable(extra):
+        extra = extra()
+    if not isinstance(extra, Mapping):
+        raise dg.DagsterInvariantViolationError(
+            f"extra_files must be a mapping of file name -> bytes, not {type(extra).__name__}"
+        )
+    names = []
+    for name, data in extra.items():
+        if name in (MARKER, DEAD_LETTERS_FILE, KEY_SKETCH_FILE) or str(name).startswith("part-"):
+            raise dg.DagsterInvariantViolationError(
+                f"extra file {name!r} would replace a file of the table itself"
+            )
+        writer.write_file(str(name), bytes(data))
+        names.append(str(name))
+    return names
+
+
+def read_partition_file(folder: str | UPath, name: str) -> bytes | None:
+    """A file stored with the current version of a table partition (None when absent).
+
+    Args:
+        folder: the partition folder (``dagster/uri`` of its materialization).
+        name: the file name, e.g. one of the output's ``extra_files``.
+    """
+    version = storage.current_version(folder, MARKER)
+    if version is None or not version.has_file(name):
+        return None
+    return version.read_bytes(name)
+
+
+def current_parquet_files(table_folder: str | UPath) -> list[str]:
+    """The Parquet files of the current version of every partition of one table.
+
+    The way other engines read a table consistently (``docs/storage.md``): e.g.
+    ``duckdb.read_parquet(current_parquet_files("data/tables/payments/charges"))``.
+    Local paths are absolute; object storage paths are URLs (``s3://...``).
+    """
+    files: list[str] = []
+    for version in storage.current_versions(table_folder, MARKER):
+        marker = orjson.loads(version.read_bytes(MARKER))
+        for name in marker["files"]:
+            path = version.path(name)
+            files.append(storage.display_uri(path) if storage.is_local(path) else str(path))
+    return files
 
 
 def _concat_preview(batches: list[pa.RecordBatch]) -> pa.Table:

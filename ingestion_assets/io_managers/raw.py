@@ -1,6 +1,7 @@
 """The raw-response IO manager: every page exactly as the API sent it, plus a manifest.
 
-A partition folder (layout: :mod:`ingestion_assets.io_managers.storage`) holds::
+Each write of a partition is a version (layout and commit:
+:mod:`ingestion_assets.io_managers.storage`) holding::
 
     bodies.zst      the page bodies, one zstd frame per page, in page order
     manifest.json   written last: per page the request URL and params (as redacted by the
@@ -9,7 +10,8 @@ A partition folder (layout: :mod:`ingestion_assets.io_managers.storage`) holds::
                     the fetch statistics
 
 Pages are compressed and written one at a time as they arrive, so memory is bounded by a
-page. The folder is replaced atomically: a failed run leaves the previous version intact.
+page. The version becomes current in one atomic step after every file is durable: a failed
+run leaves the previous version current and intact.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dagster as dg
@@ -43,36 +45,42 @@ class RawPartition:
     """One stored partition of raw pages.
 
     Attributes:
-        uri: where the partition folder is.
-        path: the folder as a ``UPath``.
+        uri: where the files of the version read are.
+        path: that folder as a ``UPath`` (immutable while the partition is read).
         manifest: the parsed ``manifest.json``.
         partition_key: the Dagster partition key (None for an unpartitioned asset).
+        version: the version id read (None for a partition written before versions).
     """
 
     uri: str
     path: UPath
     manifest: dict[str, Any]
     partition_key: str | None = None
+    version: str | None = None
 
     @classmethod
     def open(
         cls, folder: str | os.PathLike | UPath, partition_key: str | None = None
     ) -> RawPartition:
-        """Open a stored partition folder (recovering a half-finished swap).
+        """Open the current version of a stored partition (reads only, changes nothing).
+
+        The pages read later come from that version, even if a new one is committed
+        meanwhile.
 
         Raises:
             FileNotFoundError: no complete partition is stored there.
         """
         folder = UPath(folder)
-        resolved = storage.resolve_partition(folder, MANIFEST)
-        if resolved is None:
+        version = storage.current_version(folder, MANIFEST)
+        if version is None:
             raise FileNotFoundError(f"no stored raw partition at {storage.display_uri(folder)}")
-        manifest = orjson.loads((resolved / MANIFEST).read_bytes())
+        manifest = orjson.loads(version.read_bytes(MANIFEST))
         return cls(
-            uri=storage.display_uri(resolved),
-            path=resolved,
+            uri=storage.display_uri(version.folder),
+            path=version.folder,
             manifest=manifest,
             partition_key=partition_key,
+            version=version.id,
         )
 
     @property
@@ -201,6 +209,8 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
     base_path: str = "data/raw"
     compression_level: int = 3
     allow_missing_partitions: bool = False
+    # Superseded versions stay this long for readers still using them (storage.DEFAULT_GRACE).
+    version_grace_seconds: float = storage.DEFAULT_GRACE.total_seconds()
 
     @property
     def _base(self) -> UPath:
@@ -222,13 +232,14 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         compressor = zstandard.ZstdCompressor(level=self.compression_level, write_content_size=True)
         entries: list[dict[str, Any]] = []
         total_bytes = total_compressed = total_records = 0
-        with storage.PartitionWriter(folder, MANIFEST) as writer:
-            with (writer.staging / BODIES).open("wb") as out:
+        grace = timedelta(seconds=self.version_grace_seconds)
+        with storage.PartitionWriter(folder, MANIFEST, grace=grace) as writer:
+            with writer.open(BODIES) as out:
                 for position, page in enumerate(obj):
                     body = page.body or b""
                     frame = compressor.compress(body)
                     out.write(frame)
-                    out.flush()  # on disk (or in the upload buffer) before the next page
+                    out.flush()  # in the file (or the upload buffer) before the next page
                     records = getattr(page, "records", None)
                     count = len(records) if records is not None else 0
                     entries.append(
@@ -271,7 +282,9 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
                 "stats": stats_dict,
                 "pages": entries,
             }
-            writer.commit(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+            version = writer.commit(
+                orjson.dumps(manifest, option=orjson.OPT_INDENT_2), rows=total_records
+            )
         metadata: dict[str, Any] = {
             "pages": len(entries),
             "records": total_records,
@@ -280,6 +293,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
             "dagster/row_count": total_records,
             "uri": storage.uri_metadata(folder),
             "dagster/uri": storage.display_uri(folder),
+            "version": version.id,
         }
         if stats_dict:
             metadata["request_stats"] = dg.MetadataValue.json(stats_dict)

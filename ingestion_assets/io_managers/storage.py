@@ -1,4 +1,4 @@
-"""Partition folders shared by the IO managers: Hive-style layout and atomic replacement.
+"""Partition folders shared by the IO managers: Hive-style layout and versioned commits.
 
 Layout, under a base path (a local folder or any fsspec URL, through ``UPath``)::
 
@@ -10,39 +10,46 @@ The dimension of a single-dimension partition is named ``partition`` unless the 
 definition metadata sets ``ingestion/partition_dimension`` (e.g. ``date``). Partition
 values are percent-escaped where a path could not hold them (``/``, ``:``, ``=``, ``%``...).
 
-Atomic replacement: a partition is written into a hidden sibling folder
-``.<leaf>.staging-<token>``; when every file is written, a *marker* file (the manager's
-manifest) is written last, then the folder is swapped into place:
+Versions, not renames. Each write of a partition goes into a new folder of its own under
+the partition's folder (the *leaf*), and is made current by replacing one small pointer::
 
-* local filesystems: ``rename(leaf -> .<leaf>.old-<token>)``, ``rename(staging -> leaf)``,
-  delete the old folder. Both renames are atomic.
-* object stores (no directory rename): the old leaf's marker is deleted first, then the
-  old files; the staging files are copied in with the marker copied last; staging is
-  deleted.
+    <leaf>/v=<version id>/...     immutable once committed: the files of one write
+    <leaf>/_CURRENT               JSON: version id, rows, every file with size and sha256
 
-A complete partition is a leaf folder holding its marker. A failed run never touches the
-leaf (its staging folder is removed, or left hidden if the process was killed). A swap
-interrupted half-way is recovered by :func:`resolve_partition` on the next read or write:
-it restores the previous version if one was moved aside (local), else promotes the
-complete staging copy (object stores, where the old files are already gone). Hidden
-folders (leading ``.``) are ignored by Parquet dataset readers.
+The version id starts with the UTC time the write began, so ids sort by age. A commit
+flushes and fsyncs every file of the version (local disks), then replaces ``_CURRENT`` in
+one step: ``os.replace`` of an fsynced temporary file on a local disk, a single PUT on
+object storage. That replacement is the only commit point: before it readers see the
+previous version, after it the new one, never a mix.
 
-Assumes one writer per partition at a time (Dagster runs of the same partition should not
-overlap; use a concurrency pool or run queue limits if they could).
+Readers (:func:`current_version`) read the pointer once and then only the files of that
+version; they never create, move or delete anything. Only writers remove versions, after
+their commit, and only versions that are not current and have been out of use for longer
+than a grace period (default one hour, :data:`DEFAULT_GRACE`): a reader that read the
+pointer just before a replacement still finds every file of its version. Versions and
+temporary files left by killed runs are removed the same way by a later writer.
+
+Two writers of one partition each write their own version; the last commit wins and both
+versions are complete. Partitions written before versions existed (files directly in the
+leaf, or a swap interrupted by a killed run) are still read, in place and read-only, until
+the next write replaces them (see ``docs/storage.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
 import dagster as dg
+import orjson
 from upath import UPath
 
 from ingestion_assets.io_managers.heap import frozen_heap
@@ -51,12 +58,19 @@ PARTITION_DIMENSION_METADATA_KEY = "ingestion/partition_dimension"
 DEFAULT_DIMENSION = "partition"
 SNAPSHOT_FOLDER = "snapshot"
 
-# Incomplete staging folders older than this are from killed runs and are cleaned up.
-STALE_STAGING_AGE = timedelta(hours=6)
+POINTER = "_CURRENT"
+VERSION_PREFIX = "v="
+POINTER_FORMAT = 1
+# How long a version stays on disk after it stopped being current (and how old an
+# uncommitted version or temporary file must be before a writer treats it as abandoned).
+# Longer than the longest read of one partition and the longest write.
+DEFAULT_GRACE = timedelta(hours=1)
 
-_STAGING = ".staging-"
-_OLD = ".old-"
-_TOKEN_TIME = "%Y%m%dT%H%M%S%f"  # sortable: later writers have greater tokens
+_ID_TIME = "%Y%m%dT%H%M%S%fZ"  # sortable: later writes have greater ids
+_TMP_SUFFIX = ".tmp"
+# Folders of the layout before versions: a hidden staging copy and a moved-aside version.
+_LEGACY_STAGING = ".staging-"
+_LEGACY_OLD = ".old-"
 
 
 def escape_segment(value: str) -> str:
@@ -217,30 +231,235 @@ def uri_metadata(path: UPath) -> dg.MetadataValue:
     return dg.MetadataValue.url(str(path))
 
 
-# -- atomic writes ----------------------------------------------------------------------
+# -- versions: reading -------------------------------------------------------------------
 
 
-def _now_token() -> str:
-    return f"{datetime.now(timezone.utc).strftime(_TOKEN_TIME)}-{uuid.uuid4().hex[:8]}"
+class PartitionPointerCorrupted(RuntimeError):
+    """A partition's ``_CURRENT`` pointer cannot be parsed (it is only ever replaced whole)."""
 
 
-def _token_time(token: str) -> datetime | None:
+@dataclass(frozen=True)
+class VersionFile:
+    """One file of a committed version, as its pointer lists it."""
+
+    name: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PartitionVersion:
+    """The version of a partition a reader uses: read the pointer once, then only this.
+
+    Attributes:
+        leaf: the partition folder (``dagster/uri`` of its materializations).
+        folder: the folder holding this version's files.
+        id: the version id; None for a partition written before versions (read in place).
+        files: the committed files (None for a partition written before versions).
+        rows: the row (or record) count the writer committed, when it gave one.
+        committed_at: when the pointer was replaced (ISO 8601, UTC).
+    """
+
+    leaf: UPath
+    folder: UPath
+    id: str | None
+    files: tuple[VersionFile, ...] | None = None
+    rows: int | None = None
+    committed_at: str | None = None
+
+    def path(self, name: str) -> UPath:
+        """Where one file of this version is."""
+        return self.folder / name
+
+    def has_file(self, name: str) -> bool:
+        if self.files is None:
+            return self.path(name).exists()
+        return any(f.name == name for f in self.files)
+
+    def read_bytes(self, name: str) -> bytes:
+        """One whole file of this version (FileNotFoundError if it is not part of it)."""
+        if self.files is not None and not self.has_file(name):
+            raise FileNotFoundError(f"{display_uri(self.folder)} has no file {name!r}")
+        return _cat(self.path(name))
+
+
+def new_version_id(now: datetime | None = None) -> str:
+    """A new version id: the UTC time (sortable) and a random suffix (unique)."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now.strftime(_ID_TIME)}-{uuid.uuid4().hex[:8]}"
+
+
+def version_started(version_id: str) -> datetime | None:
+    """When the write of a version began (from its id); None for an id of another form."""
     try:
-        return datetime.strptime(token.split("-", 1)[0], _TOKEN_TIME).replace(tzinfo=timezone.utc)
+        return datetime.strptime(version_id.split("-", 1)[0], _ID_TIME).replace(
+            tzinfo=timezone.utc
+        )
     except ValueError:
         return None
 
 
-def _siblings(leaf: UPath, kind: str) -> list[tuple[str, UPath]]:
-    """Hidden ``.<leaf>.<kind><token>`` folders next to ``leaf``, oldest token first."""
-    prefix = f".{leaf.name}{kind}"
-    parent = leaf.parent
+def _cat(path: UPath) -> bytes:
+    """A whole file, read with one request (no cached size from an earlier listing)."""
+    if is_local(path):
+        with open(fs_path(path), "rb") as f:
+            return f.read()
+    return path.fs.cat_file(fs_path(path))
+
+
+def read_pointer(leaf: UPath) -> dict[str, Any] | None:
+    """The parsed ``_CURRENT`` of a partition folder, or None when there is none."""
     try:
-        entries = list(parent.iterdir())
+        data = _cat(leaf / POINTER)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        pointer = orjson.loads(data)
+        str(pointer["version"])
+        list(pointer["files"])
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise PartitionPointerCorrupted(
+            f"{display_uri(leaf / POINTER)} is not a partition pointer ({exc}); it was changed "
+            "outside this project. Re-materialize the partition."
+        ) from exc
+    return pointer
+
+
+def current_version(leaf: str | os.PathLike | UPath, marker: str) -> PartitionVersion | None:
+    """The current version of a partition, or None when none is stored. Never modifies.
+
+    Args:
+        leaf: the partition folder.
+        marker: the file a complete write holds (the IO manager's manifest); only used
+            for partitions written before versions.
+    """
+    leaf = UPath(leaf)
+    pointer = read_pointer(leaf)
+    if pointer is not None:
+        return PartitionVersion(
+            leaf=leaf,
+            folder=leaf / f"{VERSION_PREFIX}{pointer['version']}",
+            id=str(pointer["version"]),
+            files=tuple(
+                VersionFile(str(f["name"]), int(f["bytes"]), str(f["sha256"]))
+                for f in pointer["files"]
+            ),
+            rows=pointer.get("rows"),
+            committed_at=pointer.get("committed_at"),
+        )
+    return _legacy_version(leaf, marker)
+
+
+def resolve_partition(leaf: str | os.PathLike | UPath, marker: str) -> UPath | None:
+    """The folder holding the current files of a partition, None if absent. Never modifies."""
+    version = current_version(leaf, marker)
+    return version.folder if version is not None else None
+
+
+def _legacy_version(leaf: UPath, marker: str) -> PartitionVersion | None:
+    """A partition written before versions, read where it lies (never repaired here).
+
+    A complete folder holds its marker. A swap killed half-way left either the previous
+    version moved aside (``.<leaf>.old-<token>``, local disks: that one is current) or,
+    on object storage, a complete hidden copy (``.<leaf>.staging-<token>``) of the new one.
+    """
+    if (leaf / marker).exists():
+        return PartitionVersion(leaf=leaf, folder=leaf, id=None)
+    for kind in (_LEGACY_OLD, _LEGACY_STAGING):
+        prefix = f".{leaf.name}{kind}"
+        found = sorted(
+            (e.name for e in _list_dir(leaf.parent) if e.is_dir and e.name.startswith(prefix)),
+            reverse=True,
+        )
+        for name in found:
+            folder = leaf.parent / name
+            if (folder / marker).exists():
+                return PartitionVersion(leaf=leaf, folder=folder, id=None)
+    return None
+
+
+def current_versions(root: str | os.PathLike | UPath, marker: str) -> Iterator[PartitionVersion]:
+    """The current version of every partition stored under ``root`` (e.g. one table).
+
+    Walks the Hive folders; version folders and hidden entries are not entered.
+    """
+    root = UPath(root)
+    entries = _list_dir(root)
+    names = {e.name for e in entries if not e.is_dir}
+    if POINTER in names or marker in names:
+        version = current_version(root, marker)
+        if version is not None:
+            yield version
+        return
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.is_dir and not entry.name.startswith((".", "_", VERSION_PREFIX)):
+            yield from current_versions(root / entry.name, marker)
+
+
+# -- listing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    is_dir: bool
+    mtime: datetime | None
+    size: int
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return None
+
+
+def _list_dir(folder: UPath) -> list[_Entry]:
+    """The entries of a folder, fresh (no cached listing); empty when it does not exist."""
+    if is_local(folder):
+        try:
+            with os.scandir(fs_path(folder)) as it:
+                out = []
+                for e in it:
+                    try:
+                        st = e.stat()
+                    except FileNotFoundError:
+                        continue
+                    out.append(_Entry(e.name, e.is_dir(), _as_utc(st.st_mtime), st.st_size))
+                return out
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+    fs = folder.fs
+    path = fs_path(folder).rstrip("/")
+    with contextlib.suppress(Exception):
+        fs.invalidate_cache(path)
+    try:
+        infos = fs.ls(path, detail=True)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    found = [(p.name[len(prefix) :], p) for p in entries if p.name.startswith(prefix)]
-    return sorted(found, key=lambda item: item[0])
+    out = []
+    for info in infos:
+        name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+        if not name or str(info["name"]).rstrip("/") == path:
+            continue
+        mtime = None
+        for key in ("mtime", "LastModified", "last_modified", "created"):
+            mtime = _as_utc(info.get(key))
+            if mtime is not None:
+                break
+        out.append(_Entry(name, info.get("type") == "directory", mtime, int(info.get("size") or 0)))
+    return out
+
+
+def _newest_change(folder: UPath) -> datetime | None:
+    """The latest modification time of a folder's own entries (None when unknown)."""
+    entries = _list_dir(folder)
+    times = [e.mtime for e in entries if e.mtime is not None]
+    if is_local(folder):
+        with contextlib.suppress(OSError):
+            times.append(_as_utc(os.stat(fs_path(folder)).st_mtime))
+    return max(times) if times else None
 
 
 def _remove_tree(path: UPath) -> None:
@@ -251,108 +470,327 @@ def _remove_tree(path: UPath) -> None:
             path.fs.rm(fs_path(path), recursive=True)
 
 
-def _move_into_place(staging: UPath, leaf: UPath, marker: str, token: str) -> None:
-    """Swap a complete staging folder in as ``leaf`` (see the module docstring)."""
-    if is_local(staging):
-        old = leaf.parent / f".{leaf.name}{_OLD}{token}"
-        moved_old = False
-        if os.path.isdir(fs_path(leaf)):
-            os.rename(fs_path(leaf), fs_path(old))
-            moved_old = True
-        os.rename(fs_path(staging), fs_path(leaf))
-        if moved_old:
-            _remove_tree(old)
-        return
-    fs = staging.fs
-    # Object store: retire the old version marker first so it never looks complete again.
-    if fs.exists(fs_path(leaf / marker)):
-        fs.rm(fs_path(leaf / marker))
-    if fs.exists(fs_path(leaf)):
-        fs.rm(fs_path(leaf), recursive=True)
-    files = [p for p in staging.rglob("*") if p.is_file()]
-    for src in sorted(files, key=lambda p: p.name == marker):  # the marker last
-        rel = src.relative_to(staging)
-        dst = leaf.joinpath(*rel.parts)
-        fs.copy(fs_path(src), fs_path(dst))
-    _remove_tree(staging)
-
-
-def resolve_partition(leaf: UPath, marker: str) -> UPath | None:
-    """The complete folder of a partition, recovering a half-finished swap; None if absent."""
-    if (leaf / marker).exists():
-        return leaf
-    olds = [(t, p) for t, p in _siblings(leaf, _OLD) if (p / marker).exists()]
-    stagings = [(t, p) for t, p in _siblings(leaf, _STAGING) if (p / marker).exists()]
-    if not olds and not stagings:
-        return None
-    try:
-        if olds:
-            # Local swap interrupted after the old version moved aside: put it back; the
-            # run that was swapping failed, so the previous version is the current one.
-            token, old = olds[-1]
-            if leaf.exists():
-                _remove_tree(leaf)
-            os.rename(fs_path(old), fs_path(leaf))
+def _remove_file(path: UPath) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if is_local(path):
+            os.remove(fs_path(path))
         else:
-            # Object store: the old files are gone already; finish the copy.
-            token, staging = stagings[-1]
-            _move_into_place(staging, leaf, marker, token)
-    except (FileNotFoundError, FileExistsError, OSError):
-        # Someone else recovered it meanwhile.
-        pass
-    return leaf if (leaf / marker).exists() else None
+            path.fs.rm_file(fs_path(path))
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- versions: writing ----------------------------------------------------------------------
+
+
+class VersionFileWriter:
+    """A binary file of a version being written: hashes and counts what goes through it.
+
+    Closing it makes the file durable (fsync on a local disk; the upload completes on
+    object storage). Usable as a context manager and as a sink for ``pyarrow`` writers.
+    """
+
+    def __init__(self, writer: PartitionWriter, name: str):
+        self._writer = writer
+        self.name = name
+        self.path = writer.folder / name
+        if is_local(self.path):
+            self._file = open(fs_path(self.path), "xb")  # noqa: SIM115 - closed in close()
+        else:
+            self._file = self.path.fs.open(fs_path(self.path), "wb")
+        self._sha = hashlib.sha256()
+        self._size = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        view = memoryview(data)
+        self._file.write(view)
+        self._sha.update(view)
+        self._size += view.nbytes
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self._file.flush()
+        if is_local(self.path):
+            os.fsync(self._file.fileno())
+        self._file.close()
+        self.closed = True
+        self._writer._record(VersionFile(self.name, self._size, self._sha.hexdigest()))
+
+    def __enter__(self) -> VersionFileWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class PartitionWriter:
-    """Write one partition folder atomically.
+    """Write one new version of a partition and make it current with one atomic commit.
 
     Example:
         >>> with PartitionWriter(folder, marker="manifest.json") as writer:
-        ...     with (writer.staging / "data.bin").open("wb") as f:
+        ...     with writer.open("data.bin") as f:     # hashed and fsynced on close
         ...         f.write(...)
-        ...     writer.commit(manifest_bytes)   # marker written last, then swapped in
+        ...     writer.write_file("sketch.bin", b"...")  # an extra small file
+        ...     writer.commit(manifest_bytes, rows=n)    # marker, then the pointer
 
-    Leaving the block without ``commit`` (an exception) deletes the staging folder and
-    leaves the previous version of the partition untouched.
+    Leaving the block without ``commit`` (an exception) deletes the new version folder; the
+    current version stays as it was. A run killed before its commit leaves an uncommitted
+    version folder no reader looks at; a later writer removes it after the grace period.
+
+    Args:
+        leaf: the partition folder.
+        marker: the name of the manifest the IO manager writes last into the version.
+        grace: how long a superseded version is kept for readers still using it.
     """
 
-    def __init__(self, leaf: UPath, marker: str):
-        self.leaf = leaf
+    def __init__(self, leaf: str | os.PathLike | UPath, marker: str,
+                 grace: timedelta = DEFAULT_GRACE):
+        self.leaf = UPath(leaf)
         self.marker = marker
-        self.token = _now_token()
-        self.staging = leaf.parent / f".{leaf.name}{_STAGING}{self.token}"
+        self.grace = grace
+        self.version = new_version_id()
+        self.folder = self.leaf / f"{VERSION_PREFIX}{self.version}"
         self.committed = False
+        self.removed: list[str] = []  # what the cleanup after the commit removed
+        self._files: dict[str, VersionFile] = {}
+
+    @property
+    def staging(self) -> UPath:
+        """The folder the files of this write go to (the new version's folder)."""
+        return self.folder
 
     def __enter__(self) -> PartitionWriter:
-        # Finish any swap a killed run left half-done before building on top of it.
-        resolve_partition(self.leaf, self.marker)
-        self.staging.mkdir(parents=True, exist_ok=True)
+        if is_local(self.folder):
+            os.makedirs(fs_path(self.folder))
+        else:
+            with contextlib.suppress(FileExistsError):
+                self.folder.fs.makedirs(fs_path(self.folder), exist_ok=True)
         return self
-
-    def commit(self, marker_content: bytes) -> None:
-        """Write the marker (last), then swap the staging folder into place."""
-        with (self.staging / self.marker).open("wb") as f:
-            f.write(marker_content)
-        _move_into_place(self.staging, self.leaf, self.marker, self.token)
-        self.committed = True
-        self._clean_leftovers()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self.committed:
-            _remove_tree(self.staging)
+            with contextlib.suppress(OSError):
+                _remove_tree(self.folder)
 
-    def _clean_leftovers(self) -> None:
-        # Complete stagings older than this commit are superseded; incomplete ones are from
-        # killed runs once they are old enough not to belong to a live writer.
+    def open(self, name: str) -> VersionFileWriter:
+        """A new file of this version, open for writing (binary)."""
+        _check_name(name, self.marker)
+        return VersionFileWriter(self, name)
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Add a whole small file to this version (e.g. a sketch stored beside the data)."""
+        with self.open(name) as f:
+            f.write(data)
+
+    def _record(self, entry: VersionFile) -> None:
+        self._files[entry.name] = entry
+
+    def _all_files(self) -> list[VersionFile]:
+        """Every file of the version: those written through ``open``, and any other (hashed
+        here, read back, then made durable)."""
+        files = dict(self._files)
+        for entry in _list_dir(self.folder):
+            if entry.is_dir:
+                raise ValueError(
+                    f"{display_uri(self.folder)}: a version holds files only, not {entry.name!r}/"
+                )
+            if entry.name in files:
+                continue
+            path = self.folder / entry.name
+            sha, size = hashlib.sha256(), 0
+            if is_local(path):
+                with open(fs_path(path), "rb+") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023
+                        sha.update(chunk)
+                        size += len(chunk)
+                    os.fsync(f.fileno())
+            else:
+                with path.fs.open(fs_path(path), "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023
+                        sha.update(chunk)
+                        size += len(chunk)
+            files[entry.name] = VersionFile(entry.name, size, sha.hexdigest())
+        return sorted(files.values(), key=lambda f: f.name)
+
+    def commit(self, marker_content: bytes, rows: int | None = None) -> PartitionVersion:
+        """Write the marker, make every file durable, then replace the pointer (the commit).
+
+        Returns:
+            the committed version, as a reader of the pointer would see it.
+        """
+        if self.committed:
+            raise RuntimeError(f"{display_uri(self.folder)} is committed already")
+        self.write_file(self.marker, marker_content)
+        files = self._all_files()
+        if is_local(self.folder):
+            _fsync_dir(fs_path(self.folder))
+            _fsync_dir(fs_path(self.leaf))  # the new version folder's own entry
         now = datetime.now(timezone.utc)
-        for kind in (_STAGING, _OLD):
-            for token, path in _siblings(self.leaf, kind):
-                if token == self.token:
-                    continue
-                started = _token_time(token)
-                complete = (path / self.marker).exists()
-                superseded = token < self.token and complete
-                stale = started is not None and now - started > STALE_STAGING_AGE
-                if superseded or stale:
-                    with contextlib.suppress(OSError):
-                        _remove_tree(path)
+        previous = _safe_pointer(self.leaf)
+        retired = _retired_after(previous, self.leaf, self.marker, now, self.grace)
+        pointer = {
+            "format": POINTER_FORMAT,
+            "version": self.version,
+            "committed_at": now.isoformat(),
+            "rows": rows,
+            "marker": self.marker,
+            "files": [{"name": f.name, "bytes": f.bytes, "sha256": f.sha256} for f in files],
+            "retired": retired,
+        }
+        _publish_pointer(self.leaf, orjson.dumps(pointer, option=orjson.OPT_INDENT_2),
+                         self.version)
+        self.committed = True
+        with contextlib.suppress(Exception):  # the commit stands; cleanup is best effort
+            self.removed = collect_garbage(self.leaf, self.grace, now=now)
+        return PartitionVersion(
+            leaf=self.leaf, folder=self.folder, id=self.version, files=tuple(files),
+            rows=rows, committed_at=pointer["committed_at"],
+        )
+
+
+def _check_name(name: str, marker: str) -> None:
+    if not name or "/" in name or "\\" in name or name.startswith(".") or name == POINTER:
+        raise ValueError(f"{name!r} cannot be a file of a partition version")
+
+
+def _safe_pointer(leaf: UPath) -> dict[str, Any] | None:
+    try:
+        return read_pointer(leaf)
+    except PartitionPointerCorrupted:
+        return None  # replaced by this commit
+
+
+def _retired_after(
+    previous: dict[str, Any] | None, leaf: UPath, marker: str, now: datetime, grace: timedelta
+) -> list[dict[str, Any]]:
+    """The retirement list of the new pointer: when each recent version stopped being
+    current (``version`` None: the files of the layout before versions)."""
+    retired = []
+    for entry in (previous or {}).get("retired") or []:
+        at = _parse_time(entry.get("at"))
+        # Kept for two grace periods, so that the cleanup after a commit in the second one
+        # still knows when the version stopped being current.
+        if at is not None and now - at <= 2 * grace:
+            retired.append({"version": entry.get("version"), "at": entry["at"]})
+    if previous is not None:
+        retired.append({"version": previous["version"], "at": now.isoformat()})
+    elif _legacy_version(leaf, marker) is not None:
+        retired.append({"version": None, "at": now.isoformat()})
+    return retired
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return _as_utc(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
+
+
+def _publish_pointer(leaf: UPath, data: bytes, version: str) -> None:
+    """Replace ``_CURRENT`` in one step: the commit point."""
+    pointer = leaf / POINTER
+    if is_local(leaf):
+        tmp = os.path.join(fs_path(leaf), f".{POINTER}.{version}{_TMP_SUFFIX}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, fs_path(pointer))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
+        _fsync_dir(fs_path(leaf))
+        return
+    leaf.fs.pipe_file(fs_path(pointer), data)  # one PUT: the object is replaced whole
+
+
+def collect_garbage(
+    leaf: str | os.PathLike | UPath, grace: timedelta = DEFAULT_GRACE, now: datetime | None = None
+) -> list[str]:
+    """Remove what no reader can still be using from a partition folder (writers only).
+
+    Removed: versions that stopped being current more than ``grace`` ago; uncommitted
+    versions and temporary pointers of killed runs whose last change is older than
+    ``grace``; the files of the layout before versions, ``grace`` after a version
+    replaced them. The current version is never removed.
+
+    Returns:
+        the names removed (relative to the partition folder's parent for legacy folders).
+    """
+    leaf = UPath(leaf)
+    now = now or datetime.now(timezone.utc)
+    pointer = _safe_pointer(leaf)
+    if pointer is None:
+        return []  # nothing is versioned here yet: nothing of it is ours to remove
+    current = f"{VERSION_PREFIX}{pointer['version']}"
+    retired_at = {
+        entry.get("version"): _parse_time(entry.get("at")) for entry in pointer.get("retired") or []
+    }
+
+    def expired(at: datetime | None) -> bool:
+        return at is not None and now - at > grace
+
+    removed: list[str] = []
+    # The files of the layout before versions stay while a reader may still use them.
+    legacy_kept = None in retired_at and not expired(retired_at[None])
+    found_legacy = False
+    for entry in _list_dir(leaf):
+        name = entry.name
+        if name in (POINTER, current):
+            continue
+        path = leaf / name
+        if entry.is_dir and name.startswith(VERSION_PREFIX):
+            vid = name[len(VERSION_PREFIX):]
+            if vid in retired_at:
+                gone = expired(retired_at[vid])
+            else:
+                # Superseded long ago, or never committed (killed, or a live writer). One
+                # started less than ``grace`` ago may be a live writer: kept, not even listed.
+                started = version_started(vid)
+                gone = (started is None or expired(started)) and expired(_newest_change(path))
+            if gone:
+                _remove_tree(path)
+                removed.append(name)
+        elif name.startswith(f".{POINTER}.") and name.endswith(_TMP_SUFFIX):
+            if expired(entry.mtime):  # a pointer a killed writer never put in place
+                _remove_file(path)
+                removed.append(name)
+        elif not name.startswith(".") and not legacy_kept:
+            found_legacy = True
+            (_remove_tree if entry.is_dir else _remove_file)(path)
+            removed.append(name)
+    if not legacy_kept and (found_legacy or None in retired_at):
+        # Hidden copies a killed run of the layout before versions left beside the leaf.
+        prefixes = (f".{leaf.name}{_LEGACY_STAGING}", f".{leaf.name}{_LEGACY_OLD}")
+        for entry in _list_dir(leaf.parent):
+            if entry.is_dir and entry.name.startswith(prefixes):
+                _remove_tree(leaf.parent / entry.name)
+                removed.append(f"../{entry.name}")
+    return removed

@@ -100,3 +100,21 @@ def output_metadata(result: dg.ExecuteInJobResult, asset_key: str) -> dict[str, 
         if e.asset_key == dg.AssetKey.from_user_string(asset_key)
     ]
     return dict(event.materialization.metadata)
+
+
+def current_folder(partition_folder, marker: str):
+    """The folder of a partition's current version (where a reader finds its files)."""
+    from ingestion_assets.io_managers.storage import resolve_partition
+
+    folder = resolve_partition(partition_folder, marker)
+    assert folder is not None, f"no current version at {partition_folder}"
+    return folder
+
+
+def current_names(partition_folder, marker: str) -> list[str]:
+    """The file names of a partition's current version, as its pointer lists them."""
+    from ingestion_assets.io_managers.storage import current_version
+
+    version = current_version(partition_folder, marker)
+    assert version is not None, f"no current version at {partition_folder}"
+    return sorted(f.name for f in version.files)

@@ -15,7 +15,12 @@ from upath import UPath
 
 from ingestion_assets.io_managers import ParquetIOManager
 from ingestion_assets.normalize import Normalizer, RecordBatchStream
-from ingestion_assets_tests.io_managers._helpers import materialize, output_metadata
+from ingestion_assets_tests.io_managers._helpers import (
+    current_folder,
+    current_names,
+    materialize,
+    output_metadata,
+)
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-02-01")
 TABLE_META = {
@@ -56,7 +61,8 @@ def _folder(tmp_path, day):
 
 
 def _read(folder) -> pa.Table:
-    return ds.dataset(str(folder), format="parquet").to_table()
+    """The current version of a partition, as a plain Parquet reader of its folder sees it."""
+    return ds.dataset(str(current_folder(folder, "_SUCCESS")), format="parquet").to_table()
 
 
 def test_daily_partition_written_with_provenance_and_metadata(tmp_path):
@@ -65,7 +71,7 @@ def test_daily_partition_written_with_provenance_and_metadata(tmp_path):
     result = materialize([_table_asset()], {"io_manager": manager}, "2025-01-05")
     assert result.success
     folder = _folder(tmp_path, "2025-01-05")
-    assert sorted(os.listdir(folder)) == ["_SUCCESS", "part-00000.parquet"]
+    assert current_names(folder, "_SUCCESS") == ["_SUCCESS", "part-00000.parquet"]
     assert os.listdir(folder.parent) == ["date=2025-01-05"]
 
     table = _read(folder)
@@ -108,7 +114,8 @@ def test_writer_is_fed_batch_by_batch_one_row_group_each(tmp_path):
     manager = ParquetIOManager(base_path=str(tmp_path), row_group_size=50)
     result = materialize([numbers], {"io_manager": manager}, "2025-01-02")
     assert result.success
-    file = tmp_path / "numbers" / "partition=2025-01-02" / "part-00000.parquet"
+    folder = current_folder(tmp_path / "numbers" / "partition=2025-01-02", "_SUCCESS")
+    file = folder.path + "/part-00000.parquet"
     metadata = pq.ParquetFile(file).metadata
     assert metadata.num_row_groups == 12
     assert metadata.num_rows == 600
@@ -117,7 +124,9 @@ def test_writer_is_fed_batch_by_batch_one_row_group_each(tmp_path):
     # Small batches are gathered into row groups of the configured size.
     manager = ParquetIOManager(base_path=str(tmp_path), row_group_size=200)
     assert materialize([numbers], {"io_manager": manager}, "2025-01-02").success
-    assert pq.ParquetFile(file).metadata.num_row_groups == 3
+    folder = current_folder(tmp_path / "numbers" / "partition=2025-01-02", "_SUCCESS")
+    assert pq.ParquetFile(folder.path + "/part-00000.parquet").metadata.num_row_groups == 3
+    assert pq.ParquetFile(file).metadata.num_row_groups == 12  # the previous version, intact
 
 
 def test_failed_stream_leaves_previous_partition_and_rerun_replaces_it(tmp_path):
@@ -128,7 +137,7 @@ def test_failed_stream_leaves_previous_partition_and_rerun_replaces_it(tmp_path)
     assert materialize([_table_asset()], resources, "2025-01-05", instance=instance).success
     before = _read(_folder(tmp_path, "2025-01-05"))
 
-    # Fails after two pages have been written (as row groups) into the staging folder.
+    # Fails after two pages have been written (as row groups) into the new version.
     broken = _table_asset(pages=4, fail_after=2)
     failed = materialize([broken], resources, "2025-01-05", instance=instance, raise_on_error=False)
     assert not failed.success
@@ -167,7 +176,7 @@ def test_schema_widening_starts_a_new_part_file_and_reads_back_unified(tmp_path)
     manager = ParquetIOManager(base_path=str(tmp_path))
     assert materialize([scores, downstream], {"io_manager": manager}).success
     folder = tmp_path / "scores" / "snapshot"
-    assert sorted(p for p in os.listdir(folder) if p.endswith(".parquet")) == [
+    assert [p for p in current_names(folder, "_SUCCESS") if p.endswith(".parquet")] == [
         "part-00000.parquet",
         "part-00001.parquet",
     ]
@@ -371,7 +380,7 @@ def test_narrower_batches_share_the_file_and_streamed_reads(tmp_path):
 
     manager = ParquetIOManager(base_path=str(tmp_path))
     assert materialize([values, as_reader, as_stream], {"io_manager": manager}).success
-    assert sorted(os.listdir(tmp_path / "values" / "snapshot")) == [
+    assert current_names(tmp_path / "values" / "snapshot", "_SUCCESS") == [
         "_SUCCESS",
         "part-00000.parquet",
     ]

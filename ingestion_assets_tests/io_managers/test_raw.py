@@ -15,6 +15,8 @@ from ingestion_assets.io_managers import (
 )
 from ingestion_assets_tests.io_managers._helpers import (
     FakePageStream,
+    current_folder,
+    current_names,
     materialize,
     output_metadata,
 )
@@ -39,6 +41,10 @@ def _visible_entries(path):
     return sorted(os.listdir(path))
 
 
+def _manifest_bytes(folder) -> bytes:
+    return (current_folder(folder, "manifest.json") / "manifest.json").read_bytes()
+
+
 def test_daily_partition_layout_manifest_and_metadata(tmp_path):
     streams = {}
 
@@ -53,11 +59,11 @@ def test_daily_partition_layout_manifest_and_metadata(tmp_path):
     )
     assert result.success
     folder = _folder(tmp_path, "2025-01-05")
-    assert _visible_entries(folder) == ["bodies.zst", "manifest.json"]
+    assert current_names(folder, "manifest.json") == ["bodies.zst", "manifest.json"]
     # Nothing but the committed partition is left next to it.
     assert _visible_entries(folder.parent) == ["date=2025-01-05"]
 
-    manifest = orjson.loads((folder / "manifest.json").read_bytes())
+    manifest = orjson.loads((current_folder(folder, "manifest.json") / "manifest.json").read_bytes())
     assert manifest["partition"] == "2025-01-05"
     assert manifest["totals"]["pages"] == 3
     assert manifest["totals"]["records"] == 12
@@ -80,12 +86,12 @@ def test_daily_partition_layout_manifest_and_metadata(tmp_path):
 
 
 def test_pages_are_written_as_they_arrive(tmp_path):
-    """Each page is on disk (in the staging folder) before the next one is fetched."""
+    """Each page is on disk (in the new version's folder) before the next one is fetched."""
     sizes = []
 
     def look(i):
-        staging = [p for p in _folder(tmp_path, "2025-01-05").parent.glob(".date=*staging-*")]
-        bodies = staging[0] / "bodies.zst" if staging else None
+        versions = list(_folder(tmp_path, "2025-01-05").glob("v=*"))
+        bodies = versions[0] / "bodies.zst" if versions else None
         sizes.append(bodies.stat().st_size if bodies and bodies.exists() else 0)
 
     items = _raw_daily(lambda day: FakePageStream(pages=4, on_page=look))
@@ -142,34 +148,41 @@ def test_failed_run_leaves_previous_version_and_rerun_replaces_it(tmp_path):
     folder = _folder(tmp_path, "2025-01-05")
 
     assert materialize([raw], resources, "2025-01-05").success
-    before = (folder / "manifest.json").read_bytes()
+    before = _manifest_bytes(folder)
+    versions_before = _visible_entries(folder)
 
     failed = materialize([raw], resources, "2025-01-05", raise_on_error=False)
     assert not failed.success
-    assert (folder / "manifest.json").read_bytes() == before
-    assert _visible_entries(folder.parent) == ["date=2025-01-05"]  # no staging left behind
+    assert _manifest_bytes(folder) == before
+    assert _visible_entries(folder) == versions_before  # the failed version is gone
 
     assert materialize([raw], resources, "2025-01-05").success
-    manifest = orjson.loads((folder / "manifest.json").read_bytes())
+    manifest = orjson.loads(_manifest_bytes(folder))
     assert manifest["totals"] == {**manifest["totals"], "pages": 5, "records": 20}
     partition = RawPartition.open(folder, "2025-01-05")
     bodies = [orjson.loads(body) for _, body in partition.iter_pages()]
     assert {r["tag"] for b in bodies for r in b["data"]} == {"second"}
 
 
-def test_half_finished_swap_is_recovered_when_reading(tmp_path):
+def test_partition_of_the_layout_before_versions_is_read_then_replaced(tmp_path):
     raw = _raw_daily(lambda day: FakePageStream(pages=2))
     manager = RawResponseIOManager(base_path=str(tmp_path))
     assert materialize([raw], {"io_manager": manager}, "2025-01-05").success
     folder = _folder(tmp_path, "2025-01-05")
-    # A run killed between the two renames of the swap: the old version moved aside.
-    os.rename(folder, folder.parent / ".date=2025-01-05.old-20250106T030000000000-abcdef01")
-    assert not folder.exists()
+    # The old layout: the files right in the partition folder, no pointer.
+    version = current_folder(folder, "manifest.json")
+    for name in ("bodies.zst", "manifest.json"):
+        os.rename(version / name, folder / name)
+    os.remove(folder / "_CURRENT")
+    os.rmdir(version)
 
     partition = RawPartition.open(folder, "2025-01-05")
-    assert partition is not None and partition.record_count == 8
-    assert folder.exists()
-    assert _visible_entries(folder.parent) == ["date=2025-01-05"]
+    assert partition.record_count == 8 and partition.version is None
+    assert len(list(partition.iter_pages())) == 2
+    assert _visible_entries(folder) == ["bodies.zst", "manifest.json"]  # read, not moved
+
+    assert materialize([raw], {"io_manager": manager}, "2025-01-05").success
+    assert RawPartition.open(folder, "2025-01-05").version is not None
 
 
 def test_corrupted_body_is_detected(tmp_path):
@@ -177,9 +190,10 @@ def test_corrupted_body_is_detected(tmp_path):
     manager = RawResponseIOManager(base_path=str(tmp_path))
     assert materialize([raw], {"io_manager": manager}, "2025-01-05").success
     folder = _folder(tmp_path, "2025-01-05")
-    manifest = orjson.loads((folder / "manifest.json").read_bytes())
+    manifest_path = current_folder(folder, "manifest.json") / "manifest.json"
+    manifest = orjson.loads(manifest_path.read_bytes())
     manifest["pages"][1]["sha256"] = "0" * 64
-    (folder / "manifest.json").write_bytes(orjson.dumps(manifest))
+    manifest_path.write_bytes(orjson.dumps(manifest))
     with pytest.raises(RawPartitionCorrupted, match="page 1"):
         list(RawPartition.open(folder, "2025-01-05").iter_pages())
 
@@ -208,10 +222,10 @@ def test_static_multi_and_unpartitioned_layouts(tmp_path):
 
     base = tmp_path / "raw" / "gh"
     # "/" cannot be part of a folder name: it is escaped the Hive way.
-    assert (base / "repos" / "partition=globex%2Feu" / "manifest.json").exists()
+    assert (base / "repos" / "partition=globex%2Feu" / "_CURRENT").exists()
     # Multi-partitions: one level per dimension, in Dagster's dimension order (by name).
-    assert (base / "issues" / "day=2025-01-02" / "org=acme" / "manifest.json").exists()
-    assert (base / "meta" / "snapshot" / "manifest.json").exists()
+    assert (base / "issues" / "day=2025-01-02" / "org=acme" / "_CURRENT").exists()
+    assert (base / "meta" / "snapshot" / "_CURRENT").exists()
 
 
 def test_range_and_all_partitions_read_as_a_partition_set(tmp_path):

@@ -10,7 +10,11 @@ import pyarrow.dataset as ds
 from ingestion_assets.http import ApiClient, RetryPolicy, auth, paginators
 from ingestion_assets.io_managers import ParquetIOManager, RawPartition, RawResponseIOManager
 from ingestion_assets.normalize import Normalizer, RecordBatchStream
-from ingestion_assets_tests.io_managers._helpers import materialize, output_metadata
+from ingestion_assets_tests.io_managers._helpers import (
+    current_folder,
+    materialize,
+    output_metadata,
+)
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_date="2025-03-01")
 FAST_RETRY = RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_max=0.02, jitter=False)
@@ -75,15 +79,16 @@ def test_one_day_from_the_api_to_parquet(demo_api, tmp_path):
     start, end = _window("2025-02-01")
     truth = demo_api.records("payments", "charges", start=start, end=end)
     raw_folder = tmp_path / "raw" / "raw" / "payments" / "charges" / "date=2025-02-01"
-    manifest_text = (raw_folder / "manifest.json").read_text()
+    manifest_text = (current_folder(raw_folder, "manifest.json") / "manifest.json").read_text()
     manifest = orjson.loads(manifest_text)
     assert manifest["totals"]["records"] == len(truth)
     assert manifest["stats"]["pages"] == manifest["totals"]["pages"] > 1
     # The secret never reaches the archive (the client redacts URLs, params and headers).
     assert demo_api.credentials("payments")["api_key"] not in manifest_text
 
+    table_folder = tmp_path / "tables" / "payments" / "charges" / "date=2025-02-01"
     table = ds.dataset(
-        str(tmp_path / "tables" / "payments" / "charges" / "date=2025-02-01"), format="parquet"
+        str(current_folder(table_folder, "_SUCCESS")), format="parquet"
     ).to_table()
     assert sorted(table.column("id").to_pylist()) == sorted(r["id"] for r in truth)
     assert table.schema.field("created").type == pa.timestamp("us", tz="UTC")
@@ -102,11 +107,11 @@ def test_api_failing_mid_partition_keeps_the_stored_pages(demo_api, tmp_path):
     resources = {"raw_io_manager": RawResponseIOManager(base_path=str(tmp_path))}
     assert materialize([raw_charges], resources, "2025-02-01").success
     folder = tmp_path / "raw" / "payments" / "charges" / "date=2025-02-01"
-    before = (folder / "manifest.json").read_bytes()
+    before = (current_folder(folder, "manifest.json") / "manifest.json").read_bytes()
 
     # Page 3 onwards answers 503 until the retries are spent: the run fails.
     demo_api.add_fault(kind="server_error", source="payments", count=-1, after=2)
     failed = materialize([raw_charges], resources, "2025-02-01", raise_on_error=False)
     assert not failed.success
-    assert (folder / "manifest.json").read_bytes() == before
+    assert (current_folder(folder, "manifest.json") / "manifest.json").read_bytes() == before
     assert RawPartition.open(folder).record_count == orjson.loads(before)["totals"]["records"]
