@@ -68,6 +68,7 @@ DEFAULT_GRACE = timedelta(hours=1)
 
 _ID_TIME = "%Y%m%dT%H%M%S%fZ"  # sortable: later writes have greater ids
 _TMP_SUFFIX = ".tmp"
+_OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl")
 # Folders of the layout before versions: a hidden staging copy and a moved-aside version.
 _LEGACY_STAGING = ".staging-"
 _LEGACY_OLD = ".old-"
@@ -384,6 +385,10 @@ def current_versions(root: str | os.PathLike | UPath, marker: str) -> Iterator[P
     Walks the Hive folders; version folders and hidden entries are not entered.
     """
     root = UPath(root)
+    version = current_version(root, marker) if read_pointer(root) is not None else None
+    if version is not None:  # a partition folder itself: no listing needed
+        yield version
+        return
     entries = _list_dir(root)
     names = {e.name for e in entries if not e.is_dir}
     if POINTER in names or marker in names:
@@ -586,7 +591,7 @@ class PartitionWriter:
     def __enter__(self) -> PartitionWriter:
         if is_local(self.folder):
             os.makedirs(fs_path(self.folder))
-        else:
+        elif self.folder.protocol not in _OBJECT_STORES:  # object stores have no folders
             with contextlib.suppress(FileExistsError):
                 self.folder.fs.makedirs(fs_path(self.folder), exist_ok=True)
         return self
@@ -613,7 +618,11 @@ class PartitionWriter:
         """Every file of the version: those written through ``open``, and any other (hashed
         here, read back, then made durable)."""
         files = dict(self._files)
-        for entry in _list_dir(self.folder):
+        listed = _list_dir(self.folder)
+        gone = sorted(set(files) - {e.name for e in listed})
+        if gone:
+            raise self._removed_meanwhile(gone)
+        for entry in listed:
             if entry.is_dir:
                 raise ValueError(
                     f"{display_uri(self.folder)}: a version holds files only, not {entry.name!r}/"
@@ -636,6 +645,15 @@ class PartitionWriter:
             files[entry.name] = VersionFile(entry.name, size, sha.hexdigest())
         return sorted(files.values(), key=lambda f: f.name)
 
+    def _removed_meanwhile(self, gone: list[str]) -> RuntimeError:
+        # Another writer took this version for abandoned: the write lasted longer than the
+        # grace period. Fail rather than point readers at missing files.
+        return RuntimeError(
+            f"{display_uri(self.folder)}: {gone} disappeared before the commit; another "
+            f"writer removed this version as abandoned because the write outlasted the "
+            f"grace period ({self.grace}). Raise version_grace_seconds and re-run."
+        )
+
     def commit(self, marker_content: bytes, rows: int | None = None) -> PartitionVersion:
         """Write the marker, make every file durable, then replace the pointer (the commit).
 
@@ -644,7 +662,10 @@ class PartitionWriter:
         """
         if self.committed:
             raise RuntimeError(f"{display_uri(self.folder)} is committed already")
-        self.write_file(self.marker, marker_content)
+        try:
+            self.write_file(self.marker, marker_content)
+        except FileNotFoundError as exc:  # local: the version folder itself is gone
+            raise self._removed_meanwhile([self.marker]) from exc
         files = self._all_files()
         if is_local(self.folder):
             _fsync_dir(fs_path(self.folder))
@@ -665,7 +686,7 @@ class PartitionWriter:
                          self.version)
         self.committed = True
         with contextlib.suppress(Exception):  # the commit stands; cleanup is best effort
-            self.removed = collect_garbage(self.leaf, self.grace, now=now)
+            self.removed = collect_garbage(self.leaf, self.grace, now=now, pointer=pointer)
         return PartitionVersion(
             leaf=self.leaf, folder=self.folder, id=self.version, files=tuple(files),
             rows=rows, committed_at=pointer["committed_at"],
@@ -732,7 +753,10 @@ def _publish_pointer(leaf: UPath, data: bytes, version: str) -> None:
 
 
 def collect_garbage(
-    leaf: str | os.PathLike | UPath, grace: timedelta = DEFAULT_GRACE, now: datetime | None = None
+    leaf: str | os.PathLike | UPath,
+    grace: timedelta = DEFAULT_GRACE,
+    now: datetime | None = None,
+    pointer: dict[str, Any] | None = None,
 ) -> list[str]:
     """Remove what no reader can still be using from a partition folder (writers only).
 
@@ -741,12 +765,17 @@ def collect_garbage(
     ``grace``; the files of the layout before versions, ``grace`` after a version
     replaced them. The current version is never removed.
 
+    Args:
+        pointer: the pointer the caller has just committed (saves reading it back). Should
+            another writer have committed since, its version is younger than ``grace`` and
+            so kept anyway.
+
     Returns:
         the names removed (relative to the partition folder's parent for legacy folders).
     """
     leaf = UPath(leaf)
     now = now or datetime.now(timezone.utc)
-    pointer = _safe_pointer(leaf)
+    pointer = pointer or _safe_pointer(leaf)
     if pointer is None:
         return []  # nothing is versioned here yet: nothing of it is ours to remove
     current = f"{VERSION_PREFIX}{pointer['version']}"

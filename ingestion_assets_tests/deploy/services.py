@@ -24,6 +24,8 @@ PG_PORT = int(os.environ.get("INGESTION_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("INGESTION_TEST_PG_USER", "postgres")
 REDIS_HOST = os.environ.get("INGESTION_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("INGESTION_TEST_REDIS_PORT", "6379"))
+# The AWS secret the S3 (moto) tests put in the environment: must never show up in objects.
+MOTO_SECRET_KEY = "moto-secret-" + uuid.uuid4().hex
 
 
 

@@ -5,60 +5,27 @@ standard AWS variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_U
 never through the project's config. The tests show demo partitions written under an
 ``s3://`` base URL by the project's own definitions, read back, and replaced atomically:
 while a new version is being written a reader still gets the previous one whole, a failed
-write leaves it untouched, and no staging objects are left behind.
+write leaves it untouched and leaves no objects of its version behind.
 """
 
 import datetime as dt
-import uuid
 
 import boto3
 import dagster as dg
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 from upath import UPath
 
 from ingestion_assets.definitions import build_definitions
 from ingestion_assets.factory import build_assets
 from ingestion_assets.io_managers import ParquetIOManager, RawPartition, RawResponseIOManager
+from ingestion_assets.io_managers.storage import current_version
 from ingestion_assets.specs import load_sources
+from ingestion_assets_tests.deploy.services import MOTO_SECRET_KEY
 from ingestion_assets_tests.io_managers._helpers import FakePageStream
-from ingestion_assets_tests.needs import unavailable
 
 UTC = dt.timezone.utc
-SECRET_KEY = "moto-secret-" + uuid.uuid4().hex  # must never show up in stored objects
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError as exc:
-        unavailable("moto (S3-compatible test server)", f"cannot import it: {exc}")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def bucket(s3_server, monkeypatch):
-    """A new bucket; AWS credentials and endpoint only in the environment."""
-    import s3fs
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "moto-access-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_server)
-    s3fs.S3FileSystem.clear_instance_cache()  # no client built for another endpoint
-    name = f"ingestion-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    yield name
-    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def _keys(bucket: str) -> list[str]:
@@ -67,10 +34,11 @@ def _keys(bucket: str) -> list[str]:
 
 
 def _read_parquet_partition(folder: UPath) -> pa.Table:
-    """A partition as a reader sees it: the files its ``_SUCCESS`` marker lists."""
-    marker = orjson.loads((folder / "_SUCCESS").read_bytes())
+    """A partition as a reader sees it: the files its current version's marker lists."""
+    version = current_version(folder, "_SUCCESS")
+    marker = orjson.loads(version.read_bytes("_SUCCESS"))
     return pa.concat_tables(
-        pq.read_table(f"{folder.path}/{name}", filesystem=folder.fs) for name in marker["files"]
+        pq.read_table(version.path(name).path, filesystem=folder.fs) for name in marker["files"]
     )
 
 
@@ -97,21 +65,23 @@ def test_demo_partitions_land_in_s3_and_read_back(bucket, demo_api, demo_credent
     keys = _keys(bucket)
     for endpoint in ("charges", "refunds"):
         for day in days:
-            assert f"warehouse/raw/payments/{endpoint}/date={day}/manifest.json" in keys
-            assert f"warehouse/payments/{endpoint}/date={day}/_SUCCESS" in keys
+            assert f"warehouse/raw/payments/{endpoint}/date={day}/_CURRENT" in keys
+            assert f"warehouse/payments/{endpoint}/date={day}/_CURRENT" in keys
             start = dt.datetime.fromisoformat(day).replace(tzinfo=UTC)
             truth = demo_api.records("payments", endpoint, start, start + dt.timedelta(days=1))
             table = _read_parquet_partition(UPath(f"{base}/payments/{endpoint}/date={day}"))
             assert sorted(table.column("id").to_pylist()) == sorted(str(r["id"]) for r in truth)
             raw = RawPartition.open(f"{base}/raw/payments/{endpoint}/date={day}", day)
             assert raw.record_count == len(truth)
-    assert not [k for k in keys if ".staging-" in k or ".old-" in k]
+    # One version per partition, nothing else: a pointer and the files it lists.
+    assert len([k for k in keys if k.endswith("/_CURRENT")]) == 8
+    assert not [k for k in keys if k.endswith(".tmp")]
 
     # Secrets stay in the environment: neither the AWS secret nor the API key is stored.
     s3 = boto3.client("s3")
     for key in keys:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert SECRET_KEY.encode() not in body, key
+        assert MOTO_SECRET_KEY.encode() not in body, key
         assert demo_credentials["DEMO_PAYMENTS_KEY"].encode() not in body, key
 
 
@@ -183,7 +153,7 @@ def test_partitions_are_replaced_atomically_on_s3(bucket):
     seen: list[tuple[set, set]] = []
 
     def look(i: int) -> None:
-        if i == 2:  # some of v2 is already in the staging objects
+        if i == 2:  # some of v2 is already in its version's objects
             seen.append((raw_tags(raw_a), table_tags(table_a)))
 
     assert _run(base, {"tag": "v2", "on_page": look, "on_batch": look}, "a")
@@ -198,4 +168,7 @@ def test_partitions_are_replaced_atomically_on_s3(bucket):
     assert not _run(base, {"tag": "v3", "raw_fail": 2}, "a", selection=[raw_key])
     assert not _run(base, {"tag": "v3", "table_fail": 2}, "a", selection=[table_key])
     assert raw_tags(raw_a) == {"v2"} and table_tags(table_a) == {"v2"}
-    assert not [k for k in _keys(bucket) if ".staging-" in k or ".old-" in k]
+    # The failed writes removed their own objects: v1 (within the grace period) and v2 stay.
+    versions = {k.split("/v=")[1].split("/")[0] for k in _keys(bucket)
+                if "/items/partition=a/v=" in k}
+    assert len(versions) == 4  # raw v1, v2 and table v1, v2

@@ -142,13 +142,20 @@ class Project:
 
 
 @contextlib.contextmanager
-def running_project(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator[Project]:
-    """Start the demo API and ``dagster dev`` the way ``scripts/dev.sh`` does."""
+def running_project(
+    tmp: Path, extra_env: dict[str, str] | None = None, instance_yaml: Path | None = None
+) -> Iterator[Project]:
+    """Start the demo API and ``dagster dev`` the way ``scripts/dev.sh`` does.
+
+    ``instance_yaml``: the ``dagster.yaml`` to run with (default ``instance/dagster.yaml``),
+    e.g. ``deploy/dagster.yaml`` with its PostgreSQL settings in ``extra_env``.
+    """
     api_port, ui_port = free_port(), free_port()
     home, data = tmp / "dagster_home", tmp / "data"
     home.mkdir()
     data.mkdir()
-    (home / "dagster.yaml").write_text((REPO_ROOT / "instance" / "dagster.yaml").read_text())
+    instance_yaml = instance_yaml or REPO_ROOT / "instance" / "dagster.yaml"
+    (home / "dagster.yaml").write_text(instance_yaml.read_text())
     env = {
         **os.environ,
         **demo_env(),

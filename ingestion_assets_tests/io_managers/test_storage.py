@@ -254,3 +254,15 @@ def test_old_layout_swap_killed_half_way_is_read_without_repairing(leaf):
 )
 def test_partition_values_are_escaped_into_safe_folder_names(value, segment):
     assert escape_segment(value) == segment
+
+
+def test_a_write_outlasting_the_grace_fails_instead_of_committing_missing_files(leaf):
+    _write(leaf, "v1")
+    slow = PartitionWriter(leaf, MARKER, grace=timedelta(minutes=1)).__enter__()
+    with slow.open("a.txt") as f:
+        f.write(b"slow")
+    later = datetime.now(timezone.utc) + timedelta(minutes=5)  # stalled for five minutes
+    assert collect_garbage(leaf, timedelta(minutes=1), now=later) == [f"v={slow.version}"]
+    with pytest.raises(RuntimeError, match=r"outlasted the grace period"):
+        slow.commit(b"slow")
+    assert _read_all(leaf)["a.txt"] == "v1"
