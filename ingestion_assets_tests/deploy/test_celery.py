@@ -23,6 +23,7 @@ import dagster as dg
 import pyarrow.dataset as ds
 import pytest
 
+from ingestion_assets.io_managers.parquet import current_parquet_files
 from ingestion_assets_tests.deploy.services import DEPLOY, REPO_ROOT, redis_url
 from ingestion_assets_tests.e2e.harness import stop_group
 
@@ -135,8 +136,8 @@ def test_steps_run_in_the_celery_worker_and_the_data_lands(
     start = dt.datetime.fromisoformat(DAY).replace(tzinfo=UTC)
     for source, endpoint in ENDPOINTS:
         truth = demo_api.records(source, endpoint, start, start + dt.timedelta(days=1))
-        table = ds.dataset(
-            tmp_path / "data" / source / endpoint / f"date={DAY}", format="parquet"
+        table = ds.dataset(current_parquet_files(
+            tmp_path / "data" / source / endpoint / f"date={DAY}"), format="parquet"
         ).to_table()
         assert sorted(map(str, table.column("id").to_pylist())) == sorted(
             str(r["id"]) for r in truth

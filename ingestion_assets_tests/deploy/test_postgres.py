@@ -14,6 +14,7 @@ import pyarrow.dataset as ds
 
 from ingestion_assets.definitions import build_definitions
 from ingestion_assets.factory import build_assets
+from ingestion_assets.io_managers.parquet import current_parquet_files
 from ingestion_assets.specs import load_sources
 
 UTC = dt.timezone.utc
@@ -85,8 +86,8 @@ def test_materialize_demo_partitions_and_read_them_back(
                 ]
                 metadata = record.asset_materialization.metadata
                 assert metadata["dagster/row_count"].value == len(truth)
-                stored = ds.dataset(
-                    tmp_path / "data" / "payments" / endpoint / f"date={day}", format="parquet"
+                stored = ds.dataset(current_parquet_files(
+                    tmp_path / "data" / "payments" / endpoint / f"date={day}"), format="parquet"
                 ).to_table()
                 assert sorted(stored.column("id").to_pylist()) == sorted(
                     str(r["id"]) for r in truth

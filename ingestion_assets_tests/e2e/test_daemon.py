@@ -22,6 +22,7 @@ import pyarrow.dataset as ds
 import requests
 
 from ingestion_assets.demo_api import CONTROL_HEADERS
+from ingestion_assets.io_managers.parquet import current_parquet_files
 from ingestion_assets_tests.e2e.harness import (
     REPO_ROOT,
     VENV_BIN,
@@ -119,7 +120,8 @@ def test_sensor_requested_run_lands_changed_orders_in_parquet(tmp_path, monkeypa
             assert run.tags["ingestion/changed_records"] == "3"
 
     # 4. The changed orders are in the day's Parquet partition with their new update time.
-    table = ds.dataset(data / "commerce" / "orders" / f"date={day}", format="parquet").to_table(
+    table = ds.dataset(current_parquet_files(data / "commerce" / "orders" / f"date={day}"),
+                       format="parquet").to_table(
         columns=["id", "updated_at"]
     )
     updated = {

@@ -13,6 +13,7 @@ import datetime as dt
 import pyarrow.dataset as ds
 import pytest
 
+from ingestion_assets.io_managers.parquet import current_parquet_files
 from ingestion_assets_tests.e2e.harness import MATERIALIZATIONS, running_project
 
 pytestmark = pytest.mark.slow
@@ -52,7 +53,9 @@ def test_materialize_one_partition_like_the_ui(project):
     columns = {c["name"] for c in meta["dagster/column_schema"]["schema"]["columns"]}
     assert {"id", "amount", "created", "_partition", "_run_id"} <= columns
 
-    table = ds.dataset(project.data_dir / "payments" / "charges" / f"date={day}").to_table()
+    table = ds.dataset(
+        current_parquet_files(project.data_dir / "payments" / "charges" / f"date={day}")
+    ).to_table()
     assert table.num_rows == rows
     assert len(set(table.column("id").to_pylist())) == rows  # no duplicates
     assert set(table.column("_run_id").to_pylist()) == {run_id}

@@ -93,8 +93,9 @@ def _kill_run_and_start_next(tmp_path: Path, monkeypatch, extra_env=None,
             # kill -9 of run A: its worker (the RUN_START event's process) and everything
             # under it (the step processes).
             (run_start,) = _events(instance, run_a, dg.DagsterEventType.RUN_START)
-            victims = [run_start.pid, *_descendants(run_start.pid)]
-            assert start_a.pid in victims
+            worker = run_start.dagster_event.pid
+            victims = [worker, *_descendants(worker)]
+            assert start_a.dagster_event.pid in victims
             for pid in victims:
                 os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
