@@ -603,7 +603,7 @@ class PartitionWriter:
 
     def open(self, name: str) -> VersionFileWriter:
         """A new file of this version, open for writing (binary)."""
-        _check_name(name, self.marker)
+        _check_name(name)
         return VersionFileWriter(self, name)
 
     def write_file(self, name: str, data: bytes) -> None:
@@ -693,7 +693,7 @@ class PartitionWriter:
         )
 
 
-def _check_name(name: str, marker: str) -> None:
+def _check_name(name: str) -> None:
     if not name or "/" in name or "\\" in name or name.startswith(".") or name == POINTER:
         raise ValueError(f"{name!r} cannot be a file of a partition version")
 
