@@ -21,6 +21,7 @@ import dagster as dg
 import pytest
 import requests
 
+from ingestion_assets.demo_api import CONTROL_HEADERS
 from ingestion_assets_tests.deploy.services import fresh_pg_database, pg_env
 from ingestion_assets_tests.e2e.harness import REPO_ROOT, running_project
 
@@ -80,7 +81,8 @@ def _kill_run_and_start_next(tmp_path: Path, monkeypatch, extra_env=None,
             instance.event_log_storage.set_concurrency_slots(POOL, 1)
             # Run A hangs on a slow API while it holds the pool's one slot.
             requests.post(f"{project.api_url}/_control/faults", timeout=10, json={
-                "kind": "slow", "source": "payments", "delay": 600, "count": -1})
+                "kind": "slow", "source": "payments", "delay": 600, "count": -1},
+                headers=CONTROL_HEADERS).raise_for_status()
             run_a = project.launch(ASSETS, days[0])
             start_a = _wait("run A's API step starting", lambda: _events(
                 instance, run_a, dg.DagsterEventType.STEP_START), 180, log)[0]
@@ -99,7 +101,9 @@ def _kill_run_and_start_next(tmp_path: Path, monkeypatch, extra_env=None,
             for pid in victims:
                 os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
-            requests.delete(f"{project.api_url}/_control/faults", timeout=10)
+            requests.delete(
+                f"{project.api_url}/_control/faults", headers=CONTROL_HEADERS, timeout=10
+            ).raise_for_status()
 
             _wait("run B's API step starting", lambda: _events(
                 instance, run_b, dg.DagsterEventType.STEP_START), BUDGET_S, log)
