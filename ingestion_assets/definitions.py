@@ -24,6 +24,12 @@ from ingestion_assets.io_managers.parquet import ParquetIOManager
 from ingestion_assets.io_managers.raw import RawResponseIOManager
 from ingestion_assets.resources import ApiResource
 from ingestion_assets.specs import Source, load_sources
+from ingestion_assets.webhooks.assets import (
+    SPOOL_RESOURCE_KEY,
+    build_webhook_assets,
+    build_webhook_sensors,
+    default_spool_resource,
+)
 
 
 def data_dir() -> str:
@@ -34,16 +40,18 @@ def build_definitions(sources: list[Source], data_path: str | None = None) -> dg
     """Definitions for the given sources; the Python API for people who prefer code."""
     base = (data_path or data_dir()).rstrip("/")
     return dg.Definitions(
-        assets=build_assets(sources),
+        # Endpoints declaring `webhook:` also get events assets fed by the receiver's spool.
+        assets=[*build_assets(sources), *build_webhook_assets(sources)],
         # Row count, schema drift, contract, window and uniqueness checks (checks.py).
         asset_checks=build_checks(sources),
         # Per-endpoint schedules and sensors from the YAML's `automation:` (automation.py).
         schedules=build_schedules(sources),
-        sensors=build_sensors(sources),
+        sensors=[*build_sensors(sources), *build_webhook_sensors(sources)],
         resources={
             **{api_resource_key(s): ApiResource.from_source(s) for s in sources},
             RAW_IO_MANAGER_KEY: RawResponseIOManager(base_path=base),
             PARQUET_IO_MANAGER_KEY: ParquetIOManager(base_path=base),
+            SPOOL_RESOURCE_KEY: default_spool_resource(),
         },
         # $INGESTION_EXECUTOR: Dagster's default, or e.g. celery (see executors.py).
         executor=executor_from_env(),

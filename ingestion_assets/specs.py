@@ -652,6 +652,96 @@ class AutomationSpec(_Model):
     discovery: DiscoverySensorSpec | None = None
 
 
+# --------------------------------------------------------------------------- webhooks
+
+#: Per vendor style: where the event id, type and time are found when YAML does not say.
+#: (header names are matched case-insensitively; a path is a dotted path into the JSON body)
+WEBHOOK_STYLE_DEFAULTS: dict[str, dict[str, str | None]] = {
+    "stripe": {"id_path": "id", "id_header": None, "type_path": "type", "type_header": None,
+               "time_path": "created", "time_header": None},
+    "shopify": {"id_path": None, "id_header": "X-Shopify-Webhook-Id", "type_path": None,
+                "type_header": "X-Shopify-Topic", "time_path": None,
+                "time_header": "X-Shopify-Triggered-At"},
+    "github": {"id_path": None, "id_header": "X-GitHub-Delivery", "type_path": "action",
+               "type_header": "X-GitHub-Event", "time_path": None, "time_header": None},
+    "hmac": {"id_path": "id", "id_header": None, "type_path": "type", "type_header": None,
+             "time_path": None, "time_header": None},
+}
+
+
+class WebhookSpec(_Model):
+    """Push ingestion for an endpoint: ``POST /webhooks/<source>/<endpoint>`` on the receiver.
+
+    Signed events are spooled durably, deduplicated by the vendor's event id, and become
+    hourly partitions (by event time) of ``raw/<source>/<endpoint>_events`` and
+    ``<source>/<endpoint>_events``.
+    """
+
+    style: Literal["stripe", "shopify", "github", "hmac"] = Field(
+        description="signature style: Stripe-Signature, X-Shopify-Hmac-Sha256, "
+        "X-Hub-Signature-256, or a generic HMAC-SHA256 header"
+    )
+    secrets: list[EnvSecret] = Field(
+        min_length=1, max_length=2,
+        description="signing secrets from the environment; two are accepted during a rotation",
+    )
+    header: str | None = Field(
+        default=None, description="hmac style: the header carrying the signature"
+    )
+    encoding: Literal["hex", "base64"] = Field(default="hex", description="hmac style")
+    prefix: str = Field(default="", description="hmac style: text before the digest, e.g. sha256=")
+    tolerance_seconds: float = Field(
+        default=300, gt=0, description="stripe style: maximum age of the signed timestamp"
+    )
+    max_body_bytes: int = Field(default=1_000_000, gt=0, le=64_000_000)
+    id_path: str | None = None
+    id_header: str | None = None
+    type_path: str | None = None
+    type_header: str | None = None
+    time_path: str | None = Field(
+        default=None, description="event time in the body (unix seconds or ISO 8601); "
+        "without one, the time the receiver accepted the event"
+    )
+    time_header: str | None = None
+    object_path: str | None = Field(
+        default=None, description="dotted path to the changed object (default: the whole body)"
+    )
+    start: str = Field(
+        default="2025-01-01", description="first hourly partition of the events assets"
+    )
+    freshness: FreshnessSpec | None = None
+    request_pull_partition: bool = Field(
+        default=False,
+        description="also request the pulled endpoint's daily/hourly partition that the "
+        "changed object belongs to (by its first timestamp field)",
+    )
+    running: bool = Field(default=True, description="default status of the events sensor")
+    poll_interval_seconds: int = Field(default=30, ge=1)
+
+    _secrets = field_validator("secrets", mode="before")(
+        lambda v: [_no_literal_secret(x, "webhook secrets") for x in v] if isinstance(v, list)
+        else _no_literal_secret(v, "webhook secrets")
+    )
+
+    @model_validator(mode="after")
+    def _style_settings(self) -> WebhookSpec:
+        if self.style == "hmac" and not self.header:
+            raise ValueError("`header` is required with style hmac (the signature header)")
+        defaults = WEBHOOK_STYLE_DEFAULTS[self.style]
+        # Fill the style's defaults for every location left unset.
+        for name, value in defaults.items():
+            if getattr(self, name) is None and value is not None:
+                object.__setattr__(self, name, value)
+        if not self.id_path and not self.id_header:
+            raise ValueError("an event id is needed for deduplication: set `id_path` or "
+                             "`id_header`")
+        try:
+            dt.datetime.fromisoformat(self.start)
+        except ValueError:
+            raise ValueError(f"`start` {self.start!r} is not an ISO date") from None
+        return self
+
+
 class Endpoint(_Model):
     """One API endpoint, which becomes a raw asset and a table asset."""
 
@@ -698,6 +788,10 @@ class Endpoint(_Model):
     checks: EndpointChecks = EndpointChecks()
     tags: dict[str, str] = {}
     automation: AutomationSpec = AutomationSpec()
+    webhook: WebhookSpec | None = Field(
+        default=None, description="push ingestion: a signed webhook receiver route "
+        "(ingestion_assets.webhooks)"
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

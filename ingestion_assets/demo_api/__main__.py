@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fault", action="append", default=[], metavar="KIND[:k=v,...]",
                    help="inject a fault from the start (repeatable), "
                         "e.g. rate_limit:source=payments,count=3,retry_after=0")
+    p.add_argument("--webhooks-to", default=None, metavar="URL",
+                   help="post signed vendor-style webhook events for mutated records to the "
+                        "receiver at URL, e.g. http://127.0.0.1:8766")
     p.add_argument("--print-env", action="store_true",
                    help="print shell exports of the demo credentials (and DEMO_API_URL) and exit: "
                         'eval "$(python -m ingestion_assets.demo_api --print-env)"')
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         token_ttl=args.token_ttl,
         latency_ms=args.latency_ms,
         faults=faults,
+        webhooks_to=args.webhooks_to,
     )
     api = DemoApi(config).start()
     # SIGTERM (kill PID) stops as cleanly as Ctrl-C.

@@ -30,6 +30,8 @@ class DemoConfig:
         token_ttl: lifetime in seconds of crm OAuth access tokens.
         latency_ms: added to every response.
         faults: faults active from the start (Fault objects or dicts).
+        webhooks_to: base URL of a webhook receiver; records inserted or updated by
+            ``mutate`` are then posted to it as signed vendor-style events.
     """
 
     seed: int = 42
@@ -45,6 +47,7 @@ class DemoConfig:
     token_ttl: int = 1800
     latency_ms: float = 0.0
     faults: list = field(default_factory=list)
+    webhooks_to: str | None = None
 
     def __post_init__(self) -> None:
         if self.host != "127.0.0.1":

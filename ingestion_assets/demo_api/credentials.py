@@ -29,6 +29,18 @@ DEVHUB_TOKEN_2 = "ghp_demoDevhubToken000000000000000000B"
 DEVHUB_TOKENS = (DEVHUB_TOKEN, DEVHUB_TOKEN_2)
 DEVHUB_USER = "demo-user"
 
+#: Webhook signing secrets, per source (the demo API signs the events it sends with them).
+PAYMENTS_WEBHOOK_SECRET = "whsec_demo_payments_signing_a"
+COMMERCE_WEBHOOK_SECRET = "shpss_demo_commerce_signing_a"
+DEVHUB_WEBHOOK_SECRET = "demo-devhub-webhook-signing-a"
+CRM_WEBHOOK_SECRET = "demo-crm-webhook-signing-a"
+WEBHOOK_SECRETS = {
+    "payments": PAYMENTS_WEBHOOK_SECRET,
+    "commerce": COMMERCE_WEBHOOK_SECRET,
+    "devhub": DEVHUB_WEBHOOK_SECRET,
+    "crm": CRM_WEBHOOK_SECRET,
+}
+
 #: Environment variable -> demo value, as the project's configs expect them.
 ENV_VARS = {
     "DEMO_PAYMENTS_KEY": PAYMENTS_KEY,
@@ -36,6 +48,10 @@ ENV_VARS = {
     "DEMO_CRM_CLIENT_ID": CRM_CLIENT_ID,
     "DEMO_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
     "DEMO_DEVHUB_TOKEN": DEVHUB_TOKEN,
+    "DEMO_PAYMENTS_WEBHOOK_SECRET": PAYMENTS_WEBHOOK_SECRET,
+    "DEMO_COMMERCE_WEBHOOK_SECRET": COMMERCE_WEBHOOK_SECRET,
+    "DEMO_DEVHUB_WEBHOOK_SECRET": DEVHUB_WEBHOOK_SECRET,
+    "DEMO_CRM_WEBHOOK_SECRET": CRM_WEBHOOK_SECRET,
 }
 
 

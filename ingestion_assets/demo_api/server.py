@@ -23,6 +23,7 @@ from .base import ApiError, Request, Response, Source
 from .config import DemoConfig
 from .faults import Fault, FaultError, FaultSet
 from .timeutil import _tod, http_date, to_epoch
+from .webhooks import WebhookSender
 
 _LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
@@ -59,6 +60,8 @@ class DemoApi:
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
+        # Signed vendor-style events for mutated records (webhooks.py), when a URL is set.
+        self.webhooks = WebhookSender(url=self.config.webhooks_to)
 
     # ---- lifecycle --------------------------------------------------------------------
 
@@ -97,6 +100,7 @@ class DemoApi:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd.close_all()
+        self.webhooks.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._httpd = None
@@ -209,10 +213,27 @@ class DemoApi:
         else:
             idxs = []
         coll.bump(idxs, ts)
-        return {
+        result = {
             "inserted": [src.encode_id(endpoint, i, **scope) for i in inserted],
             "updated": [src.encode_id(endpoint, i, **scope) for i in idxs],
         }
+        if self.webhooks.url:
+            self._send_webhooks(source, endpoint, result, ts, **scope)
+        return result
+
+    def _send_webhooks(self, source: str, endpoint: str, changed: dict, ts: int, **scope) -> None:
+        """One signed event per inserted ("created") or updated record, as the API shows it."""
+        ids = {str(x) for x in changed["inserted"] + changed["updated"]}
+        if not ids:
+            return
+        try:
+            shown = self.records(source, endpoint, ts, ts + 1, field="updated", **scope)
+        except KeyError:
+            return
+        inserted = {str(x) for x in changed["inserted"]}
+        for kind, wanted in (("created", inserted), ("updated", ids - inserted)):
+            records = [r for r in shown if str(r.get("id", r.get("number"))) in wanted]
+            self.webhooks.emit(source, endpoint, records, kind, ts)
 
     def listing(self) -> dict:
         cfg = self.config
@@ -230,6 +251,8 @@ class DemoApi:
                 "DELETE /_control/faults": "remove every fault",
                 "POST /_control/reset": "faults, mutations, rate limits and tokens back to start",
                 "POST /_control/mutations": "insert records / bump updated_at",
+                "GET /_control/webhooks": "the webhook sender's settings and delivery counts",
+                "POST /_control/webhooks": "set url, duplicates, out_of_order, bad_signatures",
             },
         }
 
@@ -376,6 +399,12 @@ class DemoApi:
                     raise ValueError("mutations need 'source' and 'endpoint'")
                 kw = dict(data)
                 return Response.json(200, self.mutate(kw.pop("source"), kw.pop("endpoint"), **kw))
+            elif path == "/_control/webhooks" and method in ("GET", "POST"):
+                if method == "POST":
+                    if not isinstance(data, dict):
+                        raise ValueError("webhooks needs a JSON object of settings")
+                    return Response.json(200, self.webhooks.configure(**data))
+                return Response.json(200, self.webhooks.status())
             elif path == "/_control/records" and method == "POST":
                 if not isinstance(data, dict):
                     raise ValueError("records needs a JSON object")

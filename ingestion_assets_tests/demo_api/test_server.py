@@ -114,7 +114,8 @@ def test_credentials_and_env_names(demo_api):
     assert set(demo_api.credentials("crm")) == {"client_id", "client_secret"}
     assert set(ENV_VARS) == {
         "DEMO_PAYMENTS_KEY", "DEMO_COMMERCE_TOKEN", "DEMO_CRM_CLIENT_ID",
-        "DEMO_CRM_CLIENT_SECRET", "DEMO_DEVHUB_TOKEN",
+        "DEMO_CRM_CLIENT_SECRET", "DEMO_DEVHUB_TOKEN", "DEMO_PAYMENTS_WEBHOOK_SECRET",
+        "DEMO_COMMERCE_WEBHOOK_SECRET", "DEMO_DEVHUB_WEBHOOK_SECRET", "DEMO_CRM_WEBHOOK_SECRET",
     }
     with pytest.raises(KeyError):
         demo_api.credentials("nope")

@@ -1,0 +1,209 @@
+"""The receiver: a Starlette app serving ``POST /webhooks/<source>/<endpoint>``.
+
+For each request: find the endpoint's ``webhook:`` spec, read the body up to
+``max_body_bytes`` (413 beyond, without reading the rest), verify the signature (401/400,
+nothing stored), parse the JSON, take the event id, type and time, and append the event to
+the spool. The answer is 200 only once the event is on disk (``{"stored": true}``, or
+``false`` for a duplicate already stored); a failure to store answers 503 so the sender
+retries. ``GET /health`` answers 200 with the spool's path and event count.
+
+Secrets are read from the environment per request (so a rotation needs no restart) and
+are never logged or returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ingestion_assets.specs import Endpoint, Source, WebhookSpec
+from ingestion_assets.webhooks.signatures import SignatureError, verify
+from ingestion_assets.webhooks.spool import Event, Spool, SpoolWriter
+
+log = logging.getLogger("ingestion_assets.webhooks")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def webhook_endpoints(sources: list[Source]) -> dict[tuple[str, str], tuple[Source, Endpoint]]:
+    """``(source, endpoint)`` -> specs, for every endpoint declaring ``webhook:``."""
+    return {
+        (s.name, e.name): (s, e) for s in sources for e in s.endpoints if e.webhook is not None
+    }
+
+
+def _dotted(body: Any, path: str | None) -> Any:
+    if not path:
+        return None
+    node = body
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _as_epoch(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.timestamp()
+    return None
+
+
+def secrets_of(spec: WebhookSpec) -> list[str]:
+    """The spec's secrets that are set in the environment (a missing one is skipped, so
+    the second secret of a rotation may be unset)."""
+    import os
+
+    return [os.environ[s.env] for s in spec.secrets if os.environ.get(s.env)]
+
+
+def _event_fields(
+    spec: WebhookSpec, headers: Mapping[str, str], payload: Any, received_at: float
+) -> tuple[str | None, str | None, float]:
+    event_id = headers.get(spec.id_header.lower()) if spec.id_header else None
+    if event_id is None and spec.id_path:
+        value = _dotted(payload, spec.id_path)
+        event_id = None if value is None or isinstance(value, (dict, list)) else str(value)
+    event_type = headers.get(spec.type_header.lower()) if spec.type_header else None
+    if spec.type_path:
+        value = _dotted(payload, spec.type_path)
+        if isinstance(value, str):
+            # github: X-GitHub-Event plus the body's action, e.g. "issues.opened"
+            event_type = f"{event_type}.{value}" if event_type and spec.style == "github" else value
+    event_time = _as_epoch(_dotted(payload, spec.time_path)) if spec.time_path else None
+    if event_time is None and spec.time_header:
+        event_time = _as_epoch(headers.get(spec.time_header.lower()))
+    return event_id, event_type, received_at if event_time is None else event_time
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge()  # stop reading here; the rest is never buffered
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _problem(status: int, error: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status)
+
+
+def create_app(sources: list[Source], spool_path: str) -> Starlette:
+    """The receiver app for the given sources, spooling to ``spool_path``."""
+    routes_by_key = webhook_endpoints(sources)
+    state: dict[str, Any] = {}
+
+    def writer() -> SpoolWriter:
+        if "writer" not in state:
+            state["writer"] = SpoolWriter(spool_path)
+        return state["writer"]
+
+    async def receive(request: Request) -> JSONResponse:
+        source = request.path_params["source"]
+        endpoint = request.path_params["endpoint"]
+        found = routes_by_key.get((source, endpoint))
+        if found is None:
+            return _problem(404, "not_found",
+                            f"no endpoint {source}/{endpoint} declares `webhook:`")
+        spec = found[1].webhook
+        assert spec is not None
+        try:
+            body = await _read_body(request, spec.max_body_bytes)
+        except _TooLarge:
+            log.warning("%s/%s: body over %d bytes refused", source, endpoint,
+                        spec.max_body_bytes)
+            return _problem(413, "too_large", f"body over {spec.max_body_bytes} bytes")
+        secrets = secrets_of(spec)
+        if not secrets:
+            names = ", ".join(s.env for s in spec.secrets)
+            log.error("%s/%s: no webhook secret set (environment: %s)", source, endpoint, names)
+            return _problem(503, "not_configured", "the receiver has no secret for this endpoint")
+        try:
+            verify(spec.style, request.headers, body, secrets, header=spec.header,
+                   encoding=spec.encoding, prefix=spec.prefix,
+                   tolerance_seconds=spec.tolerance_seconds)
+        except SignatureError as exc:
+            log.warning("%s/%s: rejected: %s", source, endpoint, exc.reason)
+            return _problem(exc.status, "bad_signature", exc.reason)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return _problem(400, "bad_request", "body is not JSON")
+        received_at = time.time()
+        event_id, event_type, event_time = _event_fields(
+            spec, request.headers, payload, received_at
+        )
+        if not event_id:
+            where = f"header {spec.id_header}" if spec.id_header else f"body field {spec.id_path}"
+            return _problem(400, "bad_request", f"no event id ({where})")
+        event = Event(source, endpoint, event_id, event_type, event_time, received_at, body)
+        try:
+            stored = await asyncio.wrap_future(writer().submit(event))
+        except Exception as exc:  # not on disk: the sender must retry
+            log.error("%s/%s: event %s not stored: %s", source, endpoint, event_id,
+                      type(exc).__name__)
+            return _problem(503, "not_stored", "the event could not be stored; retry")
+        return JSONResponse({"stored": stored, "id": event_id})
+
+    async def health(request: Request) -> JSONResponse:
+        count = await asyncio.to_thread(Spool(spool_path).count)
+        return JSONResponse({
+            "status": "ok", "spool": str(spool_path), "events": count,
+            "endpoints": sorted(f"{s}/{e}" for s, e in routes_by_key),
+        })
+
+    async def shutdown() -> None:
+        if "writer" in state:
+            state.pop("writer").close()
+
+    async def startup() -> None:
+        writer()  # open (and create) the spool before the first request
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        await startup()
+        yield
+        await shutdown()
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/{source}/{endpoint}", receive, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
