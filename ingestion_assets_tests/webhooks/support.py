@@ -93,3 +93,78 @@ class Receiver:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def stripe_events(count: int, start_epoch: int, spread_seconds: int) -> list[tuple[str, bytes]]:
+    """``count`` Stripe-style events ``(id, body)`` dated over ``spread_seconds``."""
+    import orjson
+
+    events = []
+    for i in range(count):
+        event_id = f"evt_bulk_{i:07d}"
+        created = start_epoch + (i * spread_seconds) // max(count, 1)
+        events.append((event_id, orjson.dumps({
+            "id": event_id, "type": "charge.updated", "created": created,
+            "data": {"object": {"id": f"ch_{i:07d}", "amount": i, "created": created}},
+        })))
+    return events
+
+
+def stripe_signature(body: bytes, secret: str) -> dict[str, str]:
+    import hashlib
+    import hmac
+    import time
+
+    t = str(int(time.time()))
+    mac = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={t},v1={mac}", "Content-Type": "application/json"}
+
+
+def send_concurrently(url: str, events: list[tuple[str, bytes]], senders: int, secret: str,
+                      deadline_seconds: float = 300) -> dict[str, int]:
+    """Posts every event from ``senders`` threads, each retrying a delivery until it gets a
+    2xx (like a vendor: any other answer, or none, is retried after a short wait).
+
+    Returns counts: ``accepted`` (2xx answers), ``retries``, ``unsent`` (gave up at the
+    deadline).
+    """
+    import threading
+    import time
+
+    import requests
+
+    counts = {"accepted": 0, "retries": 0, "unsent": 0}
+    lock = threading.Lock()
+    stop_at = time.monotonic() + deadline_seconds
+
+    def run(share: list[tuple[str, bytes]]) -> None:
+        session = requests.Session()
+        accepted = retries = unsent = 0
+        for _, body in share:
+            while True:
+                try:
+                    r = session.post(url, data=body, headers=stripe_signature(body, secret),
+                                     timeout=10)
+                    if 200 <= r.status_code < 300:
+                        accepted += 1
+                        break
+                except requests.RequestException:
+                    session.close()
+                    session = requests.Session()
+                if time.monotonic() > stop_at:
+                    unsent += 1
+                    break
+                retries += 1
+                time.sleep(0.05)
+        session.close()
+        with lock:
+            counts["accepted"] += accepted
+            counts["retries"] += retries
+            counts["unsent"] += unsent
+
+    threads = [threading.Thread(target=run, args=(events[i::senders],)) for i in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
