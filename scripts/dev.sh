@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Sets up the project and runs it: the demo API on 127.0.0.1:8765 and `dagster dev` (UI on
-# http://127.0.0.1:3000), with DAGSTER_HOME in ./.dagster_home and data in ./data.
-# Ctrl-C stops both. Ports: DEMO_API_PORT, DAGSTER_PORT.
+# Sets up the project and runs it: the demo API on 127.0.0.1:8765, the webhook receiver on
+# 127.0.0.1:8766 (the demo API posts signed events to it when records are mutated) and
+# `dagster dev` (UI on http://127.0.0.1:3000), with DAGSTER_HOME in ./.dagster_home and data
+# in ./data. Ctrl-C stops all three. Ports: DEMO_API_PORT, WEBHOOK_PORT, DAGSTER_PORT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 DEMO_API_PORT=${DEMO_API_PORT:-8765}
 DAGSTER_PORT=${DAGSTER_PORT:-3000}
+WEBHOOK_PORT=${WEBHOOK_PORT:-8766}
 export DAGSTER_HOME="$PWD/.dagster_home"
 export INGESTION_DATA_DIR=${INGESTION_DATA_DIR:-$PWD/data}
 mkdir -p "$DAGSTER_HOME" "$INGESTION_DATA_DIR"
@@ -27,9 +29,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-setsid .venv/bin/python -m ingestion_assets.demo_api --port "$DEMO_API_PORT" &
+setsid .venv/bin/python -m ingestion_assets.webhooks --port "$WEBHOOK_PORT" &
+pids+=($!)
+setsid .venv/bin/python -m ingestion_assets.demo_api --port "$DEMO_API_PORT" \
+  --webhooks-to "http://127.0.0.1:$WEBHOOK_PORT" &
 pids+=($!)
 setsid .venv/bin/dagster dev -h 127.0.0.1 -p "$DAGSTER_PORT" &
 pids+=($!)
-echo "demo API: $DEMO_API_URL   Dagster UI: http://127.0.0.1:$DAGSTER_PORT   (Ctrl-C stops both)"
+echo "demo API: $DEMO_API_URL   webhooks: http://127.0.0.1:$WEBHOOK_PORT   Dagster UI: http://127.0.0.1:$DAGSTER_PORT   (Ctrl-C stops all)"
 wait -n "${pids[@]}"
