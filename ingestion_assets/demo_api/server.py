@@ -232,7 +232,9 @@ class DemoApi:
             return
         inserted = {str(x) for x in changed["inserted"]}
         for kind, wanted in (("created", inserted), ("updated", ids - inserted)):
-            records = [r for r in shown if str(r.get("id", r.get("number"))) in wanted]
+            # The ids mutate returns are what the API shows: an id, or a number (devhub).
+            records = [r for r in shown
+                       if str(r.get("id")) in wanted or str(r.get("number")) in wanted]
             self.webhooks.emit(source, endpoint, records, kind, ts)
 
     def listing(self) -> dict:
