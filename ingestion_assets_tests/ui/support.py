@@ -108,6 +108,14 @@ def demo_endpoints() -> list[DemoEndpoint]:
     ]
 
 
+def demo_webhook_asset_keys() -> set[str]:
+    """The events assets (raw and table) of the endpoints declaring ``webhook:``."""
+    return {
+        k for s in load_sources() for e in s.endpoints if e.webhook is not None
+        for k in (f"raw/{s.name}/{e.name}_events", f"{s.name}/{e.name}_events")
+    }
+
+
 def demo_sources() -> list[str]:
     return sorted({e.source for e in demo_endpoints()})
 
@@ -115,12 +123,13 @@ def demo_sources() -> list[str]:
 def demo_automations() -> dict[str, tuple[str, bool]]:
     """Every schedule and sensor of the code location: name -> (kind, running by default)."""
     from ingestion_assets.automation import build_schedules, build_sensors
+    from ingestion_assets.webhooks.assets import build_webhook_sensors
 
     sources = load_sources()
     found = {s.name: ("schedule", s.default_status.value == "RUNNING")
              for s in build_schedules(sources)}
     found.update({s.name: ("sensor", s.default_status.value == "RUNNING")
-                  for s in build_sensors(sources)})
+                  for s in [*build_sensors(sources), *build_webhook_sensors(sources)]})
     return found
 
 

@@ -25,6 +25,7 @@ from ingestion_assets_tests.ui.support import (
     day,
     demo_automations,
     demo_endpoints,
+    demo_webhook_asset_keys,
     ground_truth_count,
     ground_truth_fields,
     launch_backfill,
@@ -58,7 +59,9 @@ def test_catalog_holds_exactly_the_yaml_endpoints_grouped_by_source_with_raw_to_
 ):
     nodes = {"/".join(n["assetKey"]["path"]): n for n in project.asset_nodes()}
     endpoints = demo_endpoints()
-    assert set(nodes) == {k for e in endpoints for k in (e.raw_key, e.table_key)}
+    assert set(nodes) == {k for e in endpoints for k in (e.raw_key, e.table_key)} | (
+        demo_webhook_asset_keys()  # push: the events assets of endpoints with `webhook:`
+    )
     for e in endpoints:
         raw, table = nodes[e.raw_key], nodes[e.table_key]
         assert raw["groupName"] == table["groupName"] == e.source
