@@ -11,7 +11,7 @@ import orjson
 import pytest
 import requests
 
-from ingestion_assets.demo_api import credentials
+from ingestion_assets.demo_api import CONTROL_HEADERS, credentials
 
 
 class _Flaky(BaseHTTPRequestHandler):
@@ -46,7 +46,8 @@ def test_mutation_posts_a_signed_stripe_event_and_retries_non_2xx(demo_api, flak
     url, received = flaky
     # Configured over the control API, as a user of the running demo API does.
     r = requests.post(demo_api.url + "/_control/webhooks",
-                      json={"url": url, "backoff_seconds": 0.01}, timeout=10)
+                      json={"url": url, "backoff_seconds": 0.01}, headers=CONTROL_HEADERS,
+                      timeout=10)
     assert r.json()["url"] == url
     changed = demo_api.mutate("payments", "charges", insert=1)
     assert demo_api.webhooks.flush(10)
@@ -63,7 +64,8 @@ def test_mutation_posts_a_signed_stripe_event_and_retries_non_2xx(demo_api, flak
     assert hmac.compare_digest(parts["v1"], expected)
     # The same event id on every attempt: the receiver deduplicates retries by it.
     assert len({orjson.loads(b)["id"] for _, _, b, _ in received}) == 1
-    status = requests.get(demo_api.url + "/_control/webhooks", timeout=10).json()
+    status = requests.get(demo_api.url + "/_control/webhooks", headers=CONTROL_HEADERS,
+                          timeout=10).json()
     assert status["delivered"] == 1 and status["pending"] == 0
 
 
