@@ -8,6 +8,7 @@ requests the hour; ``dg.materialize`` runs the request through the real IO manag
 from __future__ import annotations
 
 import os
+import time
 
 import dagster as dg
 import pytest
@@ -99,3 +100,35 @@ def test_mutations_become_an_events_partition(pipeline):
     assert sorted(table["object_id"].tolist()) == sorted(ids + more["inserted"])
     assert len(table) == len(set(table["event_id"].tolist())) == 7
 
+
+
+def test_an_event_can_request_the_pull_partition_it_touches(
+    demo_api, demo_sources, tmp_path, monkeypatch
+):
+    payments = demo_sources["payments"]
+    charges = next(e for e in payments.endpoints if e.name == "charges")
+    hooked = charges.model_copy(update={"webhook": charges.webhook.model_copy(
+        update={"request_pull_partition": True})})
+    source = payments.model_copy(update={"endpoints": [hooked]})
+    receiver = Receiver(tmp_path, sources=DEFAULT_SOURCES_DIR).start()
+    try:
+        monkeypatch.setenv("INGESTION_WEBHOOK_SPOOL", str(receiver.spool))
+        demo_api.webhooks.configure(url=receiver.url)
+        changed = demo_api.mutate("payments", "charges", insert=1,
+                                  update=2, window=["2025-01-10", "2025-01-12"])
+        assert demo_api.webhooks.flush(30)
+        defs = build_definitions([source], str(tmp_path / "data"))
+        with dg.instance_for_test() as instance:
+            tick = _tick(defs, instance, None)
+    finally:
+        receiver.stop()
+    ids = set(changed["inserted"] + changed["updated"])
+    truth = [r for r in demo_api.records("payments", "charges", field="updated",
+                                         start="2025-03-01T00:00:00Z") if r["id"] in ids]
+    expected_days = {time.strftime("%Y-%m-%d", time.gmtime(r["created"])) for r in truth}
+    assert len(truth) == 3 and len(expected_days) >= 2
+    pulls = [r for r in tick.run_requests
+             if ["payments", "charges"] in [k.path for k in r.asset_selection]]
+    assert {r.partition_key for r in pulls} == expected_days
+    events = [r for r in tick.run_requests if r not in pulls]
+    assert [r.partition_key for r in events] == [HOUR]
