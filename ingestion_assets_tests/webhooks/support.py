@@ -57,9 +57,9 @@ class Receiver:
     """``python -m ingestion_assets.webhooks`` as a subprocess; restartable on its port."""
 
     def __init__(self, folder: Path, sources: str | Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, spool: Path | None = None):
         self.folder = folder
-        self.spool = folder / "spool.sqlite3"
+        self.spool = spool or folder / "spool.sqlite3"
         if sources is None:
             sources = folder / "hooks.yaml"
             Path(sources).write_text(HOOKS_YAML)
