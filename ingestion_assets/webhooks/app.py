@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -79,8 +80,6 @@ def _as_epoch(value: Any) -> float | None:
 def secrets_of(spec: WebhookSpec) -> list[str]:
     """The spec's secrets that are set in the environment (a missing one is skipped, so
     the second secret of a rotation may be unset)."""
-    import os
-
     return [os.environ[s.env] for s in spec.secrets if os.environ.get(s.env)]
 
 
