@@ -176,6 +176,8 @@ def webhook_events_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsD
         "webhooks/signature_style": spec.style,
     }
     tags = {**source.tags, **endpoint.tags, "ingestion/mode": "push"}
+    # Local work only (spool and storage): a failure is retried twice, a few seconds apart.
+    retry = dg.RetryPolicy(max_retries=2, delay=5)
     freshness = (
         freshness_policy(endpoint.model_copy(update={"freshness": spec.freshness}))
         if spec.freshness else None
@@ -186,7 +188,7 @@ def webhook_events_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsD
         description=f"Every webhook event of {name}, exactly as received and verified.",
         group_name=source.name, partitions_def=pdef, io_manager_key=RAW_IO_MANAGER_KEY,
         required_resource_keys={SPOOL_RESOURCE_KEY}, kinds={"webhook"}, owners=source.owners,
-        tags=tags, metadata=metadata,
+        tags=tags, metadata=metadata, retry_policy=retry,
     )
     def raw_events(context: dg.AssetExecutionContext):
         spool: Spool = getattr(context.resources, SPOOL_RESOURCE_KEY).spool()
@@ -202,7 +204,7 @@ def webhook_events_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsD
         group_name=source.name, partitions_def=pdef, io_manager_key=PARQUET_IO_MANAGER_KEY,
         ins={"raw": dg.AssetIn(key=raw_key)}, required_resource_keys={SPOOL_RESOURCE_KEY},
         kinds={"parquet"}, owners=source.owners, tags=tags, metadata=metadata,
-        freshness_policy=freshness,
+        freshness_policy=freshness, retry_policy=retry,
     )
     def events_table(context: dg.AssetExecutionContext, raw: Any):
         spool: Spool = getattr(context.resources, SPOOL_RESOURCE_KEY).spool()
