@@ -22,6 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "<data dir>/webhooks/spool.sqlite3)")
     p.add_argument("--sources", default=None,
                    help="YAML files or folders (default $INGESTION_SOURCES or the demo sources)")
+    p.add_argument("--read-timeout", type=float, default=30.0,
+                   help="seconds to receive a whole request body (408 after)")
+    p.add_argument("--max-connections", type=int, default=256,
+                   help="concurrent connections; more are answered 503 (the sender retries)")
     p.add_argument("--log-level", default="info")
     return p
 
@@ -48,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"webhook receiver on http://{args.host}:{args.port}  spool: {spool}", flush=True)
     for source, endpoint in sorted(routes):
         print(f"  POST /webhooks/{source}/{endpoint}", flush=True)
-    uvicorn.run(create_app(sources, spool), host=args.host, port=args.port,
-                log_level=args.log_level, access_log=False, lifespan="on")
+    uvicorn.run(create_app(sources, spool, read_timeout=args.read_timeout), host=args.host,
+                port=args.port, log_level=args.log_level, access_log=False, lifespan="on",
+                limit_concurrency=args.max_connections)
     return 0
 
 

@@ -120,8 +120,12 @@ def _problem(status: int, error: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status_code=status)
 
 
-def create_app(sources: list[Source], spool_path: str) -> Starlette:
-    """The receiver app for the given sources, spooling to ``spool_path``."""
+def create_app(sources: list[Source], spool_path: str, read_timeout: float = 30.0) -> Starlette:
+    """The receiver app for the given sources, spooling to ``spool_path``.
+
+    ``read_timeout`` bounds the time to receive a whole body: a sender trickling its body
+    gets 408 instead of holding a connection open.
+    """
     routes_by_key = webhook_endpoints(sources)
     state: dict[str, Any] = {}
 
@@ -140,7 +144,10 @@ def create_app(sources: list[Source], spool_path: str) -> Starlette:
         spec = found[1].webhook
         assert spec is not None
         try:
-            body = await _read_body(request, spec.max_body_bytes)
+            body = await asyncio.wait_for(_read_body(request, spec.max_body_bytes), read_timeout)
+        except asyncio.TimeoutError:
+            log.warning("%s/%s: body not received within %g s", source, endpoint, read_timeout)
+            return _problem(408, "timeout", f"body not received within {read_timeout:g} s")
         except _TooLarge:
             log.warning("%s/%s: body over %d bytes refused", source, endpoint,
                         spec.max_body_bytes)

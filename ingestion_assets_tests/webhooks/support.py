@@ -57,7 +57,9 @@ class Receiver:
     """``python -m ingestion_assets.webhooks`` as a subprocess; restartable on its port."""
 
     def __init__(self, folder: Path, sources: str | Path | None = None,
-                 env: dict[str, str] | None = None, spool: Path | None = None):
+                 env: dict[str, str] | None = None, spool: Path | None = None,
+                 args: list[str] | None = None):
+        self.args = list(args or [])
         self.folder = folder
         self.spool = spool or folder / "spool.sqlite3"
         if sources is None:
@@ -74,7 +76,7 @@ class Receiver:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ingestion_assets.webhooks", "--port", str(self.port),
-             "--spool", str(self.spool), "--sources", self.sources],
+             "--spool", str(self.spool), "--sources", self.sources, *self.args],
             cwd=REPO_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )

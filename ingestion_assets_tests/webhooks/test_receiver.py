@@ -180,3 +180,16 @@ def test_secrets_never_reach_the_log(receiver):
     assert "rejected" in log  # the log does say what happened
     for secret in SECRETS.values():
         assert secret not in log
+
+
+def test_a_trickling_body_gets_a_408_and_nothing_is_stored(receiver):
+    import socket
+
+    before = Spool(receiver.spool).count("hooks", "generic")
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=30) as sock:
+        sock.sendall(b"POST /webhooks/hooks/generic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":")
+        # ... and nothing more: the receiver gives up after its read timeout (1 s here).
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert Spool(receiver.spool).count("hooks", "generic") == before
