@@ -105,7 +105,10 @@ def test_reset_in_epoch_milliseconds_is_a_short_wait():
         assert records == [{"id": 1}, {"id": 2}]
 
 
-@pytest.mark.parametrize("reset", ["999999999", "1e400", str(int(time.time() * 1000) + 10**12)])
+@pytest.mark.parametrize(
+    "reset", ["999999999", "1e400", str(int(time.time() * 1000) + 10**12)],
+    ids=["delta_seconds_31_years", "overflowing", "epoch_ms_32_years_ahead"],
+)
 def test_huge_reset_fails_with_the_servers_value(reset):
     with HostileServer() as server:
         server.routes["/items"] = _paged(reset)
