@@ -5,4 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/ruff check ingestion_assets ingestion_assets_tests bench scripts
-exec .venv/bin/python -m pytest "$@"
+# The suite runs in TEST_WORKERS processes (pytest-xdist), one test file per process at a
+# time: most of its time is spent waiting on servers it started (dagster dev, the daemon, a
+# slow fault, moto), so even 2 cores keep 3 busy. TEST_WORKERS=0 runs it in one process.
+workers=${TEST_WORKERS:-3}
+if [ "$workers" = 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
