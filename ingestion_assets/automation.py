@@ -13,9 +13,8 @@ Per endpoint, each optional:
   as dynamic partitions and requests their first runs. On its very first tick it adds the
   backlog without runs (unless ``request_runs_on_first_tick``), like the change sensor.
 
-Every run they request materializes the raw asset and its table in the same run. Tables also
-carry an eager automation condition (see ``factory.py``), so a raw partition materialized by
-hand or by a backfill brings its table along through ``default_automation_condition_sensor``.
+Every run they request runs the endpoint's one step (``factory.py``), which materializes the
+raw asset and its table together.
 
 A tick that cannot read the API raises: the UI shows the error on the tick and the cursor stays
 where it was, so the next tick polls the same range again.
@@ -51,8 +50,6 @@ from ingestion_assets.specs import (
     StaticPartitioning,
     TimePartitioning,
 )
-
-AUTOMATION_CONDITION_SENSOR = "default_automation_condition_sensor"
 
 UTC = dt.timezone.utc
 
@@ -502,18 +499,6 @@ def build_discovery_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefin
 # --------------------------------------------------------------------------- all of it
 
 
-def automation_condition_sensor() -> dg.AutomationConditionSensorDefinition:
-    """Evaluates the tables' eager conditions: a table follows its raw asset on its own."""
-    return dg.AutomationConditionSensorDefinition(
-        AUTOMATION_CONDITION_SENSOR,
-        target=dg.AssetSelection.all(),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
-        description="Materializes each table after its raw partition updates (declarative "
-        "automation). Stop it in Automation to keep tables as they are.",
-    )
-
-
 def build_schedules(sources: list[Source]) -> list[dg.ScheduleDefinition]:
     return [
         build_schedule(s, e) for s in sources for e in s.endpoints if e.automation.schedule
@@ -521,7 +506,7 @@ def build_schedules(sources: list[Source]) -> list[dg.ScheduleDefinition]:
 
 
 def build_sensors(sources: list[Source]) -> list[dg.SensorDefinition]:
-    sensors: list[dg.SensorDefinition] = [automation_condition_sensor()]
+    sensors: list[dg.SensorDefinition] = []
     for s in sources:
         for e in s.endpoints:
             if e.automation.incremental:
