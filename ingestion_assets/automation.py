@@ -483,13 +483,19 @@ def build_discovery_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefin
                            tags={"ingestion/trigger": "discovery"}) for k in new]
             if request else []
         )
-        if first_tick and not request:
-            context.log.info(
+        skip = None
+        if not runs:
+            # The tick list shows why nothing ran, not only the log.
+            skip = (
                 f"first tick: added {len(new)} {p.dimension} partition(s) without runs; "
                 "backfill them when you choose"
+                if first_tick
+                else f"added {len(new)} {p.dimension} partition(s); runs are not requested "
+                "(request_runs: false)"
             )
+            context.log.info(skip)
         return dg.SensorResult(
-            run_requests=runs, cursor=cursor,
+            run_requests=runs, cursor=cursor, skip_reason=skip,
             dynamic_partitions_requests=[pdef.build_add_request(new)],
         )
 

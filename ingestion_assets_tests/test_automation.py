@@ -214,6 +214,13 @@ def test_demo_definitions_register_the_automation_turned_on():
         assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name
     # Defined but stopped in the demo (see devhub.yaml): turned on in the UI when wanted.
     assert sensors["devhub__issues_changes"].default_status == dg.DefaultSensorStatus.STOPPED
+    # An hourly re-fetch of a whole snapshot is more than a laptop should carry by default.
+    events = schedules["devhub__events_schedule"]
+    assert events.cron_schedule == "15 * * * *"
+    assert events.default_status == dg.DefaultScheduleStatus.STOPPED
+    hourly = [s.name for s in schedules.values() if s.cron_schedule.split()[1] == "*"
+              and s.default_status == dg.DefaultScheduleStatus.RUNNING]
+    assert hourly == [], f"hourly schedules on by default: {hourly}"
     job = repo.get_job(sensors["commerce__orders_changes"].targets[0].job_name)
     assert job.asset_layer.selected_asset_keys == {dg.AssetKey(["raw", "commerce", "orders"]), dg.AssetKey(["commerce", "orders"])}
 
@@ -398,9 +405,14 @@ def test_discovery_adds_new_repositories_and_requests_their_first_runs(
     [add] = first.dynamic_partitions_requests
     assert sorted(add.partition_keys) == sorted(repos)
     assert first.run_requests == []
+    # the tick list says why nothing ran
+    assert first.skip_message == (
+        f"first tick: added {len(repos)} repo partition(s) without runs; backfill them when "
+        "you choose")
     instance.add_dynamic_partitions(name, add.partition_keys)  # what the daemon does
     again = runner.tick(first.cursor)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
+    assert again.skip_message == f"no new repo among {len(repos)}"
 
     # Ten days later the organisation has new repositories (one every 5 days).
     later = demo_api_factory(now="2025-03-11T00:00:00Z")
