@@ -272,8 +272,9 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
 
     raw_spec = dg.AssetSpec(
         key=raw_key,
-        description=f"Raw pages of {what}: every response exactly as the API sent it "
-        f"(zstd), with a manifest. Written by the step that builds {table_key.to_user_string()}.",
+        description=f"Raw API pages — {what}. Every response exactly as the API sent it "
+        f"(zstd), with a manifest; written by the step that builds "
+        f"{table_key.to_user_string()}.",
         group_name=source.name,
         partitions_def=pdef,
         kinds={"api"},
@@ -286,8 +287,8 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
     table_spec = dg.AssetSpec(
         key=table_key,
         deps=[raw_key],
-        description=f"Table of {what}: one typed row per record (Parquet), built from "
-        f"the raw pages in {raw_key.to_user_string()}.",
+        description=f"Typed table — {what}. One row per record (Parquet), built from the "
+        f"raw pages in {raw_key.to_user_string()}.",
         group_name=source.name,
         partitions_def=pdef,
         kinds={"parquet"},

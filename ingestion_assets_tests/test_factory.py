@@ -8,6 +8,7 @@ duplicates, no gaps.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -291,23 +292,23 @@ def test_one_step_materializes_raw_and_table_together(demo_api, demo_sources, tm
 def test_a_normalizer_failure_leaves_raw_and_table_as_they_were(
     demo_api, demo_sources, tmp_path
 ):
-    source = only_endpoint(demo_sources["payments"], "charges", params={"limit": 20})
+    source = only_endpoint(demo_sources["payments"], "charges", params={"limit": 100})
     instance = dg.DagsterInstance.ephemeral()
     assert materialize(source, tmp_path, instance, partition_key="2025-02-10").success
     before = read(tmp_path, "payments", "charges", "date=2025-02-10")
     raw_manifest = (tmp_path / "raw/payments/charges/date=2025-02-10/manifest.json").read_bytes()
 
-    # Half of the day's charges come with an undeclared object field turned into a number:
-    # the fetch succeeds, normalizing fails half-way through the pages (a type conflict).
-    # The step must fail and neither stored partition may change.
-    demo_api.add_fault(kind="schema_change", source="payments", path="/v1/charges",
-                       since="2025-02-10T12:00:00Z", change="retype", field="billing_details",
-                       type="int")
+    # The API stops honouring the end of the window: the fetch succeeds (every page is
+    # archived in staging), but the window guard fails the normalized partition (records
+    # after the day). The step must fail and neither stored partition may change: the
+    # complete raw staging is discarded too.
+    demo_api.add_fault(kind="ignore_params", source="payments", path="/v1/charges",
+                       params=["created[lt]"])
     failed = materialize(source, tmp_path, instance, partition_key="2025-02-10",
                          raise_on_error=False)
     assert not failed.success
     (failure,) = [e for e in failed.all_events if e.is_step_failure]
-    assert "billing_details" in failure.step_failure_data.error.to_string()
+    assert "OutOfWindowError" in failure.step_failure_data.error.to_string()
     assert read(tmp_path, "payments", "charges", "date=2025-02-10").equals(before)
     assert (tmp_path / "raw/payments/charges/date=2025-02-10/manifest.json").read_bytes() == raw_manifest
     leftovers = [p.name for p in (tmp_path / "raw/payments/charges").iterdir()
@@ -356,6 +357,12 @@ def test_definitions_load_as_the_ui_loads_them(demo_sources):
             assert raw in table_node.parent_keys
             assert "dagster/kind/api" in raw_node.tags and "dagster/kind/parquet" in table_node.tags
             assert raw_node.owners == source.owners
+            # what the UI shows: the two told apart from their first words, and no doubled
+            # punctuation where the YAML's description ends with a full stop
+            assert raw_node.description.startswith("Raw API pages — ")
+            assert table_node.description.startswith("Typed table — ")
+            for text in (raw_node.description, table_node.description):
+                assert not re.search(r"[.,;:]\s*[.,;:]", text), text
             assert (raw_node.partitions_def is None) == (endpoint.partitioning.type == "none")
 
 
