@@ -73,12 +73,13 @@ def _stop(script: subprocess.Popen, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["ctrl_c", "sigint", "sigterm"])
 def test_dev_script_stops_cleanly(how, tmp_path):
-    api_port, ui_port = free_port(), free_port()
+    api_port, ui_port, hook_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "DEV_SKIP_SETUP": "1",
         "DEMO_API_PORT": str(api_port),
         "DAGSTER_PORT": str(ui_port),
+        "WEBHOOK_PORT": str(hook_port),
         "DEV_DAGSTER_HOME": str(tmp_path / "dagster_home"),
         "INGESTION_DATA_DIR": str(tmp_path / "data"),
     }
@@ -93,8 +94,9 @@ def test_dev_script_stops_cleanly(how, tmp_path):
         try:
             wait_for_http(f"http://127.0.0.1:{api_port}/", timeout=60, proc=script)
             wait_for_http(f"http://127.0.0.1:{ui_port}/server_info", timeout=240, proc=script)
-            groups = _children(script.pid)  # the demo API's and dagster dev's groups
-            assert len(groups) == 2, f"expected 2 children of dev.sh, found {groups}"
+            # the webhook receiver's, the demo API's and dagster dev's groups
+            groups = _children(script.pid)
+            assert len(groups) == 3, f"expected 3 children of dev.sh, found {groups}"
 
             _stop(script, how)
             try:
@@ -115,10 +117,11 @@ def test_dev_script_stops_cleanly(how, tmp_path):
     # dagster dev shuts its services down (on a busy machine that may take longer than its
     # 10 s grace, and what is left is then ended; that is the grace working, not a failure).
     assert "the demo API still running after" not in output, output
+    assert "the webhook receiver still running after" not in output, output
     assert "KeyboardInterrupt received" in output, output
     assert "Shutting down Dagster services" in output, output
     assert not any(still.values()), f"still running after dev.sh exited: {still}\n{output}"
-    assert _port_free(api_port) and _port_free(ui_port), output
+    assert all(_port_free(p) for p in (api_port, ui_port, hook_port)), output
     assert "Killed" not in output, output
     assert "stopped" in output.splitlines()[-1], output
     # a newcomer sees no warning to interpret (dagster dev's supersession by `dg dev`)

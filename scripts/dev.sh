@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up the project and runs it: the demo API on 127.0.0.1:8765 and `dagster dev` (UI on
-# http://127.0.0.1:3000), with DAGSTER_HOME in ./.dagster_home and data in ./data.
-# Ports: DEMO_API_PORT, DAGSTER_PORT. DEV_DAGSTER_HOME: another instance folder (its
+# Sets up the project and runs it: the demo API on 127.0.0.1:8765, the webhook receiver on
+# 127.0.0.1:8766 (the demo API posts signed events to it when records are mutated) and
+# `dagster dev` (UI on http://127.0.0.1:3000), with DAGSTER_HOME in ./.dagster_home and data
+# in ./data. Ports: DEMO_API_PORT, WEBHOOK_PORT, DAGSTER_PORT. DEV_DAGSTER_HOME: another instance folder (its
 # dagster.yaml is replaced by instance/dagster.yaml). DEV_SKIP_SETUP=1 skips the install step.
 #
 # Stopping: Ctrl-C, SIGINT or SIGTERM to this script. `dagster dev` gets SIGINT (what it
@@ -15,6 +16,7 @@ fi
 
 DEMO_API_PORT=${DEMO_API_PORT:-8765}
 DAGSTER_PORT=${DAGSTER_PORT:-3000}
+WEBHOOK_PORT=${WEBHOOK_PORT:-8766}
 GRACE=${DEV_STOP_GRACE_SECONDS:-10}
 export DAGSTER_HOME=${DEV_DAGSTER_HOME:-$PWD/.dagster_home}
 export INGESTION_DATA_DIR=${INGESTION_DATA_DIR:-$PWD/data}
@@ -97,8 +99,11 @@ start_in_own_group() {  # $1: a name for messages; then the command
     "$@" &
   pids+=($!)
 }
-start_in_own_group "the demo API" .venv/bin/python -m ingestion_assets.demo_api --port "$DEMO_API_PORT"
+start_in_own_group "the webhook receiver" \
+  .venv/bin/python -m ingestion_assets.webhooks --port "$WEBHOOK_PORT"
+start_in_own_group "the demo API" .venv/bin/python -m ingestion_assets.demo_api \
+  --port "$DEMO_API_PORT" --webhooks-to "http://127.0.0.1:$WEBHOOK_PORT"
 start_in_own_group "dagster dev" .venv/bin/dagster dev -h 127.0.0.1 -p "$DAGSTER_PORT"
-echo "demo API: $DEMO_API_URL   Dagster UI: http://127.0.0.1:$DAGSTER_PORT   (Ctrl-C stops both)"
+echo "demo API: $DEMO_API_URL   webhooks: http://127.0.0.1:$WEBHOOK_PORT   Dagster UI: http://127.0.0.1:$DAGSTER_PORT   (Ctrl-C stops all)"
 # `wait` returns early when a trapped signal arrives; then the trap has already cleaned up.
 wait -n "${pids[@]}" || true
