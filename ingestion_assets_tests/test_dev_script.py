@@ -24,8 +24,8 @@ from ingestion_assets_tests.e2e.harness import REPO_ROOT, free_port, wait_for_ht
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
-#: How long the script may take to stop: dagster dev's 10 s grace, 3 s for what it leaves,
-#: 2 s for ended processes to go, and a margin. Past it the test fails (a hang guard, not a
+#: How long the script may take to stop: dagster dev's 10 s grace, 2 s for the other
+#: servers and what dagster dev left, 1 s for ended processes to go, and a margin. Past it the test fails (a hang guard, not a
 #: measurement).
 STOP_BOUND_S = 18
 
@@ -116,8 +116,9 @@ def test_dev_script_stops_cleanly(how, tmp_path):
     # Both got the interrupt and began a clean shutdown: the demo API stops at once;
     # dagster dev shuts its services down (on a busy machine that may take longer than its
     # 10 s grace, and what is left is then ended; that is the grace working, not a failure).
-    assert "the demo API still running after" not in output, output
-    assert "the webhook receiver still running after" not in output, output
+    # (dagster dev stops first, while the APIs its sensors call still answer; then the rest)
+    assert "ending what is left of the demo API" not in output, output
+    assert "ending what is left of the webhook receiver" not in output, output
     assert "KeyboardInterrupt received" in output, output
     assert "Shutting down Dagster services" in output, output
     assert not any(still.values()), f"still running after dev.sh exited: {still}\n{output}"

@@ -236,7 +236,7 @@ def test_table_is_rebuilt_from_raw_with_the_api_stopped(
     assert "billing_details" in nested.column_names
     api.stop()
 
-    raw_manifest = (tmp_path / "raw/payments/charges/date=2025-02-10/manifest.json").read_bytes()
+    raw_manifest = raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10")
 
     # A change of normalization: nested objects flattened. The step runs with
     # `rebuild_from_raw` (the launchpad's run config): it reads the archived pages, so the
@@ -255,7 +255,7 @@ def test_table_is_rebuilt_from_raw_with_the_api_stopped(
     assert sorted(table.column("id").to_pylist()) == sorted(nested.column("id").to_pylist())
     assert set(table.column("_run_id").to_pylist()) == {result.run_id}
     # the raw archive is untouched
-    assert (tmp_path / "raw/payments/charges/date=2025-02-10/manifest.json").read_bytes() == raw_manifest
+    assert raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10") == raw_manifest
 
     # A partition that was never fetched cannot be rebuilt: a clear error, no API call.
     missing = materialize(
@@ -296,7 +296,10 @@ def test_a_normalizer_failure_leaves_raw_and_table_as_they_were(
     instance = dg.DagsterInstance.ephemeral()
     assert materialize(source, tmp_path, instance, partition_key="2025-02-10").success
     before = read(tmp_path, "payments", "charges", "date=2025-02-10")
-    raw_manifest = (tmp_path / "raw/payments/charges/date=2025-02-10/manifest.json").read_bytes()
+    raw_manifest = raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10")
+    folders = [tmp_path / "raw/payments/charges/date=2025-02-10",
+               tmp_path / "payments/charges/date=2025-02-10"]
+    entries = [sorted(p.name for p in f.iterdir()) for f in folders]
 
     # The API stops honouring the end of the window: the fetch succeeds (every page is
     # archived in staging), but the window guard fails the normalized partition (records
@@ -310,12 +313,9 @@ def test_a_normalizer_failure_leaves_raw_and_table_as_they_were(
     (failure,) = [e for e in failed.all_events if e.is_step_failure]
     assert "OutOfWindowError" in failure.step_failure_data.error.to_string()
     assert read(tmp_path, "payments", "charges", "date=2025-02-10").equals(before)
-    assert (tmp_path / "raw/payments/charges/date=2025-02-10/manifest.json").read_bytes() == raw_manifest
-    leftovers = [p.name for p in (tmp_path / "raw/payments/charges").iterdir()
-                 if p.name.startswith(".")]
-    leftovers += [p.name for p in (tmp_path / "payments/charges").iterdir()
-                  if p.name.startswith(".")]
-    assert leftovers == []  # no staging folder left behind
+    assert raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10") == raw_manifest
+    # no uncommitted version left behind, raw or table
+    assert [sorted(p.name for p in f.iterdir()) for f in folders] == entries
 
 
 def test_backfill_of_60_daily_partitions_runs_once_and_lands_60_partitions(

@@ -5,9 +5,10 @@
 # in ./data. Ports: DEMO_API_PORT, WEBHOOK_PORT, DAGSTER_PORT. DEV_DAGSTER_HOME: another instance folder (its
 # dagster.yaml is replaced by instance/dagster.yaml). DEV_SKIP_SETUP=1 skips the install step.
 #
-# Stopping: Ctrl-C, SIGINT or SIGTERM to this script. `dagster dev` gets SIGINT (what it
-# handles as a clean shutdown of its webserver, daemon and code servers) and up to
-# DEV_STOP_GRACE_SECONDS (10) to exit; only what is still running then is killed.
+# Stopping: Ctrl-C, SIGINT or SIGTERM to this script. `dagster dev` gets SIGINT first (what
+# it handles as a clean shutdown of its webserver, daemon and code servers) and up to
+# DEV_STOP_GRACE_SECONDS (10) to exit, then the demo API and the webhook receiver; only
+# what is still running after that is killed. Everything is gone within ~13 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${DEV_SKIP_SETUP:-}" != 1 ]; then
@@ -54,33 +55,33 @@ cleanup() {
   stopping=1
   trap '' INT TERM  # a second Ctrl-C does not cut the grace period short
   echo "stopping (up to ${GRACE}s for dagster dev to shut down cleanly)..."
-  # The whole group of each child gets SIGINT, as a terminal's Ctrl-C delivers it; dagster
-  # dev shuts its webserver, daemon and code servers down cleanly on it.
-  local i pid deadline
+  local i pid deadline last=$((${#pids[@]} - 1))
   for pid in "${pids[@]}"; do
-    kill -INT -- "-$pid" 2>/dev/null || true
     disown "$pid" 2>/dev/null || true  # no "Killed"/"Interrupt" job report from bash
   done
+  # dagster dev first (the last child), while the APIs its sensors call still answer: its
+  # whole group gets SIGINT, as a terminal's Ctrl-C delivers it, and it shuts its webserver,
+  # daemon and code servers down cleanly.
+  pid=${pids[$last]}
+  kill -INT -- "-$pid" 2>/dev/null || true
   deadline=$((SECONDS + GRACE))
-  while any_running running && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
-  for i in "${!pids[@]}"; do
-    pid=${pids[$i]}
-    if running "$pid"; then
-      echo "${names[$i]} still running after ${GRACE}s; ending it"
-      kill -KILL -- "-$pid" 2>/dev/null || true
-    fi
-  done
-  # Helpers a child started (code servers) may outlive it by a moment; 3 s more, then they go.
-  deadline=$((SECONDS + 3))
+  while running "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+  if running "$pid"; then
+    echo "${names[$last]} still running after ${GRACE}s; ending it"
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  # Then the demo API and the webhook receiver, which stop at once on SIGINT.
+  for ((i = 0; i < last; i++)); do kill -INT -- "-${pids[$i]}" 2>/dev/null || true; done
+  deadline=$((SECONDS + 2))
   while any_running running_in_group && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
   for i in "${!pids[@]}"; do
     pid=${pids[$i]}
     if running_in_group "$pid"; then
-      echo "ending what ${names[$i]} left running"
+      echo "ending what is left of ${names[$i]}"
       kill -KILL -- "-$pid" 2>/dev/null || true
     fi
   done
-  deadline=$((SECONDS + 2))  # killed processes release their ports once they are gone
+  deadline=$((SECONDS + 1))  # killed processes release their ports once they are gone
   while any_running running_in_group && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
   echo "stopped"
 }
