@@ -25,6 +25,7 @@ from ingestion_assets_tests.ui.support import (
     demo_automations,
     demo_endpoints,
     demo_sources,
+    demo_webhook_asset_keys,
     ground_truth_count,
     ground_truth_fields,
     screenshot,
@@ -139,7 +140,7 @@ def _nearest(nodes: list[dict], x: float, y: float) -> dict:
 
 def _kind(node: dict) -> str:
     text = node["text"]
-    if text.endswith("api"):
+    if text.endswith("api") or text.endswith("webhook"):  # pulled pages / pushed events
         return "raw"
     if text.lower().endswith("parquet"):
         return "table"
@@ -150,24 +151,28 @@ def test_lineage_shows_raw_to_table_edges(page):
     endpoints = demo_endpoints()
     for source in demo_sources():
         mine = [e for e in endpoints if e.source == source]
+        # endpoints declaring `webhook:` also have raw -> table events assets in the group
+        pushed = sorted({k.rsplit("/", 1)[1] for k in demo_webhook_asset_keys()
+                         if k.split("/")[-2] == source})
         page.goto(group_url(source, "lineage"))
         expect(page.locator("foreignObject [class*='AssetNode_assetName']")).to_have_count(
-            2 * len(mine)
+            2 * (len(mine) + len(pushed))
         )
         expect(page.locator("path[stroke*='lineage-edge']").first).to_be_attached()
         # statuses, partitions and checks fill in after the graph is drawn
         expect(page.locator("foreignObject").get_by_text(re.compile(r"^Loading"))).to_have_count(0)
         graph = page.evaluate(READ_GRAPH)
         shown = {(n["name"], _kind(n)) for n in graph["nodes"]}
-        assert shown == {(e.endpoint, k) for e in mine for k in ("raw", "table")}, shown
+        names = [e.endpoint for e in mine] + pushed
+        assert shown == {(name, k) for name in names for k in ("raw", "table")}, shown
         edges = {
             ((a := _nearest(graph["nodes"], e["x1"], e["y1"]))["name"], _kind(a),
              (b := _nearest(graph["nodes"], e["x2"], e["y2"]))["name"], _kind(b))
             for e in graph["edges"]
         }
-        for endpoint in mine:
-            assert (endpoint.endpoint, "raw", endpoint.endpoint, "table") in edges, (
-                f"no raw -> table edge for {endpoint.table_key}: {sorted(edges)}"
+        for name in names:
+            assert (name, "raw", name, "table") in edges, (
+                f"no raw -> table edge for {source}/{name}: {sorted(edges)}"
             )
         # the checks attached to each table show on its node ("0 / 3 Passed"); raw: none
         checks = checks_by_asset()
