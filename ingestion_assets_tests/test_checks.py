@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from pathlib import Path
 
 import dagster as dg
 import orjson
@@ -34,6 +33,7 @@ from ingestion_assets.demo_api import demo_env
 from ingestion_assets.io_managers.parquet import DEAD_LETTERS_FILE, read_dead_letters
 from ingestion_assets.io_managers.storage import resolve_partition
 from ingestion_assets.specs import Endpoint, Source, load_sources
+from ingestion_assets_tests.materialize import run
 
 UTC = dt.timezone.utc
 CHARGES = dg.AssetKey(["payments", "charges"])
@@ -41,11 +41,9 @@ WARN, ERROR = dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR
 
 
 @pytest.fixture
-def sources(demo_api, monkeypatch):
-    for name, value in demo_env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DEMO_API_URL", demo_api.url)
-    return {s.name: s for s in load_sources()}
+def sources(demo_sources):
+    """The demo sources against the ``demo_api`` fixture (conftest's ``demo_sources``)."""
+    return demo_sources
 
 
 def endpoint_of(source: Source, endpoint: str, **changes) -> Source:
@@ -61,24 +59,6 @@ def endpoint_of(source: Source, endpoint: str, **changes) -> Source:
     if changes:
         ep = Endpoint.model_validate({**ep.model_dump(by_alias=True), **changes})
     return source.model_copy(update={"endpoints": [ep]})
-
-
-def run(source: Source, data: Path, instance, partition=None, extra=(), **kwargs):
-    """Materialize the source's assets with their checks, as the UI does.
-
-    Webhook events assets (hourly, fed by the receiver) are left out: the UI runs them apart.
-    """
-    source = source.model_copy(update={"endpoints": [
-        e.model_copy(update={"webhook": None}) for e in source.endpoints]})
-    defs = build_definitions([source], str(data))
-    return dg.materialize(
-        [*defs.assets, *defs.asset_checks, *extra],
-        resources=defs.resources,
-        instance=instance,
-        partition_key=partition,
-        raise_on_error=False,
-        **kwargs,
-    )
 
 
 def evaluation(result, name: str, partition: str | None = None):

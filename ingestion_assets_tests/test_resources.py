@@ -142,7 +142,7 @@ def test_a_header_total_reaches_the_row_count_check(demo_api_factory, monkeypatc
     import dagster as dg
 
     from ingestion_assets.partitions import dynamic_partitions_name
-    from ingestion_assets_tests.test_checks import run
+    from ingestion_assets_tests.materialize import run
 
     api = demo_api_factory(records=2345)
     api.add_fault(kind="link_needs_page", source="devhub")
@@ -233,7 +233,7 @@ def test_a_data_null_day_is_an_empty_partition_not_a_dead_letter(
 ):
     import dagster as dg
 
-    from ingestion_assets_tests.test_checks import run
+    from ingestion_assets_tests.materialize import run
     from ingestion_assets_tests.test_factory import only_endpoint, read
 
     # The API's records start on Jan 5; it answers an empty window with {"data": null}.

@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from ingestion_assets.checks import CONTRACT, SCHEMA_DRIFT, UNIQUENESS, WINDOW
-from ingestion_assets.definitions import build_definitions
 from ingestion_assets.demo_api import demo_env
 from ingestion_assets.io_managers import storage
 from ingestion_assets.io_managers.parquet import MARKER, read_dead_letters, read_stored_schema
 from ingestion_assets.specs import Endpoint, Source, load_sources
+from ingestion_assets_tests.materialize import run
 
 UTC = dt.timezone.utc
 ORDERS = dg.AssetKey(["commerce", "orders"])
@@ -43,11 +43,9 @@ def shop(demo_api_factory, monkeypatch):
 
 
 @pytest.fixture
-def sources(demo_api, monkeypatch):
-    for name, value in demo_env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DEMO_API_URL", demo_api.url)
-    return {s.name: s for s in load_sources()}
+def sources(demo_sources):
+    """The demo sources against the ``demo_api`` fixture (conftest's ``demo_sources``)."""
+    return demo_sources
 
 
 def only(source: Source, endpoint: str, **changes) -> Source:
@@ -56,20 +54,6 @@ def only(source: Source, endpoint: str, **changes) -> Source:
     if changes:
         ep = Endpoint.model_validate({**ep.model_dump(by_alias=True), **changes})
     return source.model_copy(update={"endpoints": [ep]})
-
-
-def run(source: Source, data: Path, instance, partition=None, **kwargs):
-    """Materialize the source's assets with their checks, as the UI does.
-
-    Webhook events assets (hourly, fed by the receiver) are left out: the UI runs them apart.
-    """
-    source = source.model_copy(update={"endpoints": [
-        e.model_copy(update={"webhook": None}) for e in source.endpoints]})
-    defs = build_definitions([source], str(data))
-    return dg.materialize(
-        [*defs.assets, *defs.asset_checks], resources=defs.resources, instance=instance,
-        partition_key=partition, raise_on_error=False, **kwargs,
-    )
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
