@@ -34,6 +34,11 @@ from ingestion_assets.specs import (
     Source,
     TimePartitioning,
 )
+from ingestion_assets.translation import (
+    DEFAULT_TRANSLATOR,
+    EndpointSpecData,
+    IngestionTranslator,
+)
 
 RAW_IO_MANAGER_KEY = "raw_io_manager"
 PARQUET_IO_MANAGER_KEY = "parquet_io_manager"
@@ -48,12 +53,61 @@ def pool_name(source: Source) -> str:
     return f"api_{source.name}"
 
 
-def raw_asset_key(source: Source, endpoint: Endpoint) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source.name, endpoint.name])
+def raw_asset_key(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.AssetKey:
+    """``raw/<source>/<endpoint>``, or what the translator makes of it."""
+    return endpoint_specs(source, endpoint, translator)[0].key
 
 
-def table_asset_key(source: Source, endpoint: Endpoint) -> dg.AssetKey:
-    return dg.AssetKey([source.name, endpoint.name])
+def table_asset_key(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.AssetKey:
+    """``<source>/<endpoint>``, or what the translator makes of it."""
+    return endpoint_specs(source, endpoint, translator)[1].key
+
+
+def endpoint_specs(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> tuple[dg.AssetSpec, dg.AssetSpec]:
+    """The raw and table specs of an endpoint, each passed through the translator once."""
+    from ingestion_assets.checks import freshness_policy
+
+    translate = (translator or DEFAULT_TRANSLATOR).get_asset_spec
+    description = endpoint.description or f"{source.name} {endpoint.path}"
+    common: dict[str, Any] = dict(
+        group_name=source.name, owners=source.owners, tags=_tags(source, endpoint),
+        metadata=_common_metadata(source, endpoint),
+    )
+    raw = translate(EndpointSpecData(source, endpoint, "raw", dg.AssetSpec(
+        key=dg.AssetKey(["raw", source.name, endpoint.name]),
+        description=f"Every page of {description}, exactly as the API sent it.",
+        kinds={"api"}, **common,
+    )))
+    table = translate(EndpointSpecData(source, endpoint, "table", dg.AssetSpec(
+        key=dg.AssetKey([source.name, endpoint.name]),
+        deps=[raw.key],
+        description=f"{description}: one typed row per record.",
+        kinds={"parquet"},
+        freshness_policy=freshness_policy(endpoint),  # from `freshness:` (checks.py)
+        # The table follows its raw asset on its own, for every partition (not only the
+        # latest): a raw partition materialized alone, by hand or a backfill, brings its table.
+        automation_condition=dg.AutomationCondition.eager().without(
+            dg.AutomationCondition.in_latest_time_window()
+        ),
+        **common,
+    )))
+    return raw, table
+
+
+def _spec_args(spec: dg.AssetSpec) -> dict[str, Any]:
+    """The translated attributes of a spec, as keyword arguments of `dg.asset`."""
+    return dict(
+        key=spec.key, description=spec.description, group_name=spec.group_name,
+        owners=spec.owners, kinds=spec.kinds, metadata=spec.metadata,
+        tags={k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")},
+        automation_condition=spec.automation_condition,
+    )
 
 
 def raw_retry_policy(source: Source) -> dg.RetryPolicy | None:
@@ -140,9 +194,11 @@ def _tags(source: Source, endpoint: Endpoint) -> dict[str, str]:
     return {**source.tags, **endpoint.tags}
 
 
-def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinition]:
+def endpoint_assets(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> list[dg.AssetsDefinition]:
     """The raw asset and the table asset of one endpoint."""
-    from ingestion_assets.checks import freshness_policy, time_columns
+    from ingestion_assets.checks import time_columns
     from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
     from ingestion_assets.resources import ApiResource, records_of_page
     from ingestion_assets.safe_metadata import mask_columns
@@ -154,22 +210,14 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
         else None
     )
     resource_key = api_resource_key(source)
-    raw_key = raw_asset_key(source, endpoint)
-    description = endpoint.description or f"{source.name} {endpoint.path}"
-    metadata = _common_metadata(source, endpoint)
+    raw_spec, table_spec = endpoint_specs(source, endpoint, translator)
 
     @dg.asset(
-        key=raw_key,
-        description=f"Every page of {description}, exactly as the API sent it.",
-        group_name=source.name,
+        **_spec_args(raw_spec),
         partitions_def=pdef,
         backfill_policy=backfill,
         io_manager_key=RAW_IO_MANAGER_KEY,
         required_resource_keys={resource_key},
-        kinds={"api"},
-        owners=source.owners,
-        tags=_tags(source, endpoint),
-        metadata=metadata,
         pool=pool_name(source),
         retry_policy=raw_retry_policy(source),
     )
@@ -189,23 +237,12 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
         return _per_partition(_partition_keys(context), fetch)
 
     @dg.asset(
-        key=table_asset_key(source, endpoint),
-        description=f"{description}: one typed row per record.",
-        group_name=source.name,
+        **_spec_args(table_spec),
         partitions_def=pdef,
         backfill_policy=backfill,
         io_manager_key=PARQUET_IO_MANAGER_KEY,
-        ins={"raw": dg.AssetIn(key=raw_key)},
-        kinds={"parquet"},
-        owners=source.owners,
-        tags=_tags(source, endpoint),
-        metadata=metadata,
-        freshness_policy=freshness_policy(endpoint),  # from `freshness:` (checks.py)
-        # The table follows its raw asset on its own, for every partition (not only the
-        # latest): a raw partition materialized alone, by hand or a backfill, brings its table.
-        automation_condition=dg.AutomationCondition.eager().without(
-            dg.AutomationCondition.in_latest_time_window()
-        ),
+        ins={"raw": dg.AssetIn(key=raw_spec.key)},
+        freshness_policy=table_spec.freshness_policy,
     )
     def table_asset(context: dg.AssetExecutionContext, raw: Any):
         # One RawPartition, or a RawPartitionSet when a single run covers a range.
@@ -317,8 +354,12 @@ def _record_model(endpoint: Endpoint) -> type | None:
     return load_object(endpoint.model, base=BaseModel, kind="record model")
 
 
-def build_assets(sources: list[Source]) -> list[dg.AssetsDefinition]:
+def build_assets(
+    sources: list[Source], translator: IngestionTranslator | None = None
+) -> list[dg.AssetsDefinition]:
     with warnings.catch_warnings():
         # backfill_policy is marked beta; we rely on it knowingly (single-run backfills).
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return [a for s in sources for e in s.endpoints for a in endpoint_assets(s, e)]
+        return [
+            a for s in sources for e in s.endpoints for a in endpoint_assets(s, e, translator)
+        ]
