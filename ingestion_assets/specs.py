@@ -1101,6 +1101,12 @@ def _describe(err: dict[str, Any]) -> str:
         )
     if kind == "union_tag_not_found":
         return "a `type` is required here"
+    value = err.get("input")
+    if kind == "string_type" and isinstance(value, dict) and set(value) == {"env"}:
+        return (
+            f"a secret reference ({{{{ env.{value['env']} }}}} or {{env: ...}}) is not allowed "
+            f"in a plain setting; write ${{{value['env']}}} to read its value from the environment"
+        )
     return msg.removeprefix("Value error, ")
 
 

@@ -274,3 +274,14 @@ def test_a_mistake_in_a_component_file_names_file_line_source_and_field(tmp_path
         load_sources(folder / "defs.yaml")
     checked = run_dg("check", "defs", cwd=project, home=tmp_path)
     assert checked.returncode != 0 and "cursor_parm" in checked.stdout + checked.stderr
+
+
+def test_an_env_template_in_a_plain_setting_says_how_to_read_a_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_API_URL", "http://127.0.0.1:9")
+    path = tmp_path / "shop" / "defs.yaml"
+    path.parent.mkdir()
+    text = TRANSLATED % yaml.safe_dump(CHARGES, default_flow_style=True, width=10_000).strip()
+    path.write_text(text.replace("name: shop", 'name: shop\n  description: "{{ env.SHOP_DESC }}"'))
+    with pytest.raises(SpecError, match=r"defs.yaml:4: source 'shop': field 'description': a "
+                       r"secret reference .* write \$\{SHOP_DESC\}"):
+        load_sources(path)
