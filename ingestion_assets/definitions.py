@@ -58,8 +58,21 @@ def load_definitions() -> dg.Definitions:
     one ``defs.yaml`` per source), or the YAML named by ``$INGESTION_SOURCES`` instead."""
     if os.environ.get(SOURCES_ENV_VAR):
         return build_definitions(load_sources())
-    folder = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-    return dg.Definitions.merge(folder, location_definitions())
+    return dg.Definitions.merge(defs_folder_definitions(), location_definitions())
+
+
+def defs_folder_definitions() -> dg.Definitions:
+    """The defs folder's component instances: through the dg project's config in a checkout
+    (or editable install); an installed package has no pyproject.toml, so there the defs
+    module is loaded directly (the same folder, the same components)."""
+    package = Path(__file__).parent
+    if (package.parent / "pyproject.toml").is_file():
+        return dg.load_from_defs_folder(path_within_project=package)
+    import ingestion_assets.defs
+
+    return dg.ComponentTree.from_module(
+        defs_module=ingestion_assets.defs, project_root=package.parent
+    ).build_defs()
 
 
 defs = load_definitions()

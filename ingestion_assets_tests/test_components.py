@@ -285,3 +285,35 @@ def test_an_env_template_in_a_plain_setting_says_how_to_read_a_value(tmp_path, m
     with pytest.raises(SpecError, match=r"defs.yaml:4: source 'shop': field 'description': a "
                        r"secret reference .* write \$\{SHOP_DESC\}"):
         load_sources(path)
+
+
+def test_the_component_accepts_every_source_setting_and_translation():
+    from ingestion_assets.components import RestApiSource
+    from ingestion_assets.specs import Source
+
+    model = RestApiSource.get_model_cls()
+    assert set(model.model_fields) == {*Source.model_fields, "translation"}
+    required = {n for n, f in model.model_fields.items() if f.is_required()}
+    assert required == {n for n, f in Source.model_fields.items() if f.is_required()}
+
+
+def test_an_installed_package_without_pyproject_loads_the_same_defs_folder(tmp_path):
+    # `pip install .` (the production image) puts the package where no pyproject.toml is.
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(REPO_ROOT / "ingestion_assets", site / "ingestion_assets",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "INGESTION_SOURCES"}
+    env.update(PYTHONPATH=str(site), DAGSTER_HOME=str(tmp_path))
+    code = ("import ingestion_assets.definitions as d; print(d.__file__); "
+            "print(sorted(k.to_user_string() for k in "
+            "d.defs.resolve_asset_graph().get_all_asset_keys()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    where, keys = out.stdout.strip().splitlines()[-2:]
+    assert where.startswith(str(site))
+    expected = sorted(f"{p}{s.name}/{e.name}" for s in load_sources() for e in s.endpoints
+                      for p in ("", "raw/"))
+    assert keys == repr(expected)
