@@ -136,7 +136,7 @@ class RestApiSource(dg.Component):
         path = Path(context.path)
         path = path / "defs.yaml" if path.is_dir() else path
         name = getattr(attributes, "name", None)
-        sources, problems = load_component_file(path, only=name)
+        sources, problems = load_component_file(path, only=name, any_type=True)
         if problems:
             raise SpecError(problems)
         if len(sources) != 1:

@@ -1274,16 +1274,17 @@ def _component_documents(path: Path) -> list[tuple[Any, dict[tuple, int]]]:
 
 
 def load_component_file(
-    path: Path, only: str | None = None
+    path: Path, only: str | None = None, any_type: bool = False
 ) -> tuple[list[Source], list[str]]:
     """The sources of a Dagster ``defs.yaml`` (``type: ...RestApiSource``, ``attributes:`` =
     one source); ``only`` keeps the document whose source has that name. Other component
-    types in the file are left to Dagster."""
+    types in the file are left to Dagster (``any_type``: the Component itself, which may be a
+    subclass of any name, reads its own document)."""
     file = str(path)
     sources: list[Source] = []
     problems: list[str] = []
     for i, (doc, lines) in enumerate(_component_documents(path)):
-        if not is_source_component(doc):
+        if not (is_source_component(doc) or (any_type and isinstance(doc, dict))):
             continue
         attributes = doc.get("attributes")
         if not isinstance(attributes, dict):

@@ -141,6 +141,8 @@ def test_scaffolded_source_filled_for_the_demo_api_materializes_a_partition(
     assert text.count("\n#") >= 3 and "name: my_api" in text  # commented, named after its folder
     config = yaml.safe_load(text)
     assert config["type"] == COMPONENT
+    (scaffold,) = load_sources(path)  # valid as written, before any edit
+    assert scaffold.name == "my_api" and scaffold.auth.token.env == "MY_API_TOKEN"
 
     # Filled in for the demo API's payments API, as a user would; the key stays a reference.
     config["attributes"].update(
@@ -216,6 +218,46 @@ def test_translation_in_defs_yaml_changes_keys_groups_owners_tags_and_automation
     assert result.success
     truth = demo_env_vars.records("payments", "charges", *window(DAY))
     assert truth and row_counts(result)["warehouse/shop/charges"] == len(truth)
+
+
+LAKE_COMPONENT = """\
+import dagster as dg
+
+from ingestion_assets.components import RestApiSource
+
+
+class LakeSource(RestApiSource):
+    def get_asset_spec(self, data):
+        spec = super().get_asset_spec(data)  # the YAML's translation first
+        owners = ["team:lake"] if data.role == "table" else spec.owners
+        return spec.replace_attributes(key=spec.key.with_prefix("lake"), owners=owners)
+"""
+
+
+def test_a_component_subclass_translates_in_python_after_the_yaml(
+    demo_env_vars, tmp_path, monkeypatch
+):
+    project, module = new_project(tmp_path / "project", monkeypatch)
+    (project / module / "components.py").write_text(LAKE_COMPONENT)
+    folder = project / module / "defs" / "shop"
+    folder.mkdir()
+    charges = yaml.safe_dump(CHARGES, default_flow_style=True, width=10_000).strip()
+    (folder / "defs.yaml").write_text(
+        (TRANSLATED % charges).replace(COMPONENT, f"{module}.components.LakeSource")
+    )
+    defs = dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=project),
+        location_definitions(str(tmp_path / "data")),
+    )
+    graph = defs.resolve_asset_graph()
+    table = dg.AssetKey(["lake", "warehouse", "shop", "charges"])
+    assert set(graph.get_all_asset_keys()) == {
+        table, dg.AssetKey(["lake", "warehouse", "raw", "shop", "charges"])}
+    assert graph.get(table).owners == ["team:lake"] and graph.get(table).group_name == "shop_table"
+    result = materialize_all(defs, DAY)
+    assert result.success
+    truth = demo_env_vars.records("payments", "charges", *window(DAY))
+    assert truth and row_counts(result)["lake/warehouse/shop/charges"] == len(truth)
 
 
 class Renamed(IngestionTranslator):
