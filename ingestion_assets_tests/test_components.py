@@ -158,6 +158,9 @@ def test_scaffolded_source_filled_for_the_demo_api_materializes_a_partition(
         dg.load_from_defs_folder(path_within_project=project),
         location_definitions(str(tmp_path / "data")),
     )
+    # The resource (what the UI shows as its config) holds the variable's name, not its value.
+    assert defs.resources["api_my_api"].auth == {
+        "type": "bearer", "token": {"env": "DEMO_PAYMENTS_KEY"}}
     result = materialize_all(defs, DAY)
     assert result.success
     truth = demo_env_vars.records("payments", "charges", *window(DAY))
