@@ -12,6 +12,7 @@ subclass may override `RestApiSource.get_asset_spec` instead.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ def source_definitions(
     )
 
 
+@functools.cache
 def _attributes_model() -> type[dg.Model]:
     """The attribute model Dagster checks ``defs.yaml`` against: every field of `Source` (by
     name; the values are validated by `Source` itself in `RestApiSource.load`, after the
