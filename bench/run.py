@@ -12,7 +12,7 @@ with a declared ``total``), all N records as one partition:
 
 1. **ceiling** - the least work a client can do: one pooled ``requests.Session``, every page
    fetched in turn and parsed with orjson, nothing stored;
-2. **ours** - ``dg.materialize`` of the endpoint's raw asset (zstd page archive + manifest)
+2. **ours** - ``dg.materialize`` of the endpoint's one step: raw asset (zstd page archive + manifest)
    and table asset (Parquet) in process, from a YAML written by the bench to a temp folder
    (``INGESTION_SOURCES``), ``limit: 1000``, workers 1 like the other two;
 3. **dlt** - dlt's ``rest_api`` source writing Parquet to a local ``filesystem`` destination

@@ -13,9 +13,8 @@ Per endpoint, each optional:
   as dynamic partitions and requests their first runs. On its very first tick it adds the
   backlog without runs (unless ``request_runs_on_first_tick``), like the change sensor.
 
-Every run they request materializes the raw asset and its table in the same run. Tables also
-carry an eager automation condition (see ``factory.py``), so a raw partition materialized by
-hand or by a backfill brings its table along through ``default_automation_condition_sensor``.
+Every run they request runs the endpoint's one step (``factory.py``), which materializes the
+raw asset and its table together.
 
 A tick that cannot read the API raises: the UI shows the error on the tick and the cursor stays
 where it was, so the next tick polls the same range again.
@@ -52,8 +51,6 @@ from ingestion_assets.specs import (
     TimePartitioning,
 )
 from ingestion_assets.translation import IngestionTranslator
-
-AUTOMATION_CONDITION_SENSOR = "default_automation_condition_sensor"
 
 UTC = dt.timezone.utc
 
@@ -498,13 +495,19 @@ def build_discovery_sensor(
                            tags={"ingestion/trigger": "discovery"}) for k in new]
             if request else []
         )
-        if first_tick and not request:
-            context.log.info(
+        skip = None
+        if not runs:
+            # The tick list shows why nothing ran, not only the log.
+            skip = (
                 f"first tick: added {len(new)} {p.dimension} partition(s) without runs; "
                 "backfill them when you choose"
+                if first_tick
+                else f"added {len(new)} {p.dimension} partition(s); runs are not requested "
+                "(request_runs: false)"
             )
+            context.log.info(skip)
         return dg.SensorResult(
-            run_requests=runs, cursor=cursor,
+            run_requests=runs, cursor=cursor, skip_reason=skip,
             dynamic_partitions_requests=[pdef.build_add_request(new)],
         )
 
@@ -512,18 +515,6 @@ def build_discovery_sensor(
 
 
 # --------------------------------------------------------------------------- all of it
-
-
-def automation_condition_sensor() -> dg.AutomationConditionSensorDefinition:
-    """Evaluates the tables' eager conditions: a table follows its raw asset on its own."""
-    return dg.AutomationConditionSensorDefinition(
-        AUTOMATION_CONDITION_SENSOR,
-        target=dg.AssetSelection.all(),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
-        description="Materializes each table after its raw partition updates (declarative "
-        "automation). Stop it in Automation to keep tables as they are.",
-    )
 
 
 def build_schedules(
@@ -536,12 +527,9 @@ def build_schedules(
 
 
 def build_sensors(
-    sources: list[Source], translator: IngestionTranslator | None = None,
-    *, location_wide: bool = True,
+    sources: list[Source], translator: IngestionTranslator | None = None
 ) -> list[dg.SensorDefinition]:
-    """The sources' sensors; ``location_wide`` adds the one automation-condition sensor a code
-    location has (a component leaves it to the location)."""
-    sensors: list[dg.SensorDefinition] = [automation_condition_sensor()] if location_wide else []
+    sensors: list[dg.SensorDefinition] = []
     for s in sources:
         for e in s.endpoints:
             if e.automation.incremental:

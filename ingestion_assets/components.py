@@ -43,7 +43,7 @@ def source_definitions(
         asset_checks=build_checks(sources, translator),
         # Per-endpoint schedules and sensors from the YAML's `automation:` (automation.py).
         schedules=build_schedules(sources, translator),
-        sensors=[*build_sensors(sources, translator, location_wide=False),
+        sensors=[*build_sensors(sources, translator),
                  *build_webhook_sensors(sources)],
         resources={api_resource_key(s): ApiResource.from_source(s) for s in sources},
     )

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from ingestion_assets.automation import automation_condition_sensor
 from ingestion_assets.components import source_definitions
 from ingestion_assets.executors import executor_from_env
 from ingestion_assets.factory import PARQUET_IO_MANAGER_KEY, RAW_IO_MANAGER_KEY
@@ -28,11 +27,10 @@ def data_dir() -> str:
 
 
 def location_definitions(data_path: str | None = None) -> dg.Definitions:
-    """What a code location has once, whatever its sources: the IO managers, the executor and
-    the sensor that evaluates automation conditions."""
+    """What a code location has once, whatever its sources: the IO managers, the webhook
+    spool and the executor."""
     base = (data_path or data_dir()).rstrip("/")
     return dg.Definitions(
-        sensors=[automation_condition_sensor()],
         resources={
             RAW_IO_MANAGER_KEY: RawResponseIOManager(base_path=base),
             PARQUET_IO_MANAGER_KEY: ParquetIOManager(base_path=base),

@@ -1,22 +1,35 @@
-"""Endpoint spec -> Dagster assets: ``raw/<source>/<endpoint>`` and ``<source>/<endpoint>``.
+"""Endpoint spec -> one step producing ``raw/<source>/<endpoint>`` and ``<source>/<endpoint>``.
 
-The raw asset fetches a partition's window through the source's `ApiResource` and hands the
-page stream to the raw-response IO manager, which archives every page as received. The table
-asset re-reads those stored pages, normalizes the records into Arrow batches and hands them to
-the Parquet IO manager. Neither step holds a whole partition in memory.
+Each endpoint is one ``multi_asset`` (one step, not subsettable): Materialize on either asset,
+a backfill, a schedule or a sensor fetches, archives and normalizes in one pass. Inside the
+step, for each partition:
 
-A single-run backfill of many time partitions reaches each asset once with all the partition
-keys; the assets then return a mapping of partition key -> lazy stream, and the IO managers
-write each partition separately (and atomically).
+* the main thread pulls pages from the source's `ApiResource` and writes each one, exactly as
+  received, into the raw archive's staging folder (the raw-response IO manager's format);
+* a second thread normalizes the same pages' records into Arrow batches and writes them into
+  the table's staging folder (the Parquet IO manager's format);
+* a bounded queue of a few pages sits between them, so both run at once and memory stays
+  bounded by a few pages and a Parquet row group.
+
+Only when both are complete does the step return them; the two IO managers then make them
+current (raw first, then the table). A failure anywhere discards both stagings, so every
+partition stored before stays as it was. A single-run backfill of many time partitions does
+this partition after partition and commits them together at the end.
+
+``rebuild_from_raw`` (run config of the step) rebuilds the table from the stored raw pages
+without calling the API; the raw asset is then left as it is.
 """
 
 
 import os
+import queue
+import threading
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.redaction import redact_text
@@ -74,40 +87,34 @@ def endpoint_specs(
     from ingestion_assets.checks import freshness_policy
 
     translate = (translator or DEFAULT_TRANSLATOR).get_asset_spec
-    description = endpoint.description or f"{source.name} {endpoint.path}"
+    what = _sentence(endpoint.description or f"{source.name} {endpoint.path}")
     common: dict[str, Any] = dict(
         group_name=source.name, owners=source.owners, tags=_tags(source, endpoint),
         metadata=_common_metadata(source, endpoint),
+        partitions_def=partitions_def(source, endpoint),
     )
+    raw_key = dg.AssetKey(["raw", source.name, endpoint.name])
+    table_key = dg.AssetKey([source.name, endpoint.name])
     raw = translate(EndpointSpecData(source, endpoint, "raw", dg.AssetSpec(
-        key=dg.AssetKey(["raw", source.name, endpoint.name]),
-        description=f"Every page of {description}, exactly as the API sent it.",
-        kinds={"api"}, **common,
+        key=raw_key,
+        description=f"Raw API pages — {what}. Every response exactly as the API sent it "
+        f"(zstd), with a manifest; written by the step that builds "
+        f"{table_key.to_user_string()}.",
+        kinds={"api"},
+        # Left out only by `rebuild_from_raw`, which does not call the API.
+        skippable=True,
+        **common,
     )))
     table = translate(EndpointSpecData(source, endpoint, "table", dg.AssetSpec(
-        key=dg.AssetKey([source.name, endpoint.name]),
+        key=table_key,
         deps=[raw.key],
-        description=f"{description}: one typed row per record.",
+        description=f"Typed table — {what}. One row per record (Parquet), built from the "
+        f"raw pages in {raw.key.to_user_string()}.",
         kinds={"parquet"},
         freshness_policy=freshness_policy(endpoint),  # from `freshness:` (checks.py)
-        # The table follows its raw asset on its own, for every partition (not only the
-        # latest): a raw partition materialized alone, by hand or a backfill, brings its table.
-        automation_condition=dg.AutomationCondition.eager().without(
-            dg.AutomationCondition.in_latest_time_window()
-        ),
         **common,
     )))
     return raw, table
-
-
-def _spec_args(spec: dg.AssetSpec) -> dict[str, Any]:
-    """The translated attributes of a spec, as keyword arguments of `dg.asset`."""
-    return dict(
-        key=spec.key, description=spec.description, group_name=spec.group_name,
-        owners=spec.owners, kinds=spec.kinds, metadata=spec.metadata,
-        tags={k: v for k, v in spec.tags.items() if not k.startswith("dagster/kind/")},
-        automation_condition=spec.automation_condition,
-    )
 
 
 def raw_retry_policy(source: Source) -> dg.RetryPolicy | None:
@@ -166,17 +173,6 @@ def _partition_keys(context: dg.AssetExecutionContext) -> list[str | None]:
     return list(context.partition_keys)
 
 
-def _per_partition(keys: list[str | None], make: Any) -> Any:
-    """One stream for a single partition, or a mapping key -> stream for a range.
-
-    The streams are lazy (nothing is fetched or parsed until the IO manager iterates them),
-    so a 60-partition backfill still holds one page at a time.
-    """
-    if len(keys) == 1:
-        return make(keys[0])
-    return {key: make(key) for key in keys}
-
-
 def _common_metadata(source: Source, endpoint: Endpoint) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "ingestion/source": source.name,
@@ -194,11 +190,119 @@ def _tags(source: Source, endpoint: Endpoint) -> dict[str, str]:
     return {**source.tags, **endpoint.tags}
 
 
+def step_name(source: Source, endpoint: Endpoint) -> str:
+    """The name of an endpoint's step (``ops:`` key of its run config)."""
+    return f"{source.name}__{endpoint.name}"
+
+
+def _sentence(text: str) -> str:
+    """``text`` without the trailing punctuation a description may end with."""
+    return text.rstrip().rstrip(".,;:")
+
+
+class EndpointRunConfig(dg.Config):
+    """Run config of an endpoint's step (the launchpad's ``ops: <source>__<endpoint>``)."""
+
+    rebuild_from_raw: bool = Field(
+        default=False,
+        description="Rebuild the table from the raw pages already stored for these partitions, "
+        "without calling the API. The raw asset is not materialized.",
+    )
+
+
+#: Pages between the fetch and the normalizer: enough to ride out jitter on either side,
+#: few enough that memory stays bounded by a handful of pages.
+QUEUE_PAGES = 4
+
+
+class _Aborted(Exception):
+    """The other side of the page hand-over failed; this side stops."""
+
+
+class PageHandOver:
+    """A bounded queue of page records from the fetch (main thread) to the normalizer thread.
+
+    ``put`` blocks while the queue is full; either side can ``abort`` so the other stops
+    instead of waiting forever.
+    """
+
+    _END = object()
+
+    def __init__(self, maxsize: int = QUEUE_PAGES):
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize)
+        self._aborted = threading.Event()
+
+    def put(self, records: Any) -> None:
+        while not self._aborted.is_set():
+            try:
+                self._queue.put(records, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Aborted("the normalizer stopped")
+
+    def close(self) -> None:
+        self.put(self._END)
+
+    def abort(self) -> None:
+        self._aborted.set()
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._aborted.is_set():
+                    raise _Aborted("the fetch stopped") from None
+                continue
+            if item is self._END:
+                return
+            yield item
+
+
+class _TeePages:
+    """The fetched pages, each handed to the normalizer as it passes to the raw archive."""
+
+    def __init__(self, pages: Any, hand_over: PageHandOver):
+        self._pages = pages
+        self._hand_over = hand_over
+
+    def __getattr__(self, name: str) -> Any:  # stats, for the manifest
+        return getattr(self._pages, name)
+
+    def __iter__(self) -> Iterator[Any]:
+        for page in self._pages:
+            self._hand_over.put(page.records)
+            yield page
+
+
+class _Worker(threading.Thread):
+    """Runs one function in a thread and keeps its result or its exception."""
+
+    def __init__(self, target: Any, name: str, hand_over: PageHandOver):
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self._hand_over = hand_over
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._target_fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the step's thread
+            self.error = exc
+            self._hand_over.abort()  # the fetch stops instead of waiting on a full queue
+
+
 def endpoint_assets(
     source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
 ) -> list[dg.AssetsDefinition]:
-    """The raw asset and the table asset of one endpoint."""
+    """The raw asset and the table asset of one endpoint, produced by one step."""
     from ingestion_assets.checks import time_columns
+    from ingestion_assets.io_managers.heap import frozen_heap
+    from ingestion_assets.io_managers.parquet import last_stored_schema
+    from ingestion_assets.io_managers.raw import RawPartition
+    from ingestion_assets.io_managers.staged import StagedPartitions, partition_folder
     from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
     from ingestion_assets.resources import ApiResource, records_of_page
     from ingestion_assets.safe_metadata import mask_columns
@@ -210,76 +314,142 @@ def endpoint_assets(
         else None
     )
     resource_key = api_resource_key(source)
+    what = _sentence(endpoint.description or f"{source.name} {endpoint.path}")
+    metadata = _common_metadata(source, endpoint)
     raw_spec, table_spec = endpoint_specs(source, endpoint, translator)
+    raw_spec = raw_spec.with_io_manager_key(RAW_IO_MANAGER_KEY)
+    table_spec = table_spec.with_io_manager_key(PARQUET_IO_MANAGER_KEY)
+    raw_key, table_key = raw_spec.key, table_spec.key
+    raw_output, table_output = raw_key.to_python_identifier(), table_key.to_python_identifier()
 
-    @dg.asset(
-        **_spec_args(raw_spec),
+    def normalized(key: str | None, pages: Iterable[list[Any]]) -> RecordBatchStream:
+        normalizer = Normalizer(
+            schema=endpoint.schema_,
+            timestamp_fields=endpoint.timestamp_fields,
+            nested=endpoint.nested,
+            # The contract: records failing it become dead letters, stored beside the
+            # partition and counted by the `contract` check (checks.py).
+            required=[*endpoint.primary_key, *endpoint.required],
+            model=_record_model(endpoint),
+            extra_fields=endpoint.extra_fields,
+            dead_letters=DeadLetters(),
+            window=window_guard(endpoint, partition_request(endpoint, pdef, key).window),
+        )
+        extra: dict[str, Any] = {}
+        if endpoint.mask_columns:  # the table does not keep these (the raw pages do)
+            pages = mask_columns(pages, endpoint.mask_columns)
+        if pages_can_shift(endpoint):
+            pages = drop_repeated_records(pages, endpoint.primary_key, extra)
+        return RecordBatchStream.from_pages(
+            pages, normalizer, source=source.name, endpoint=endpoint.name,
+            time_columns=time_columns(endpoint), metadata=extra,
+        )
+
+    @dg.multi_asset(
+        name=step_name(source, endpoint),
+        specs=[raw_spec, table_spec],
+        description=f"Fetches {what} from the API, archives every page in "
+        f"{raw_key.to_user_string()} and writes the table {table_key.to_user_string()}.",
+        can_subset=False,
         partitions_def=pdef,
         backfill_policy=backfill,
-        io_manager_key=RAW_IO_MANAGER_KEY,
-        required_resource_keys={resource_key},
+        required_resource_keys={resource_key, RAW_IO_MANAGER_KEY, PARQUET_IO_MANAGER_KEY},
         pool=pool_name(source),
         retry_policy=raw_retry_policy(source),
     )
-    def raw_asset(context: dg.AssetExecutionContext):
+    def endpoint_step(context: dg.AssetExecutionContext, config: EndpointRunConfig):
         api: ApiResource = getattr(context.resources, resource_key)
+        raw_io = getattr(context.resources, RAW_IO_MANAGER_KEY)
+        table_io = getattr(context.resources, PARQUET_IO_MANAGER_KEY)
 
-        def fetch(key: str | None):
-            request = partition_request(endpoint, pdef, key)
-            context.log.info(
-                f"fetching {source.name} {request.path} for partition {key or '(snapshot)'}"
+        def folders(key: str | None):
+            return (
+                partition_folder(raw_io.base_path, raw_key, pdef, key, metadata),
+                partition_folder(table_io.base_path, table_key, pdef, key, metadata),
             )
+
+        def stage_table(key: str | None, folder: Any, pages: Iterable[list[Any]]):
+            return table_io.stage_partition(
+                folder, key, normalized(key, pages), asset_key_path=list(table_key.path),
+                run_id=context.run.run_id, definition_metadata=metadata,
+                last_schema=lambda: last_stored_schema(context.instance, table_key),
+                known=known_schema,
+            )
+
+        def rebuild(key: str | None):
+            raw_folder, table_folder = folders(key)
             try:
-                return RetryClassifiedPages(api.fetch_pages(endpoint, request))
+                stored = RawPartition.open(raw_folder, key)
+            except FileNotFoundError:
+                raise dg.Failure(
+                    description=f"rebuild_from_raw: no stored raw pages for "
+                    f"{raw_key.to_user_string()} partition {key!r} at {raw_folder}; "
+                    "materialize it from the API first.",
+                    allow_retries=False,
+                ) from None
+            context.log.info(f"rebuilding {table_key.to_user_string()} partition "
+                             f"{key or '(snapshot)'} from {stored.page_count} stored pages")
+            pages = (records_of_page(body, endpoint.records_path)
+                     for _, body in stored.iter_pages())
+            return stage_table(key, table_folder, pages)
+
+        def ingest(key: str | None):
+            raw_folder, table_folder = folders(key)
+            try:
+                request = partition_request(endpoint, pdef, key)
+                context.log.info(
+                    f"fetching {source.name} {request.path} for partition {key or '(snapshot)'}"
+                )
+                pages = RetryClassifiedPages(api.fetch_pages(endpoint, request))
             except (MissingSecretError, PartitionKeyError) as exc:
                 raise _no_retry(exc) from exc
+            hand_over = PageHandOver()
+            worker = _Worker(lambda: stage_table(key, table_folder, hand_over),
+                             name=f"normalize {table_key.to_user_string()} {key}",
+                             hand_over=hand_over)
+            worker.start()
+            try:
+                raw = raw_io.stage_partition(
+                    raw_folder, key, _TeePages(pages, hand_over),
+                    asset_key_path=list(raw_key.path), run_id=context.run.run_id,
+                )
+            except BaseException as exc:
+                hand_over.abort()
+                worker.join()
+                if isinstance(exc, _Aborted) and worker.error is not None:
+                    raise worker.error from None  # the normalizer failed first
+                if worker.error is None and worker.result is not None:
+                    worker.result.discard()
+                raise
+            try:
+                hand_over.close()
+            except _Aborted:
+                pass  # the normalizer failed: its error is raised below
+            worker.join()
+            if worker.error is not None:
+                raw.discard()
+                raise worker.error
+            return raw, worker.result
 
-        return _per_partition(_partition_keys(context), fetch)
+        known_schema: dict[str, Any] = {}  # the last schema staged, for empty partitions
+        raw_staged, table_staged = StagedPartitions(), StagedPartitions()
+        try:
+            with frozen_heap():
+                for key in _partition_keys(context):
+                    if config.rebuild_from_raw:
+                        table_staged[key] = rebuild(key)
+                    else:
+                        raw_staged[key], table_staged[key] = ingest(key)
+            # Both complete: the IO managers make them current, the raw archive first.
+            if not config.rebuild_from_raw:
+                yield dg.Output(raw_staged, output_name=raw_output)
+            yield dg.Output(table_staged, output_name=table_output)
+        finally:
+            # Whatever was not committed (a failure above, or in an IO manager) is removed.
+            raw_staged.discard()
+            table_staged.discard()
 
-    @dg.asset(
-        **_spec_args(table_spec),
-        partitions_def=pdef,
-        backfill_policy=backfill,
-        io_manager_key=PARQUET_IO_MANAGER_KEY,
-        ins={"raw": dg.AssetIn(key=raw_spec.key)},
-        freshness_policy=table_spec.freshness_policy,
-    )
-    def table_asset(context: dg.AssetExecutionContext, raw: Any):
-        # One RawPartition, or a RawPartitionSet when a single run covers a range.
-        stored = {p.partition_key: p for p in raw} if isinstance(raw, Sequence) else None
-
-        def normalize(key: str | None) -> RecordBatchStream:
-            partition = stored[key] if stored is not None else raw
-            pages = (
-                records_of_page(body, endpoint.records_path)
-                for _, body in partition.iter_pages()
-            )
-            normalizer = Normalizer(
-                schema=endpoint.schema_,
-                timestamp_fields=endpoint.timestamp_fields,
-                nested=endpoint.nested,
-                # The contract: records failing it become dead letters, stored beside the
-                # partition and counted by the `contract` check (checks.py).
-                required=[*endpoint.primary_key, *endpoint.required],
-                model=_record_model(endpoint),
-                extra_fields=endpoint.extra_fields,
-                dead_letters=DeadLetters(),
-                window=window_guard(endpoint, partition_request(endpoint, pdef, key).window),
-            )
-            metadata: dict[str, Any] = {}
-            if endpoint.mask_columns:  # the table does not keep these (the raw pages do)
-                pages = mask_columns(pages, endpoint.mask_columns)
-            if pages_can_shift(endpoint):
-                pages = drop_repeated_records(pages, endpoint.primary_key, metadata)
-            return RecordBatchStream.from_pages(
-                pages, normalizer, source=source.name, endpoint=endpoint.name,
-                time_columns=time_columns(endpoint), metadata=metadata,
-            )
-
-        return _per_partition(_partition_keys(context), normalize)
-
-    return [raw_asset, table_asset]
-
+    return [endpoint_step]
 
 REPEATED_RECORDS_METADATA_KEY = "drift/repeated_records_dropped"
 

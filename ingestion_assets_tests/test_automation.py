@@ -3,8 +3,8 @@
 Schedules are evaluated with ``build_schedule_context`` at chosen tick times (boundaries, DST
 changes in non-UTC timezones, lookback). Sensors are evaluated with ``build_sensor_context``
 against the demo API over loopback HTTP, with data changed through its mutations and the API
-taken down with a fault. Retries and the table's automation condition are checked through
-``dg.materialize`` and ``dg.evaluate_automation_conditions``.
+taken down with a fault. Retries are checked through
+``dg.materialize``.
 """
 
 import datetime as dt
@@ -18,7 +18,6 @@ import pytest
 from pydantic import ValidationError
 
 from ingestion_assets.automation import (
-    AUTOMATION_CONDITION_SENSOR,
     ChangePollError,
     Watermark,
     build_schedule,
@@ -28,7 +27,7 @@ from ingestion_assets.automation import (
 )
 from ingestion_assets.definitions import build_definitions
 from ingestion_assets.demo_api import demo_env
-from ingestion_assets.factory import build_assets, raw_asset_key, table_asset_key
+from ingestion_assets.factory import build_assets
 from ingestion_assets.partitions import dynamic_partitions_name, partitions_def
 from ingestion_assets.resources import ApiResource
 from ingestion_assets.specs import Endpoint, RetrySpec, Source, load_sources
@@ -211,10 +210,17 @@ def test_demo_definitions_register_the_automation_turned_on():
     sensors = {s.name: s for s in repo.sensor_defs}
     assert schedules["payments__charges_schedule"].default_status == dg.DefaultScheduleStatus.RUNNING
     assert schedules["crm__contacts_schedule"].cron_schedule == "0 1 * * 1"
-    for name in ("commerce__orders_changes", "devhub__issues_discovery", AUTOMATION_CONDITION_SENSOR):
+    for name in ("commerce__orders_changes", "devhub__issues_discovery"):
         assert sensors[name].default_status == dg.DefaultSensorStatus.RUNNING, name
     # Defined but stopped in the demo (see devhub.yaml): turned on in the UI when wanted.
     assert sensors["devhub__issues_changes"].default_status == dg.DefaultSensorStatus.STOPPED
+    # An hourly re-fetch of a whole snapshot is more than a laptop should carry by default.
+    events = schedules["devhub__events_schedule"]
+    assert events.cron_schedule == "15 * * * *"
+    assert events.default_status == dg.DefaultScheduleStatus.STOPPED
+    hourly = [s.name for s in schedules.values() if s.cron_schedule.split()[1] == "*"
+              and s.default_status == dg.DefaultScheduleStatus.RUNNING]
+    assert hourly == [], f"hourly schedules on by default: {hourly}"
     job = repo.get_job(sensors["commerce__orders_changes"].targets[0].job_name)
     assert job.asset_layer.selected_asset_keys == {dg.AssetKey(["raw", "commerce", "orders"]), dg.AssetKey(["commerce", "orders"])}
 
@@ -399,9 +405,14 @@ def test_discovery_adds_new_repositories_and_requests_their_first_runs(
     [add] = first.dynamic_partitions_requests
     assert sorted(add.partition_keys) == sorted(repos)
     assert first.run_requests == []
+    # the tick list says why nothing ran
+    assert first.skip_message == (
+        f"first tick: added {len(repos)} repo partition(s) without runs; backfill them when "
+        "you choose")
     instance.add_dynamic_partitions(name, add.partition_keys)  # what the daemon does
     again = runner.tick(first.cursor)
     assert again.run_requests == [] and again.dynamic_partitions_requests == []
+    assert again.skip_message == f"no new repo among {len(repos)}"
 
     # Ten days later the organisation has new repositories (one every 5 days).
     later = demo_api_factory(now="2025-03-11T00:00:00Z")
@@ -469,30 +480,6 @@ def test_permanent_errors_fail_without_retries(demo_sources, demo_api, tmp_path,
     [failure] = _events(result, "STEP_FAILURE")
     assert "404" in str(failure.event_specific_data.error.to_string())
     assert "permanent" in str(failure.event_specific_data.error.to_string())
-
-
-def test_table_follows_its_raw_partition_on_its_own(demo_sources, demo_api, tmp_path, instance):
-    payments = _charges(demo_sources["payments"])
-    defs = build_definitions([payments], str(tmp_path))
-    ep = payments.endpoints[0]
-    raw, table = raw_asset_key(payments, ep), table_asset_key(payments, ep)
-    start = dg.evaluate_automation_conditions(defs, instance)
-    assert start.total_requested == 0
-    dg.materialize(
-        build_assets([payments]), selection=[raw], partition_key="2025-02-10",
-        resources=defs.resources, instance=instance,
-    )
-    result = dg.evaluate_automation_conditions(defs, instance, cursor=start.cursor)
-    assert result.get_requested_partitions(table) == {"2025-02-10"}  # an old partition too
-    assert result.get_num_requested(raw) == 0
-
-    # Raw and table in the same run (what schedules and sensors request): nothing follows.
-    dg.materialize(
-        build_assets([payments]), partition_key="2025-02-11", resources=defs.resources,
-        instance=instance,
-    )
-    after = dg.evaluate_automation_conditions(defs, instance, cursor=result.cursor)
-    assert "2025-02-11" not in after.get_requested_partitions(table)
 
 
 def test_sensor_and_schedule_names_follow_source_and_endpoint():

@@ -8,6 +8,7 @@ duplicates, no gaps.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -41,7 +42,7 @@ def materialize(source: Source, data: Path, instance=None, *, only=None, **kwarg
     """Materialize the source's assets (or only the given keys) with the project's resources."""
     defs = build_definitions([source], str(data))
     assets = build_assets([source])
-    selection = only or [a.key for a in assets]
+    selection = only or [k for a in assets for k in a.keys]
     return dg.materialize(
         assets,
         selection=selection,
@@ -235,16 +236,86 @@ def test_table_is_rebuilt_from_raw_with_the_api_stopped(
     assert "billing_details" in nested.column_names
     api.stop()
 
-    # A change of normalization: nested objects flattened. Only the table asset runs; it
-    # reads the archived pages, so the stopped API is never called.
+    raw_manifest = raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10")
+
+    # A change of normalization: nested objects flattened. The step runs with
+    # `rebuild_from_raw` (the launchpad's run config): it reads the archived pages, so the
+    # stopped API is never called, and only the table is materialized.
     flat = only_endpoint(source, "charges", nested="flatten")
-    table_key = dg.AssetKey(["payments", "charges"])
-    result = materialize(flat, tmp_path, instance, only=[table_key], partition_key="2025-02-10")
+    result = materialize(
+        flat, tmp_path, instance, partition_key="2025-02-10",
+        run_config={"ops": {"payments__charges": {"config": {"rebuild_from_raw": True}}}},
+    )
     assert result.success
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
+        "payments/charges"}
     table = read(tmp_path, "payments", "charges", "date=2025-02-10")
     assert "billing_details" not in table.column_names
     assert any(c.startswith("billing_details__") for c in table.column_names)
     assert sorted(table.column("id").to_pylist()) == sorted(nested.column("id").to_pylist())
+    assert set(table.column("_run_id").to_pylist()) == {result.run_id}
+    # the raw archive is untouched
+    assert raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10") == raw_manifest
+
+    # A partition that was never fetched cannot be rebuilt: a clear error, no API call.
+    missing = materialize(
+        flat, tmp_path, instance, partition_key="2025-02-11", raise_on_error=False,
+        run_config={"ops": {"payments__charges": {"config": {"rebuild_from_raw": True}}}},
+    )
+    assert not missing.success
+    (failure,) = [e for e in missing.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "no stored raw pages for raw/payments/charges partition '2025-02-11'" in message
+    assert not (tmp_path / "payments/charges/date=2025-02-11").exists()
+
+
+def test_one_step_materializes_raw_and_table_together(demo_api, demo_sources, tmp_path):
+    """Raw and table of an endpoint are one step: one run, both materialized, same partition."""
+    source = only_endpoint(demo_sources["payments"], "charges", params={"limit": 20})
+    (step,) = build_assets([source])
+    assert set(step.keys) == {dg.AssetKey(["raw", "payments", "charges"]),
+                              dg.AssetKey(["payments", "charges"])}
+    assert not step.can_subset  # Materialize on either asset in the UI runs both
+    assert step.op.name == "payments__charges"
+    result = materialize(source, tmp_path, partition_key="2025-02-10")
+    steps = {e.step_key for e in result.all_events if e.is_step_success}
+    assert steps == {"payments__charges"}  # one step, not raw + table
+    meta = {e.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()}
+    truth = demo_api.records("payments", "charges", *window("2025-02-10"))
+    assert meta["raw/payments/charges"]["records"].value == len(truth)
+    assert meta["raw/payments/charges"]["pages"].value == -(-len(truth) // 20)
+    assert meta["payments/charges"]["dagster/row_count"].value == len(truth)
+    assert ids(read(tmp_path, "payments", "charges", "date=2025-02-10")) == keys(truth)
+
+
+def test_a_normalizer_failure_leaves_raw_and_table_as_they_were(
+    demo_api, demo_sources, tmp_path
+):
+    source = only_endpoint(demo_sources["payments"], "charges", params={"limit": 100})
+    instance = dg.DagsterInstance.ephemeral()
+    assert materialize(source, tmp_path, instance, partition_key="2025-02-10").success
+    before = read(tmp_path, "payments", "charges", "date=2025-02-10")
+    raw_manifest = raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10")
+    folders = [tmp_path / "raw/payments/charges/date=2025-02-10",
+               tmp_path / "payments/charges/date=2025-02-10"]
+    entries = [sorted(p.name for p in f.iterdir()) for f in folders]
+
+    # The API stops honouring the end of the window: the fetch succeeds (every page is
+    # archived in staging), but the window guard fails the normalized partition (records
+    # after the day). The step must fail and neither stored partition may change: the
+    # complete raw staging is discarded too.
+    demo_api.add_fault(kind="ignore_params", source="payments", path="/v1/charges",
+                       params=["created[lt]"])
+    failed = materialize(source, tmp_path, instance, partition_key="2025-02-10",
+                         raise_on_error=False)
+    assert not failed.success
+    (failure,) = [e for e in failed.all_events if e.is_step_failure]
+    assert "OutOfWindowError" in failure.step_failure_data.error.to_string()
+    assert read(tmp_path, "payments", "charges", "date=2025-02-10").equals(before)
+    assert raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10") == raw_manifest
+    # no uncommitted version left behind, raw or table
+    assert [sorted(p.name for p in f.iterdir()) for f in folders] == entries
 
 
 def test_backfill_of_60_daily_partitions_runs_once_and_lands_60_partitions(
@@ -286,6 +357,12 @@ def test_definitions_load_as_the_ui_loads_them(demo_sources):
             assert raw in table_node.parent_keys
             assert "dagster/kind/api" in raw_node.tags and "dagster/kind/parquet" in table_node.tags
             assert raw_node.owners == source.owners
+            # what the UI shows: the two told apart from their first words, and no doubled
+            # punctuation where the YAML's description ends with a full stop
+            assert raw_node.description.startswith("Raw API pages — ")
+            assert table_node.description.startswith("Typed table — ")
+            for text in (raw_node.description, table_node.description):
+                assert not re.search(r"[.,;:]\s*[.,;:]", text), text
             assert (raw_node.partitions_def is None) == (endpoint.partitioning.type == "none")
 
 

@@ -219,7 +219,7 @@ def test_hostile_partition_keys_fetch_exactly_their_own_entity(tmp_path):
 
 def test_dot_segment_partition_key_fails_clearly(tmp_path):
     from ingestion_assets.definitions import build_definitions
-    from ingestion_assets.factory import build_assets, raw_asset_key
+    from ingestion_assets.factory import build_assets
     from ingestion_assets.partitions import dynamic_partitions_name
 
     with _entity_server() as server:
@@ -229,8 +229,7 @@ def test_dot_segment_partition_key_fails_clearly(tmp_path):
         instance = dg.DagsterInstance.ephemeral()
         instance.add_dynamic_partitions(dynamic_partitions_name(source, source.endpoints[0]), [".."])
         result = dg.materialize(
-            build_assets([source]), selection=[raw_asset_key(source, source.endpoints[0])],
-            resources=defs.resources, instance=instance, partition_key="..", raise_on_error=False,
+            build_assets([source]), resources=defs.resources, instance=instance, partition_key="..", raise_on_error=False,
         )
         assert not result.success
         (failure,) = [e for e in result.all_events if e.is_step_failure]

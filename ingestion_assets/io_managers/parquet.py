@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from ingestion_assets.io_managers import storage
+from ingestion_assets.io_managers.staged import StagedPartition, StagedPartitions, commit_output
 from ingestion_assets.normalize import DEAD_LETTER_SCHEMA, DeadLetters, RecordBatchStream
 from ingestion_assets.safe_metadata import redact_metadata, safe_cell
 
@@ -393,6 +394,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if obj is None:
             context.log.debug("No table returned; nothing stored.")
             return
+        if isinstance(obj, StagedPartitions):  # written by the step itself (factory.py)
+            commit_output(context, self._base, obj)
+            return
         known: dict[str, pa.Schema] = {}  # the last schema written, for empty partitions
 
         storage.write_partitions(
@@ -405,18 +409,38 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         known: dict[str, pa.Schema] | None = None,
     ) -> dict[str, Any]:
         """Write one partition's batches row group by row group; returns its metadata."""
+        staged = self.stage_partition(
+            folder, key, obj, asset_key_path=storage.asset_key_path(context),
+            run_id=context.run_id, definition_metadata=context.definition_metadata,
+            last_schema=lambda: _last_stored_schema(context, self._base), known=known,
+        )
+        return staged.commit()
+
+    def stage_partition(
+        self, folder: UPath, key: str | None, obj: Any, *, asset_key_path: list[str],
+        run_id: str, definition_metadata: Mapping[str, Any] | None = None,
+        last_schema: Callable[[], pa.Schema | None] = lambda: None,
+        known: dict[str, pa.Schema] | None = None,
+    ) -> StagedPartition:
+        """Write one partition (dead letters, key sketch, extra files) as a new version.
+
+        Nothing is visible until :meth:`StagedPartition.commit`; an error here removes the
+        version's files and leaves the stored partition as it was. ``last_schema`` gives the
+        asset's last stored schema (for an empty partition's columns) when it is needed.
+        """
         batches, schema_hint = _to_batches(obj, self.row_group_size)
-        provenance = self._provenance(context, key, obj)
+        provenance = self._provenance(key, obj, asset_key_path, run_id, definition_metadata)
         preview: list[pa.RecordBatch] = []
         preview_rows = 0
         dead_letters = getattr(obj, "dead_letters", None)
         dead_writer = None
         non_null: dict[str, int] = {}
-        primary_key = _primary_key(context)
+        primary_key = _primary_key(definition_metadata)
         sketch = KeySketch(primary_key) if primary_key else None
         known = {} if known is None else known
         grace = timedelta(seconds=self.version_grace_seconds)
-        with storage.PartitionWriter(folder, MARKER, grace=grace) as writer:
+        writer = storage.PartitionWriter(folder, MARKER, grace=grace).__enter__()
+        try:
             parts = _PartWriter(writer.open, self.row_group_size, self.compression)
             if isinstance(dead_letters, DeadLetters):
                 dead_writer = _DeadLetterWriter(
@@ -440,7 +464,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 final_hint = getattr(obj, "schema", None) if schema_hint is None else schema_hint
                 if not parts.files:
                     final_hint = _full_empty_schema(
-                        final_hint, known.get("last") or _last_stored_schema(context, self._base),
+                        final_hint, known.get("last") or last_schema(),
                         primary_key,
                     )
                 empty = self._with_provenance(
@@ -459,7 +483,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 raise
             schema = _partition_schema(parts.schemas, final_hint, provenance)
             marker = {
-                "run_id": context.run_id,
+                "run_id": run_id,
                 "partition": provenance["_partition"],
                 "written_at": datetime.now(timezone.utc).isoformat(),
                 "rows": parts.rows,
@@ -477,8 +501,10 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                                         "columns": primary_key}
             if extra_names:
                 marker["extra_files"] = extra_names
-            version = writer.commit(orjson.dumps(marker, option=orjson.OPT_INDENT_2),
-                                    rows=parts.rows)
+            marker_bytes = orjson.dumps(marker, option=orjson.OPT_INDENT_2)
+        except BaseException:
+            writer.__exit__(None, None, None)  # not committed: the version's files go
+            raise
         known["last"] = schema
 
         metadata: dict[str, Any] = {
@@ -488,7 +514,6 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             "uri": storage.uri_metadata(folder),
             "files": len(parts.files),
             "row_groups": parts.row_groups,
-            "version": version.id,
         }
         if parts.rows:
             metadata["null_columns"] = dg.MetadataValue.json(
@@ -499,7 +524,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             if dead_writer.rows:
                 metadata["dead_letter_reasons"] = dg.MetadataValue.json(dead_letters.summary())
                 metadata["dead_letters_uri"] = storage.uri_metadata(
-                    version.path(DEAD_LETTERS_FILE)
+                    writer.folder / DEAD_LETTERS_FILE  # the new version's folder
                 )
         metadata.update(
             _lag_metadata(getattr(obj, "newest_record_at", None), provenance["_ingested_at"])
@@ -511,11 +536,15 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         extra = getattr(obj, "metadata", None)
         if isinstance(extra, dict):
             metadata.update(extra)
-        return redact_metadata(metadata)
+        return StagedPartition(writer, marker_bytes, redact_metadata(metadata),
+                               commit_kwargs={"rows": parts.rows})
 
-    def _provenance(self, context: dg.OutputContext, key: str | None, obj: Any) -> dict[str, Any]:
-        definition = context.definition_metadata or {}
-        key_path = storage.asset_key_path(context)
+    @staticmethod
+    def _provenance(
+        key: str | None, obj: Any, key_path: list[str], run_id: str,
+        definition_metadata: Mapping[str, Any] | None,
+    ) -> dict[str, Any]:
+        definition = definition_metadata or {}
         source = getattr(obj, "source", None) or definition.get(SOURCE_METADATA_KEY) or key_path[0]
         endpoint = (
             getattr(obj, "endpoint", None) or definition.get(ENDPOINT_METADATA_KEY) or key_path[-1]
@@ -525,7 +554,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             "_source": str(source),
             "_endpoint": str(endpoint),
             "_partition": key,
-            "_run_id": context.run_id,
+            "_run_id": run_id,
         }
 
     @staticmethod
@@ -610,8 +639,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         )
 
 
-def _primary_key(context: dg.OutputContext) -> list[str]:
-    text = (context.definition_metadata or {}).get(PRIMARY_KEY_METADATA_KEY) or ""
+def _primary_key(definition_metadata: Mapping[str, Any] | None) -> list[str]:
+    text = (definition_metadata or {}).get(PRIMARY_KEY_METADATA_KEY) or ""
     text = getattr(text, "value", text)
     return [c for c in str(text).split(",") if c]
 
@@ -623,6 +652,11 @@ def _last_stored_schema(context: dg.OutputContext, base: UPath) -> pa.Schema | N
         key = context.asset_key
     except Exception:  # noqa: BLE001 - an output context built without a run: no history
         return None
+    return last_stored_schema(instance, key)
+
+
+def last_stored_schema(instance: dg.DagsterInstance, key: dg.AssetKey) -> pa.Schema | None:
+    """The schema of an asset's newest stored partition (from the instance's event log)."""
     records = instance.fetch_materializations(key, limit=1).records
     if not records:
         return None

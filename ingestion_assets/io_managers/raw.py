@@ -29,6 +29,7 @@ import zstandard
 from upath import UPath
 
 from ingestion_assets.io_managers import storage
+from ingestion_assets.io_managers.staged import StagedPartition, StagedPartitions, commit_output
 from ingestion_assets.safe_metadata import redact_metadata
 
 MANIFEST = "manifest.json"
@@ -220,6 +221,9 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         if obj is None:
             context.log.debug("No pages returned; nothing stored.")
             return
+        if isinstance(obj, StagedPartitions):  # written by the step itself (factory.py)
+            commit_output(context, self._base, obj)
+            return
         storage.write_partitions(
             self._base, context, obj,
             lambda key, folder, data: self._write_partition(context, key, folder, data),
@@ -229,11 +233,27 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         self, context: dg.OutputContext, key: str | None, folder: UPath, obj: Iterable[Any]
     ) -> dict[str, Any]:
         """Store one partition's pages, then its manifest; returns its metadata."""
+        staged = self.stage_partition(
+            folder, key, obj, asset_key_path=storage.asset_key_path(context),
+            run_id=context.run_id,
+        )
+        return staged.commit()
+
+    def stage_partition(
+        self, folder: UPath, key: str | None, obj: Iterable[Any], *,
+        asset_key_path: list[str], run_id: str,
+    ) -> StagedPartition:
+        """Write one partition's pages and manifest as a new version, not yet current.
+
+        Nothing is visible until :meth:`StagedPartition.commit`; an error here removes the
+        version's files and leaves the stored partition as it was.
+        """
         compressor = zstandard.ZstdCompressor(level=self.compression_level, write_content_size=True)
         entries: list[dict[str, Any]] = []
         total_bytes = total_compressed = total_records = 0
         grace = timedelta(seconds=self.version_grace_seconds)
-        with storage.PartitionWriter(folder, MANIFEST, grace=grace) as writer:
+        writer = storage.PartitionWriter(folder, MANIFEST, grace=grace).__enter__()
+        try:
             with writer.open(BODIES) as out:
                 for position, page in enumerate(obj):
                     body = page.body or b""
@@ -267,9 +287,9 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
             stats_dict = _jsonable(stats.to_dict()) if hasattr(stats, "to_dict") else None
             manifest = {
                 "version": MANIFEST_VERSION,
-                "asset_key": storage.asset_key_path(context),
+                "asset_key": asset_key_path,
                 "partition": key,
-                "run_id": context.run_id,
+                "run_id": run_id,
                 "written_at": datetime.now(timezone.utc).isoformat(),
                 "bodies": BODIES,
                 "compression": "zstd",
@@ -282,9 +302,10 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
                 "stats": stats_dict,
                 "pages": entries,
             }
-            version = writer.commit(
-                orjson.dumps(manifest, option=orjson.OPT_INDENT_2), rows=total_records
-            )
+            marker = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
+        except BaseException:
+            writer.__exit__(None, None, None)  # not committed: the version's files go
+            raise
         metadata: dict[str, Any] = {
             "pages": len(entries),
             "records": total_records,
@@ -293,12 +314,12 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
             "dagster/row_count": total_records,
             "uri": storage.uri_metadata(folder),
             "dagster/uri": storage.display_uri(folder),
-            "version": version.id,
         }
         if stats_dict:
             metadata["request_stats"] = dg.MetadataValue.json(stats_dict)
             metadata.update(_stats_metadata(stats_dict))
-        return redact_metadata(metadata)
+        return StagedPartition(writer, marker, redact_metadata(metadata),
+                               commit_kwargs={"rows": total_records})
 
     def load_input(self, context: dg.InputContext) -> RawPartition | RawPartitionSet:
         folders = storage.input_folders(self._base, context)

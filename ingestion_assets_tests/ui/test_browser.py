@@ -204,10 +204,34 @@ def wait_for_status(page, pattern: str, timeout: int = RUN_TIMEOUT_MS) -> str:
     return status.inner_text().strip()
 
 
-def test_materialize_one_partition_from_the_launch_dialog(page, project):
+def materialize_from_the_catalog(page, key: str, partitions: str):
+    """What the README says: Catalog -> the table asset -> Materialize -> partitions.
+
+    The table's step also writes its raw asset, so the UI first says which other asset
+    comes along; confirming opens the launch dialog on the last 90 days.
+    """
+    page.goto("/")
+    page.locator("a[href='/assets']").filter(has_text=re.compile(r"^Catalog$")).click()
+    page.locator(f"a[href='/assets/{key}']").filter(has_text=key.replace("/", " / ")).first.click()
+    expect(page).to_have_url(re.compile(rf"/assets/{key}(\?|$)"))
+    page.locator("button", has_text=re.compile(r"^Materialize")).first.click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Additional assets will be materialized")
+    expect(dialog).to_contain_text(f"raw / {key.replace('/', ' / ')}")
+    screenshot(page, f"03_{key.replace('/', '_')}_additional_assets")
+    dialog.get_by_role("button", name="Confirm").click()
+    dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
+    expect(dialog).to_contain_text("Launch runs to materialize 2 assets")
+    expect(dialog).to_contain_text("Showing the last 90 days")  # the default range
+    box = dialog.get_by_placeholder("No matching partitions")
+    box.fill(partitions)
+    box.press("Enter")
+    return dialog
+
+
+def test_materialize_one_partition_of_the_table_from_the_catalog(page, project):
     key = day(3)
-    keys = ["raw/payments/charges", "payments/charges"]
-    dialog = launch_from_dialog(page, "payments", keys, key)
+    dialog = materialize_from_the_catalog(page, "payments/charges", key)
     expect(dialog).to_contain_text("1 partition")
     screenshot(page, "03a_launch_dialog_one_partition")
     dialog.get_by_role("button", name="Launch 1 run").click()
@@ -215,6 +239,7 @@ def test_materialize_one_partition_from_the_launch_dialog(page, project):
     view = page.locator("a[href^='/runs/']").filter(has_text="View").first
     expect(view).to_be_visible()
     run_url = view.get_attribute("href")
+    run_id = run_url.rsplit("/", 1)[1]
     page.goto(run_url)
     expect(page.get_by_text(f"partition: {key}").first).to_be_visible()
     status = wait_for_status(page, r"^(Success|Failure|Canceled)$")
@@ -228,10 +253,18 @@ def test_materialize_one_partition_from_the_launch_dialog(page, project):
     count_row = page.locator("tr").filter(has_text="dagster/row_count")
     expect(count_row.locator("td").nth(1)).to_have_text(str(rows))
     # ... written by the run we launched
-    expect(page.get_by_role("link", name=run_url.rsplit("/", 1)[1][:8])).to_be_visible()
+    expect(page.get_by_role("link", name=run_id[:8])).to_be_visible()
     screenshot(page, "03c_partition_row_count")
 
+    # The raw asset shows a materialization of the same partition, by the same run.
+    page.goto(f"/assets/raw/payments/charges?view=partitions&partition={key}")
+    records_row = page.locator("tr").filter(has_text="dagster/row_count")
+    expect(records_row.locator("td").nth(1)).to_have_text(str(rows))
+    expect(page.get_by_role("link", name=run_id[:8])).to_be_visible()
+    screenshot(page, "03c_raw_partition")
+
     # The column schema of that materialization.
+    page.goto(f"/assets/payments/charges?view=partitions&partition={key}")
     page.get_by_text("[Show Table Schema]").click()
     schema = page.get_by_role("dialog")
     expect(schema).to_contain_text("dagster/column_schema")
@@ -261,11 +294,11 @@ def test_materialize_one_partition_from_the_launch_dialog(page, project):
 # --- 4. a backfill of a range ------------------------------------------------------------------
 
 
-def test_backfill_a_range_of_partitions_from_the_launch_dialog(page, project):
+def test_backfill_three_partitions_of_the_table_from_the_catalog(page, project):
     first, last = day(10), day(8)
     partitions = [day(10), day(9), day(8)]
     keys = ["raw/payments/refunds", "payments/refunds"]
-    dialog = launch_from_dialog(page, "payments", keys, f"[{first}...{last}]")
+    dialog = materialize_from_the_catalog(page, "payments/refunds", f"[{first}...{last}]")
     expect(dialog).to_contain_text("3 partitions")
     screenshot(page, "04a_launch_dialog_range")
     dialog.get_by_role("button", name="Launch backfill").click()
@@ -289,15 +322,16 @@ def test_backfill_a_range_of_partitions_from_the_launch_dialog(page, project):
         # partitions targeted, in progress, succeeded, failed
         assert row.inner_text().split()[-4:] == ["3", "0", "3", "0"], row.inner_text()
 
-    # The asset's partitions: all three materialized, each with the ground-truth row count.
-    page.goto("/assets/payments/refunds?view=partitions")
-    expect(page.get_by_text("Materialized (3)")).to_be_visible()
-    screenshot(page, "04c_partitions_materialized")
-    for key in partitions:
-        page.goto(f"/assets/payments/refunds?view=partitions&partition={key}")
-        rows = ground_truth_count(project, "payments", "refunds", key)
-        count_row = page.locator("tr").filter(has_text="dagster/row_count")
-        expect(count_row.locator("td").nth(1)).to_have_text(str(rows))
+    # Both assets' partitions: all three materialized, each with the ground-truth count.
+    for key in keys:
+        page.goto(f"/assets/{key}?view=partitions")
+        expect(page.get_by_text("Materialized (3)")).to_be_visible()
+        screenshot(page, f"04c_partitions_materialized_{key.split('/')[0]}")
+        for partition in partitions:
+            page.goto(f"/assets/{key}?view=partitions&partition={partition}")
+            rows = ground_truth_count(project, "payments", "refunds", partition)
+            count_row = page.locator("tr").filter(has_text="dagster/row_count")
+            expect(count_row.locator("td").nth(1)).to_have_text(str(rows))
     screenshot(page, "04d_partition_row_count")
 
 
