@@ -30,7 +30,7 @@ from typing import Any
 
 import dagster as dg
 
-from ingestion_assets.factory import api_resource_key, raw_asset_key, table_asset_key
+from ingestion_assets.factory import api_resource_key, endpoint_specs
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.partitions import (
@@ -50,6 +50,7 @@ from ingestion_assets.specs import (
     StaticPartitioning,
     TimePartitioning,
 )
+from ingestion_assets.translation import IngestionTranslator
 
 UTC = dt.timezone.utc
 
@@ -66,9 +67,11 @@ def discovery_sensor_name(source: Source, endpoint: Endpoint) -> str:
     return f"{source.name}__{endpoint.name}_discovery"
 
 
-def _selection(source: Source, endpoint: Endpoint) -> dg.AssetSelection:
+def _selection(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.AssetSelection:
     # The raw asset and its table (with the table's checks) in one run.
-    return dg.AssetSelection.assets(raw_asset_key(source, endpoint), table_asset_key(source, endpoint))
+    return dg.AssetSelection.assets(*(s.key for s in endpoint_specs(source, endpoint, translator)))
 
 
 def _status(running: bool) -> dg.DefaultScheduleStatus:
@@ -143,7 +146,9 @@ def due_time_keys(
     return keys[::-1]
 
 
-def build_schedule(source: Source, endpoint: Endpoint) -> dg.ScheduleDefinition:
+def build_schedule(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.ScheduleDefinition:
     spec = endpoint.automation.schedule
     assert spec is not None
     pdef = partitions_def(source, endpoint)
@@ -166,7 +171,7 @@ def build_schedule(source: Source, endpoint: Endpoint) -> dg.ScheduleDefinition:
         name=schedule_name(source, endpoint),
         cron_schedule=cron,
         execution_timezone=timezone,
-        target=_selection(source, endpoint),
+        target=_selection(source, endpoint, translator),
         default_status=_status(spec.running),
         description=f"Requests {what} of {source.name}/{endpoint.name}.",
         tags={"ingestion/trigger": "schedule"},
@@ -365,20 +370,23 @@ class ChangePoller:
         return PollResult(Watermark(newest, seen), since, dict(changed), outside, digests)
 
 
-def _api_sensor(source: Source, endpoint: Endpoint, name: str, spec: Any, description: str):
+def _api_sensor(source: Source, endpoint: Endpoint, name: str, spec: Any, description: str,
+                translator: IngestionTranslator | None = None):
     """The decorator of a sensor that calls the source's API: polled at the spec's interval,
     running by default as the YAML says, targeting the endpoint's raw and table assets."""
     return dg.sensor(
         name=name,
         minimum_interval_seconds=spec.poll_interval_seconds,
         default_status=_sensor_status(spec.running),
-        target=_selection(source, endpoint),
+        target=_selection(source, endpoint, translator),
         required_resource_keys={api_resource_key(source)},
         description=description,
     )
 
 
-def build_changes_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefinition:
+def build_changes_sensor(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.SensorDefinition:
     spec = endpoint.automation.incremental
     assert spec is not None
     resource_key = api_resource_key(source)
@@ -389,6 +397,7 @@ def build_changes_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefinit
         f"Polls {source.name} {endpoint.path} for records updated since the watermark "
         f"({spec.updated_since_param}, overlap {spec.overlap_seconds:g} s) and requests "
         "the partitions that hold them.",
+        translator,
     )
     def _sensor(context: dg.SensorEvaluationContext):
         poller = ChangePoller(source, endpoint)
@@ -445,7 +454,9 @@ def build_changes_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefinit
 # --------------------------------------------------------------------------- discovery sensor
 
 
-def build_discovery_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefinition:
+def build_discovery_sensor(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.SensorDefinition:
     spec = endpoint.automation.discovery
     p = endpoint.partitioning
     assert spec is not None and isinstance(p, DynamicPartitioning) and p.discovery is not None
@@ -459,6 +470,7 @@ def build_discovery_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefin
         source, endpoint, name, spec,
         f"Lists {source.name} {discovery.path}, adds each new {p.dimension} as a partition "
         f"of {source.name}/{endpoint.name} and requests its first run.",
+        translator,
     )
     def _sensor(context: dg.SensorEvaluationContext):
         api = getattr(context.resources, resource_key)
@@ -505,19 +517,24 @@ def build_discovery_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefin
 # --------------------------------------------------------------------------- all of it
 
 
-def build_schedules(sources: list[Source]) -> list[dg.ScheduleDefinition]:
+def build_schedules(
+    sources: list[Source], translator: IngestionTranslator | None = None
+) -> list[dg.ScheduleDefinition]:
     return [
-        build_schedule(s, e) for s in sources for e in s.endpoints if e.automation.schedule
+        build_schedule(s, e, translator)
+        for s in sources for e in s.endpoints if e.automation.schedule
     ]
 
 
-def build_sensors(sources: list[Source]) -> list[dg.SensorDefinition]:
+def build_sensors(
+    sources: list[Source], translator: IngestionTranslator | None = None
+) -> list[dg.SensorDefinition]:
     sensors: list[dg.SensorDefinition] = []
     for s in sources:
         for e in s.endpoints:
             if e.automation.incremental:
-                sensors.append(build_changes_sensor(s, e))
+                sensors.append(build_changes_sensor(s, e, translator))
             p = e.partitioning
             if e.automation.discovery and isinstance(p, DynamicPartitioning) and p.discovery:
-                sensors.append(build_discovery_sensor(s, e))
+                sensors.append(build_discovery_sensor(s, e, translator))
     return sensors

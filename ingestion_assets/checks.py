@@ -45,7 +45,7 @@ from dagster._core.definitions.partitions.utils.time_window import (
     TimeWindow,  # not exported at the top level; the argument of get_partition_keys_in_time_window
 )
 
-from ingestion_assets.factory import raw_asset_key, table_asset_key
+from ingestion_assets.factory import endpoint_specs
 from ingestion_assets.http.redaction import redact_text
 from ingestion_assets.io_managers.parquet import (
     PROVENANCE_COLUMNS,
@@ -56,6 +56,7 @@ from ingestion_assets.normalize import EXTRA_COLUMN, TIMESTAMP, parse_type
 from ingestion_assets.partitions import partitions_def
 from ingestion_assets.safe_metadata import redact_metadata, safe_cell, safe_json_text
 from ingestion_assets.specs import Endpoint, Source
+from ingestion_assets.translation import IngestionTranslator
 
 ROW_COUNT = "row_count"
 SCHEMA_DRIFT = "schema_drift"
@@ -641,13 +642,14 @@ def evaluate_partition(
     partition: str | None,
     names: Sequence[str],
     sketches: dict[str, Any] | None = None,
+    translator: IngestionTranslator | None = None,
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """Every selected check on the latest materialization of one partition.
 
     ``sketches`` caches the key sketches read by ``uniqueness`` across the partitions of one
     check step (a backfill's partitions are each other's neighbours).
     """
-    table_key, raw_key = table_asset_key(source, endpoint), raw_asset_key(source, endpoint)
+    raw_key, table_key = (s.key for s in endpoint_specs(source, endpoint, translator))
     table = latest_materialization(instance, table_key, partition)
     sketches = {} if sketches is None else sketches
     for name in names:
@@ -704,9 +706,11 @@ def applicable_checks(endpoint: Endpoint) -> list[str]:
     return names
 
 
-def table_checks(source: Source, endpoint: Endpoint) -> dg.AssetChecksDefinition | None:
+def table_checks(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.AssetChecksDefinition | None:
     """The checks of one endpoint's table asset, as one check step (None if all disabled)."""
-    table_key, raw_key = table_asset_key(source, endpoint), raw_asset_key(source, endpoint)
+    raw_key, table_key = (s.key for s in endpoint_specs(source, endpoint, translator))
     names = applicable_checks(endpoint)
     if not names:
         return None
@@ -741,7 +745,7 @@ def table_checks(source: Source, endpoint: Endpoint) -> dg.AssetChecksDefinition
         sketches: dict[str, Any] = {}
         for partition in partitions:
             yield from evaluate_partition(context.instance, source, endpoint, partition,
-                                          selected, sketches)
+                                          selected, sketches, translator)
         # Outputs last: they are what blocking gates downstream steps on.
         for spec in specs:
             if spec.name in selected:
@@ -750,12 +754,14 @@ def table_checks(source: Source, endpoint: Endpoint) -> dg.AssetChecksDefinition
     return checks
 
 
-def build_checks(sources: list[Source]) -> list[dg.AssetChecksDefinition]:
+def build_checks(
+    sources: list[Source], translator: IngestionTranslator | None = None
+) -> list[dg.AssetChecksDefinition]:
     """The check steps of every endpoint of every source."""
     with warnings.catch_warnings():
         # partitions_def on AssetCheckSpec is a preview feature; it gives per-partition
         # check status in the UI, which is what these checks are for.
         warnings.simplefilter("ignore", dg.PreviewWarning)
         warnings.simplefilter("ignore", dg.BetaWarning)
-        built = (table_checks(s, e) for s in sources for e in s.endpoints)
+        built = (table_checks(s, e, translator) for s in sources for e in s.endpoints)
         return [c for c in built if c is not None]

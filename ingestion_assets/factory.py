@@ -47,6 +47,11 @@ from ingestion_assets.specs import (
     Source,
     TimePartitioning,
 )
+from ingestion_assets.translation import (
+    DEFAULT_TRANSLATOR,
+    EndpointSpecData,
+    IngestionTranslator,
+)
 
 RAW_IO_MANAGER_KEY = "raw_io_manager"
 PARQUET_IO_MANAGER_KEY = "parquet_io_manager"
@@ -61,12 +66,55 @@ def pool_name(source: Source) -> str:
     return f"api_{source.name}"
 
 
-def raw_asset_key(source: Source, endpoint: Endpoint) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source.name, endpoint.name])
+def raw_asset_key(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.AssetKey:
+    """``raw/<source>/<endpoint>``, or what the translator makes of it."""
+    return endpoint_specs(source, endpoint, translator)[0].key
 
 
-def table_asset_key(source: Source, endpoint: Endpoint) -> dg.AssetKey:
-    return dg.AssetKey([source.name, endpoint.name])
+def table_asset_key(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.AssetKey:
+    """``<source>/<endpoint>``, or what the translator makes of it."""
+    return endpoint_specs(source, endpoint, translator)[1].key
+
+
+def endpoint_specs(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> tuple[dg.AssetSpec, dg.AssetSpec]:
+    """The raw and table specs of an endpoint, each passed through the translator once."""
+    from ingestion_assets.checks import freshness_policy
+
+    translate = (translator or DEFAULT_TRANSLATOR).get_asset_spec
+    what = _sentence(endpoint.description or f"{source.name} {endpoint.path}")
+    common: dict[str, Any] = dict(
+        group_name=source.name, owners=source.owners, tags=_tags(source, endpoint),
+        metadata=_common_metadata(source, endpoint),
+        partitions_def=partitions_def(source, endpoint),
+    )
+    raw_key = dg.AssetKey(["raw", source.name, endpoint.name])
+    table_key = dg.AssetKey([source.name, endpoint.name])
+    raw = translate(EndpointSpecData(source, endpoint, "raw", dg.AssetSpec(
+        key=raw_key,
+        description=f"Raw API pages — {what}. Every response exactly as the API sent it "
+        f"(zstd), with a manifest; written by the step that builds "
+        f"{table_key.to_user_string()}.",
+        kinds={"api"},
+        # Left out only by `rebuild_from_raw`, which does not call the API.
+        skippable=True,
+        **common,
+    )))
+    table = translate(EndpointSpecData(source, endpoint, "table", dg.AssetSpec(
+        key=table_key,
+        deps=[raw.key],
+        description=f"Typed table — {what}. One row per record (Parquet), built from the "
+        f"raw pages in {raw.key.to_user_string()}.",
+        kinds={"parquet"},
+        freshness_policy=freshness_policy(endpoint),  # from `freshness:` (checks.py)
+        **common,
+    )))
+    return raw, table
 
 
 def raw_retry_policy(source: Source) -> dg.RetryPolicy | None:
@@ -246,9 +294,11 @@ class _Worker(threading.Thread):
             self._hand_over.abort()  # the fetch stops instead of waiting on a full queue
 
 
-def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinition]:
+def endpoint_assets(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> list[dg.AssetsDefinition]:
     """The raw asset and the table asset of one endpoint, produced by one step."""
-    from ingestion_assets.checks import freshness_policy, time_columns
+    from ingestion_assets.checks import time_columns
     from ingestion_assets.io_managers.heap import frozen_heap
     from ingestion_assets.io_managers.parquet import last_stored_schema
     from ingestion_assets.io_managers.raw import RawPartition
@@ -264,39 +314,12 @@ def endpoint_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinit
         else None
     )
     resource_key = api_resource_key(source)
-    raw_key = raw_asset_key(source, endpoint)
-    table_key = table_asset_key(source, endpoint)
     what = _sentence(endpoint.description or f"{source.name} {endpoint.path}")
     metadata = _common_metadata(source, endpoint)
-    tags = _tags(source, endpoint)
-
-    raw_spec = dg.AssetSpec(
-        key=raw_key,
-        description=f"Raw API pages — {what}. Every response exactly as the API sent it "
-        f"(zstd), with a manifest; written by the step that builds "
-        f"{table_key.to_user_string()}.",
-        group_name=source.name,
-        partitions_def=pdef,
-        kinds={"api"},
-        owners=source.owners,
-        tags=tags,
-        metadata=metadata,
-        # Left out only by `rebuild_from_raw`, which does not call the API.
-        skippable=True,
-    ).with_io_manager_key(RAW_IO_MANAGER_KEY)
-    table_spec = dg.AssetSpec(
-        key=table_key,
-        deps=[raw_key],
-        description=f"Typed table — {what}. One row per record (Parquet), built from the "
-        f"raw pages in {raw_key.to_user_string()}.",
-        group_name=source.name,
-        partitions_def=pdef,
-        kinds={"parquet"},
-        owners=source.owners,
-        tags=tags,
-        metadata=metadata,
-        freshness_policy=freshness_policy(endpoint),  # from `freshness:` (checks.py)
-    ).with_io_manager_key(PARQUET_IO_MANAGER_KEY)
+    raw_spec, table_spec = endpoint_specs(source, endpoint, translator)
+    raw_spec = raw_spec.with_io_manager_key(RAW_IO_MANAGER_KEY)
+    table_spec = table_spec.with_io_manager_key(PARQUET_IO_MANAGER_KEY)
+    raw_key, table_key = raw_spec.key, table_spec.key
     raw_output, table_output = raw_key.to_python_identifier(), table_key.to_python_identifier()
 
     def normalized(key: str | None, pages: Iterable[list[Any]]) -> RecordBatchStream:
@@ -501,8 +524,12 @@ def _record_model(endpoint: Endpoint) -> type | None:
     return load_object(endpoint.model, base=BaseModel, kind="record model")
 
 
-def build_assets(sources: list[Source]) -> list[dg.AssetsDefinition]:
+def build_assets(
+    sources: list[Source], translator: IngestionTranslator | None = None
+) -> list[dg.AssetsDefinition]:
     with warnings.catch_warnings():
         # backfill_policy is marked beta; we rely on it knowingly (single-run backfills).
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return [a for s in sources for e in s.endpoints for a in endpoint_assets(s, e)]
+        return [
+            a for s in sources for e in s.endpoints for a in endpoint_assets(s, e, translator)
+        ]

@@ -48,7 +48,11 @@ from pydantic import (
 SOURCES_ENV_VAR = "INGESTION_SOURCES"
 """Environment variable naming YAML files or folders (separated by ``os.pathsep``)."""
 
-DEFAULT_SOURCES_DIR = Path(__file__).parent / "sources"
+DEFAULT_SOURCES_DIR = Path(__file__).parent / "defs"
+"""The bundled demo sources: one Dagster component folder (``<name>/defs.yaml``) each."""
+
+EXAMPLES_DIR = Path(__file__).parent / "sources" / "examples"
+"""Example sources for real vendors (not loaded unless named)."""
 
 _NAME = r"^[A-Za-z][A-Za-z0-9_]*$"
 
@@ -1037,8 +1041,23 @@ def interpolate(value: str) -> str:
     return _INTERPOLATION.sub(_sub, value)
 
 
+_ENV_TEMPLATE = re.compile(r"^\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_ANY_TEMPLATE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}")
+
+
 def _interpolate_tree(node: Any, loc: tuple = ()) -> Any:
-    # Secrets ({env: NAME}) are left alone: only plain strings are interpolated.
+    # Secrets ({env: NAME}) are left alone: only plain strings are interpolated. Dagster's
+    # template `{{ env.NAME }}` (a whole value) is a reference to the variable, the same as
+    # {env: NAME}: it is read when a request needs it, so the value is never in a definition.
+    if isinstance(node, str):
+        found = _ENV_TEMPLATE.match(node.strip())
+        if found:
+            return {"env": found.group(1)}
+        if _ANY_TEMPLATE.search(node):
+            raise ValueError(
+                f"{node!r}: only a whole value `{{{{ env.NAME }}}}` (a secret or setting read "
+                "from the environment) is supported here; use ${NAME:-default} inside a string"
+            )
     if isinstance(node, dict):
         return {k: _interpolate_tree(v, (*loc, k)) for k, v in node.items()}
     if isinstance(node, list):
@@ -1082,6 +1101,12 @@ def _describe(err: dict[str, Any]) -> str:
         )
     if kind == "union_tag_not_found":
         return "a `type` is required here"
+    value = err.get("input")
+    if kind == "string_type" and isinstance(value, dict) and set(value) == {"env"}:
+        return (
+            f"a secret reference ({{{{ env.{value['env']} }}}} or {{env: ...}}) is not allowed "
+            f"in a plain setting; write ${{{value['env']}}} to read its value from the environment"
+        )
     return msg.removeprefix("Value error, ")
 
 
@@ -1181,57 +1206,123 @@ def _load_document(path: Path) -> tuple[Any, dict[tuple, int]]:
     return data, (_line_index(node) if node is not None else {})
 
 
+def _validate_source(
+    raw: Any, file: str, lines: dict[tuple, int], base: tuple, index: int
+) -> tuple[Source | None, list[str]]:
+    """Validate one source mapping found at ``base`` in a document; (source or None, problems)."""
+    name = raw.get("name", f"#{index + 1}") if isinstance(raw, dict) else f"#{index + 1}"
+    prefix = f"source '{name}': "
+    try:
+        raw = _interpolate_tree(raw)
+    except ValueError as exc:
+        return None, [f"{file}:{lines.get(base, 1)}: {prefix}{exc}"]
+    if not isinstance(raw, dict):
+        return None, [f"{file}:{lines.get(base, 1)}: {prefix}expected a mapping"]
+    # Validate endpoints one by one so that one bad endpoint does not hide the others'
+    # problems, and each message names its endpoint.
+    endpoints_raw = raw.get("endpoints")
+    problems: list[str] = []
+    if isinstance(endpoints_raw, list):
+        for j, ep in enumerate(endpoints_raw):
+            ep_name = ep.get("name", f"#{j + 1}") if isinstance(ep, dict) else f"#{j + 1}"
+            try:
+                Endpoint.model_validate(ep)
+            except ValidationError as exc:
+                problems += _validation_problems(
+                    exc, file, lines, (*base, "endpoints", j), f"{prefix}endpoint '{ep_name}': ",
+                )
+    try:
+        return Source.model_validate(raw), problems
+    except ValidationError as exc:
+        own = [
+            e for e in exc.errors()
+            if not (len(e["loc"]) > 1 and e["loc"][0] == "endpoints"
+                    and isinstance(e["loc"][1], int))
+        ]
+        if own:
+            problems += _validation_problems(
+                ValidationError.from_exception_data(exc.title, own), file, lines, base, prefix
+            )
+        return None, problems
+
+
+COMPONENT_TYPE_SUFFIX = "RestApiSource"
+"""A ``defs.yaml`` document is a source when its ``type`` ends with this (the Component's
+class name, or a subclass keeping the suffix)."""
+
+COMPONENT_ONLY_KEYS = frozenset({"translation"})
+"""Attributes of the Component that are not source settings (Dagster reads them)."""
+
+
+def is_source_component(document: Any) -> bool:
+    return isinstance(document, dict) and str(document.get("type", "")).endswith(
+        COMPONENT_TYPE_SUFFIX
+    )
+
+
+def _component_documents(path: Path) -> list[tuple[Any, dict[tuple, int]]]:
+    """The documents of a Dagster ``defs.yaml`` (several may be separated by ``---``)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise SpecError([f"{path}{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    return [(d, _line_index(n) if n is not None else {}) for d, n in zip(docs, nodes, strict=True)]
+
+
+def load_component_file(
+    path: Path, only: str | None = None, any_type: bool = False
+) -> tuple[list[Source], list[str]]:
+    """The sources of a Dagster ``defs.yaml`` (``type: ...RestApiSource``, ``attributes:`` =
+    one source); ``only`` keeps the document whose source has that name. Other component
+    types in the file are left to Dagster (``any_type``: the Component itself, which may be a
+    subclass of any name, reads its own document)."""
+    file = str(path)
+    sources: list[Source] = []
+    problems: list[str] = []
+    for i, (doc, lines) in enumerate(_component_documents(path)):
+        if not (is_source_component(doc) or (any_type and isinstance(doc, dict))):
+            continue
+        attributes = doc.get("attributes")
+        if not isinstance(attributes, dict):
+            problems.append(f"{file}:{lines.get(('type',), 1)}: expected `attributes:` holding "
+                            "the source's settings")
+            continue
+        if only is not None and attributes.get("name") != only:
+            continue
+        raw = {k: v for k, v in attributes.items() if k not in COMPONENT_ONLY_KEYS}
+        source, found = _validate_source(raw, file, lines, ("attributes",), i)
+        problems += found
+        if source is not None and not found:
+            sources.append(source)
+    return sources, problems
+
+
 def load_sources_file(path: Path) -> tuple[list[Source], list[str]]:
-    """Validate one YAML file; returns the valid sources and the problems found."""
+    """Validate one YAML file; returns the valid sources and the problems found.
+
+    Either a ``sources:`` list, or a Dagster component file (``defs.yaml``) whose ``type`` is
+    the `RestApiSource` Component and whose ``attributes`` are one source.
+    """
+    if path.name == "defs.yaml":
+        return load_component_file(path)
     data, lines = _load_document(path)
     file = str(path)
+    if is_source_component(data):
+        return load_component_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("sources"), list):
         return [], [f"{file}:1: expected a top-level `sources:` list"]
     unknown = sorted(set(data) - {"sources"})
     problems = [f"{file}:{lines.get((k,), 1)}: unknown top-level key {k!r}" for k in unknown]
     sources: list[Source] = []
     for i, raw in enumerate(data["sources"]):
-        base = ("sources", i)
-        name = raw.get("name", f"#{i + 1}") if isinstance(raw, dict) else f"#{i + 1}"
-        prefix = f"source '{name}': "
-        try:
-            raw = _interpolate_tree(raw)
-        except ValueError as exc:
-            problems.append(f"{file}:{lines.get(base, 1)}: {prefix}{exc}")
-            continue
-        if not isinstance(raw, dict):
-            problems.append(f"{file}:{lines.get(base, 1)}: {prefix}expected a mapping")
-            continue
-        # Validate endpoints one by one so that one bad endpoint does not hide the others'
-        # problems, and each message names its endpoint.
-        endpoints_raw = raw.get("endpoints")
-        endpoint_problems: list[str] = []
-        if isinstance(endpoints_raw, list):
-            for j, ep in enumerate(endpoints_raw):
-                ep_name = ep.get("name", f"#{j + 1}") if isinstance(ep, dict) else f"#{j + 1}"
-                try:
-                    Endpoint.model_validate(ep)
-                except ValidationError as exc:
-                    endpoint_problems += _validation_problems(
-                        exc, file, lines, (*base, "endpoints", j),
-                        f"{prefix}endpoint '{ep_name}': ",
-                    )
-        try:
-            source = Source.model_validate(raw)
-        except ValidationError as exc:
-            own = [
-                e for e in exc.errors()
-                if not (len(e["loc"]) > 1 and e["loc"][0] == "endpoints"
-                        and isinstance(e["loc"][1], int))
-            ]
-            problems += endpoint_problems
-            if own:
-                problems += _validation_problems(
-                    ValidationError.from_exception_data(exc.title, own), file, lines, base, prefix
-                )
-            continue
-        problems += endpoint_problems
-        sources.append(source)
+        source, found = _validate_source(raw, file, lines, ("sources", i), i)
+        problems += found
+        if source is not None:
+            sources.append(source)
     return sources, problems
 
 
@@ -1247,7 +1338,9 @@ def source_files(locations: str | Iterable[str | Path] | None = None) -> list[Pa
     for loc in locations:
         path = Path(loc).expanduser()
         if path.is_dir():
+            # YAML files in the folder, and the component files (defs.yaml) of a defs folder.
             files += sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+            files += sorted(p for p in path.glob("*/**/defs.yaml"))
         elif path.is_file():
             files.append(path)
         else:

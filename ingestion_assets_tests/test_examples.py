@@ -8,9 +8,9 @@ import pytest
 
 from ingestion_assets.partitions import partition_request, partitions_def
 from ingestion_assets.resources import ApiResource
-from ingestion_assets.specs import DEFAULT_SOURCES_DIR, load_sources
+from ingestion_assets.specs import EXAMPLES_DIR, load_sources
 
-EXAMPLES = DEFAULT_SOURCES_DIR / "examples"
+EXAMPLES = EXAMPLES_DIR
 UTC = dt.timezone.utc
 
 # example file -> (demo source it imitates, its secrets' variables -> demo credential fields)

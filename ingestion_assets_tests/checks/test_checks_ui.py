@@ -58,8 +58,8 @@ def project(tmp_path_factory):
     sources.mkdir()
     # Refunds keep records outside their window (counted by the `window` check) for
     # test_window_and_uniqueness_counts_in_the_checks_tab.
-    config = yaml.safe_load((DEFAULT_SOURCES_DIR / "payments.yaml").read_text())
-    [refunds] = [e for e in config["sources"][0]["endpoints"] if e["name"] == "refunds"]
+    config = yaml.safe_load((DEFAULT_SOURCES_DIR / "payments" / "defs.yaml").read_text())
+    [refunds] = [e for e in config["attributes"]["endpoints"] if e["name"] == "refunds"]
     refunds["window"]["out_of_window"] = "keep"
     (sources / "payments.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     with running_project(tmp, {"INGESTION_SOURCES": str(sources)}) as running:

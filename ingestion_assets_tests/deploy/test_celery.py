@@ -67,7 +67,7 @@ def celery_env(pg_home, demo_credentials, tmp_path):
         "INGESTION_CELERY_BROKER": redis_url(),
         "INGESTION_DATA_DIR": str(tmp_path / "data"),
         "INGESTION_SOURCES": os.pathsep.join(
-            str(REPO_ROOT / "ingestion_assets" / "sources" / f"{s}.yaml")
+            str(REPO_ROOT / "ingestion_assets" / "defs" / s / "defs.yaml")
             for s in ("payments", "commerce")
         ),
         "PYTHONUNBUFFERED": "1",

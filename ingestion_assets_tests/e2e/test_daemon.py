@@ -71,7 +71,7 @@ def test_sensor_requested_run_lands_changed_orders_in_parquet(tmp_path, monkeypa
         "DAGSTER_HOME": str(home),
         "INGESTION_DATA_DIR": str(data),
         "DEMO_API_URL": f"http://127.0.0.1:{port}",
-        "INGESTION_SOURCES": str(REPO_ROOT / "ingestion_assets/sources/commerce.yaml"),
+        "INGESTION_SOURCES": str(REPO_ROOT / "ingestion_assets/defs/commerce/defs.yaml"),
         "INGESTION_POLL_SECONDS": "2",
     }
     api_cmd = [sys.executable, "-m", "ingestion_assets.demo_api", "--port", str(port),
