@@ -83,6 +83,15 @@ def secrets_of(spec: WebhookSpec) -> list[str]:
     return [os.environ[s.env] for s in spec.secrets if os.environ.get(s.env)]
 
 
+#: Event times a partition can hold: from the epoch to the end of year 9999 (UTC). A sender's
+#: time outside (infinite, NaN, 1e30) would make an hour key that cannot exist.
+EARLIEST_EVENT_TIME, LATEST_EVENT_TIME = 0.0, 253402300799.0
+
+
+class EventTimeError(ValueError):
+    """The event's time field holds no usable time."""
+
+
 def _event_fields(
     spec: WebhookSpec, headers: Mapping[str, str], payload: Any, received_at: float
 ) -> tuple[str | None, str | None, float]:
@@ -99,6 +108,9 @@ def _event_fields(
     event_time = _as_epoch(_dotted(payload, spec.time_path)) if spec.time_path else None
     if event_time is None and spec.time_header:
         event_time = _as_epoch(headers.get(spec.time_header.lower()))
+    if event_time is not None and not EARLIEST_EVENT_TIME <= event_time <= LATEST_EVENT_TIME:
+        # also false for NaN; nothing is stored, so no hour key is ever made of it
+        raise EventTimeError(f"event time {event_time!r} is outside years 1970-9999")
     return event_id, event_type, received_at if event_time is None else event_time
 
 
@@ -169,9 +181,12 @@ def create_app(sources: list[Source], spool_path: str, read_timeout: float = 30.
         except orjson.JSONDecodeError:
             return _problem(400, "bad_request", "body is not JSON")
         received_at = time.time()
-        event_id, event_type, event_time = _event_fields(
-            spec, request.headers, payload, received_at
-        )
+        try:
+            event_id, event_type, event_time = _event_fields(
+                spec, request.headers, payload, received_at
+            )
+        except EventTimeError as exc:
+            return _problem(400, "bad_request", str(exc))
         if not event_id:
             where = f"header {spec.id_header}" if spec.id_header else f"body field {spec.id_path}"
             return _problem(400, "bad_request", f"no event id ({where})")

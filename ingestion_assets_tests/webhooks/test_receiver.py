@@ -171,6 +171,24 @@ def test_event_time_and_type_come_from_the_vendor_fields(receiver):
     assert event.body == body  # stored exactly as received
 
 
+# As JSON text: strings are read as numbers too, and JSON itself has no infinity or NaN.
+@pytest.mark.parametrize("created", ['"1e400"', "-1", str(10**13), '"NaN"'],
+                         ids=["inf", "before_1970", "year_318857", "nan"])
+def test_an_event_time_no_partition_can_hold_is_a_400_and_not_stored(receiver, created):
+    # Signed correctly, but its time would make an hour key that cannot exist: refused with
+    # the reason (the sender sees it), nothing in the spool, and the receiver keeps serving.
+    event_id, body, _ = _event("stripe")
+    body = body.replace(b'"created":', b'"created":' + created.encode() + b',"was":', 1)
+    resp = _post(receiver, "stripe", body, _sign("stripe", body, SECRETS["HOOK_STRIPE_SECRET"]))
+    assert resp.status_code == 400, resp.text
+    assert "outside years 1970-9999" in resp.text
+    assert event_id not in _stored_ids(receiver, "stripe")
+    ok_id, ok_body, _ = _event("stripe")
+    ok = _post(receiver, "stripe", ok_body,
+               _sign("stripe", ok_body, SECRETS["HOOK_STRIPE_SECRET"]))
+    assert ok.status_code == 200 and ok_id in _stored_ids(receiver, "stripe")
+
+
 def test_secrets_never_reach_the_log(receiver):
     # After accepted and rejected requests of every style (the tests above, and these).
     for endpoint in STYLES:
