@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -34,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import BENCH_YAML, CRM_PREFIX, ENDPOINT_PATH, PAGE_SIZE, DemoServer  # noqa: E402
+from run import DemoServer, bench_source  # noqa: E402
 
 
 def best(rounds: int, fn) -> float:
@@ -51,18 +50,10 @@ def measure(url: str, workdir: Path, rounds: int) -> dict[str, float]:
     import dagster as dg
 
     from ingestion_assets.definitions import build_definitions
-    from ingestion_assets.demo_api.credentials import ENV_VARS
     from ingestion_assets.factory import api_resource_key, step_name
     from ingestion_assets.partitions import partition_request, partitions_def
-    from ingestion_assets.specs import load_sources
 
-    os.environ.update(ENV_VARS)
-    yaml_path = workdir / "sources" / "bench.yaml"
-    yaml_path.parent.mkdir(exist_ok=True)
-    yaml_path.write_text(
-        BENCH_YAML.format(base=url + CRM_PREFIX, path=ENDPOINT_PATH, limit=PAGE_SIZE)
-    )
-    (source,) = load_sources(str(yaml_path.parent))
+    source = bench_source(url, workdir)
     (endpoint,) = source.endpoints
     defs = build_definitions([source], str(workdir / "data"))
     assets = list(defs.assets or [])

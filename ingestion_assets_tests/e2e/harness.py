@@ -46,6 +46,19 @@ def wait_for_http(url: str, timeout: float, proc: subprocess.Popen | None = None
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s ({last})")
 
 
+def wait_until(what: str, probe, timeout: float, log: Path):
+    """``probe()``'s first truthy value, polled every 0.5 s; past ``timeout`` an error naming
+    ``what`` with the tail of the server log ``log``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.5)
+    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
+    raise AssertionError(f"{what} did not happen within {timeout:.0f} s; server log:\n{tail}")
+
+
 def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
     """End a process started with ``start_new_session=True`` and everything it started."""
     if proc.poll() is not None:

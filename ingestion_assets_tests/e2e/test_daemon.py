@@ -15,7 +15,6 @@ import datetime as dt
 import os
 import sys
 import time
-from pathlib import Path
 
 import dagster as dg
 import pyarrow.dataset as ds
@@ -30,22 +29,12 @@ from ingestion_assets_tests.e2e.harness import (
     free_port,
     started,
     wait_for_http,
+    wait_until,
 )
 
 UTC = dt.timezone.utc
 SENSOR = "commerce__orders_changes"
 TIMEOUT = 180
-
-
-def _wait(what: str, probe, log: Path, timeout: float = TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
-    raise TimeoutError(f"{what} did not happen within {timeout} s; daemon log:\n{tail}")
 
 
 def _finished_ticks(instance: dg.DagsterInstance) -> list:
@@ -87,7 +76,9 @@ def test_sensor_requested_run_lands_changed_orders_in_parquet(tmp_path, monkeypa
         wait_for_http(f"http://127.0.0.1:{port}/", 30, api)
         with started(daemon_cmd, env, log) as daemon:
             # 1. The sensor's first tick sets its watermark (and requests nothing).
-            first = _wait("the sensor's first tick", lambda: _finished_ticks(instance), log)
+            first = wait_until(
+                "the sensor's first tick", lambda: _finished_ticks(instance), TIMEOUT, log
+            )
             assert daemon.poll() is None
             assert first[-1].status.value in ("SKIPPED", "SUCCESS"), first[-1].error
 
@@ -115,7 +106,7 @@ def test_sensor_requested_run_lands_changed_orders_in_parquet(tmp_path, monkeypa
                         return run
                 return None
 
-            run = _wait(f"a successful sensor run for {day}", finished_run, log)
+            run = wait_until(f"a successful sensor run for {day}", finished_run, TIMEOUT, log)
             assert run.tags["ingestion/trigger"] == "changes"
             assert run.tags["ingestion/changed_records"] == "3"
 

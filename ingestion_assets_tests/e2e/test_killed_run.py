@@ -23,7 +23,7 @@ import requests
 
 from ingestion_assets.demo_api import CONTROL_HEADERS
 from ingestion_assets_tests.deploy.services import fresh_pg_database, pg_env
-from ingestion_assets_tests.e2e.harness import REPO_ROOT, running_project
+from ingestion_assets_tests.e2e.harness import REPO_ROOT, running_project, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -57,17 +57,6 @@ def _events(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType
     return [e for e in instance.all_logs(run_id, of_type=kind)]
 
 
-def _wait(what: str, probe, timeout: float, log: Path):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-    raise AssertionError(f"{what} did not happen within {timeout:.0f} s; dagster dev log:\n{tail}")
-
-
 def _kill_run_and_start_next(tmp_path: Path, monkeypatch, extra_env=None,
                              instance_yaml=None) -> float:
     """Returns the seconds from the kill to the start of the next run's API step."""
@@ -84,7 +73,7 @@ def _kill_run_and_start_next(tmp_path: Path, monkeypatch, extra_env=None,
                 "kind": "slow", "source": "payments", "delay": 600, "count": -1},
                 headers=CONTROL_HEADERS).raise_for_status()
             run_a = project.launch(ASSETS, days[0])
-            start_a = _wait("run A's API step starting", lambda: _events(
+            start_a = wait_until("run A's API step starting", lambda: _events(
                 instance, run_a, dg.DagsterEventType.STEP_START), 180, log)[0]
             # Run B of the same source waits for that slot (in the run queue, or started with
             # its step "blocked by limit for pool").
@@ -105,7 +94,7 @@ def _kill_run_and_start_next(tmp_path: Path, monkeypatch, extra_env=None,
                 f"{project.api_url}/_control/faults", headers=CONTROL_HEADERS, timeout=10
             ).raise_for_status()
 
-            _wait("run B's API step starting", lambda: _events(
+            wait_until("run B's API step starting", lambda: _events(
                 instance, run_b, dg.DagsterEventType.STEP_START), BUDGET_S, log)
             waited = time.monotonic() - killed_at
             assert instance.get_run_by_id(run_a).status == dg.DagsterRunStatus.FAILURE
