@@ -37,14 +37,8 @@ from typing import Any
 
 import dagster as dg
 import numpy as np
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    # Not exported at the top level; links a result to the materialization it judged.
-    AssetCheckEvaluationTargetMaterializationData,
-)
-from dagster._core.definitions.partitions.utils.time_window import (
-    TimeWindow,  # not exported at the top level; the argument of get_partition_keys_in_time_window
-)
 
+from ingestion_assets.dagster_shim import check_output_name, materialization_target
 from ingestion_assets.factory import endpoint_specs
 from ingestion_assets.http.redaction import redact_text
 from ingestion_assets.io_managers.parquet import (
@@ -138,10 +132,9 @@ class _Materialization:
     metadata: dict[str, Any]
 
     @property
-    def target(self) -> AssetCheckEvaluationTargetMaterializationData:
-        return AssetCheckEvaluationTargetMaterializationData(
-            storage_id=self.storage_id, run_id=self.run_id, timestamp=self.timestamp
-        )
+    def target(self) -> Any:
+        """Links a check result to this materialization (``dagster_shim``)."""
+        return materialization_target(self.storage_id, self.run_id, self.timestamp)
 
     def value(self, key: str, default: Any = None) -> Any:
         entry = self.metadata.get(key)
@@ -540,7 +533,7 @@ def _nearby_time_keys(
         if window is None:
             break
         end = window.end
-    return list(pdef.get_partition_keys_in_time_window(TimeWindow(start, end)))
+    return list(pdef.get_partition_keys_in_time_window(dg.TimeWindow(start, end)))
 
 
 def evaluate_uniqueness(
@@ -749,7 +742,7 @@ def table_checks(
         # Outputs last: they are what blocking gates downstream steps on.
         for spec in specs:
             if spec.name in selected:
-                yield dg.Output(None, output_name=spec.get_python_identifier())
+                yield dg.Output(None, output_name=check_output_name(spec))
 
     return checks
 
