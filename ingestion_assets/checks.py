@@ -24,7 +24,7 @@ partitions, and never the data; only the contract check reads a few rows of the
 partition's own dead-letter file, as a sample.
 
 Freshness is not a check step: ``freshness.max_lag_hours`` becomes the table asset's Dagster
-freshness policy (:func:`freshness_policy`), and every materialization carries
+freshness policy (`ingestion_assets.freshness.freshness_policy`), and every materialization carries
 ``newest_record_at`` and ``lag_hours`` (see the Parquet IO manager).
 """
 
@@ -32,7 +32,6 @@ import statistics
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -100,24 +99,6 @@ def drift_severity(endpoint: Endpoint, kind: str) -> str:
         or endpoint.checks.severity
         or DEFAULT_DRIFT_SEVERITY[kind]
     )
-
-
-def freshness_policy(endpoint: Endpoint) -> dg.FreshnessPolicy | None:
-    """The endpoint's ``freshness`` as a Dagster freshness policy (None when not set)."""
-    spec = endpoint.freshness
-    if spec is None:
-        return None
-    return dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(hours=spec.max_lag_hours),
-        warn_window=timedelta(hours=spec.warn_lag_hours) if spec.warn_lag_hours else None,
-    )
-
-
-def time_columns(endpoint: Endpoint) -> list[str]:
-    """Columns whose newest value is the 'newest record' of a partition (for the lag)."""
-    if endpoint.freshness and endpoint.freshness.timestamp_field:
-        return [endpoint.freshness.timestamp_field]
-    return endpoint.record_time_fields
 
 
 # --------------------------------------------------------------------------- event log

@@ -32,6 +32,7 @@ from ingestion_assets.factory import (
     raw_asset_key,
     table_asset_key,
 )
+from ingestion_assets.freshness import freshness_policy
 from ingestion_assets.specs import Endpoint, Source, TimePartitioning, WebhookSpec
 from ingestion_assets.webhooks.app import _dotted
 from ingestion_assets.webhooks.spool import Spool, default_spool_path
@@ -159,7 +160,6 @@ def _receiver_metadata(spool: Spool, source: Source, endpoint: Endpoint,
 
 def webhook_events_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinition]:
     """The raw and table events assets of one endpoint declaring ``webhook:``."""
-    from ingestion_assets.checks import freshness_policy
     from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
 
     spec = endpoint.webhook
