@@ -35,7 +35,7 @@ from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.partitions import (
     TIME_DIMENSION,
-    _apply_target,
+    apply_target,
     dynamic_partitions_name,
     format_instant,
     partitions_def,
@@ -303,7 +303,7 @@ class ChangePoller:
             values = instance.get_dynamic_partitions(dynamic_partitions_name(self.source, self.endpoint))
         for value in values:
             params = dict(base)
-            path = _apply_target(target, value, self.endpoint.path, params)
+            path = apply_target(target, value, self.endpoint.path, params)
             yield _Scope(value, path, params)
 
     def _partition_of(self, record: Any, scope: _Scope) -> Any:

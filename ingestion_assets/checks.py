@@ -24,7 +24,7 @@ partitions, and never the data; only the contract check reads a few rows of the
 partition's own dead-letter file, as a sample.
 
 Freshness is not a check step: ``freshness.max_lag_hours`` becomes the table asset's Dagster
-freshness policy (:func:`freshness_policy`), and every materialization carries
+freshness policy (`ingestion_assets.freshness.freshness_policy`), and every materialization carries
 ``newest_record_at`` and ``lag_hours`` (see the Parquet IO manager).
 """
 
@@ -32,19 +32,12 @@ import statistics
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 import numpy as np
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    # Not exported at the top level; links a result to the materialization it judged.
-    AssetCheckEvaluationTargetMaterializationData,
-)
-from dagster._core.definitions.partitions.utils.time_window import (
-    TimeWindow,  # not exported at the top level; the argument of get_partition_keys_in_time_window
-)
 
+from ingestion_assets.dagster_shim import check_output_name, materialization_target
 from ingestion_assets.factory import endpoint_specs
 from ingestion_assets.http.redaction import redact_text
 from ingestion_assets.io_managers.parquet import (
@@ -108,24 +101,6 @@ def drift_severity(endpoint: Endpoint, kind: str) -> str:
     )
 
 
-def freshness_policy(endpoint: Endpoint) -> dg.FreshnessPolicy | None:
-    """The endpoint's ``freshness`` as a Dagster freshness policy (None when not set)."""
-    spec = endpoint.freshness
-    if spec is None:
-        return None
-    return dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(hours=spec.max_lag_hours),
-        warn_window=timedelta(hours=spec.warn_lag_hours) if spec.warn_lag_hours else None,
-    )
-
-
-def time_columns(endpoint: Endpoint) -> list[str]:
-    """Columns whose newest value is the 'newest record' of a partition (for the lag)."""
-    if endpoint.freshness and endpoint.freshness.timestamp_field:
-        return [endpoint.freshness.timestamp_field]
-    return endpoint.record_time_fields
-
-
 # --------------------------------------------------------------------------- event log
 
 
@@ -138,10 +113,9 @@ class _Materialization:
     metadata: dict[str, Any]
 
     @property
-    def target(self) -> AssetCheckEvaluationTargetMaterializationData:
-        return AssetCheckEvaluationTargetMaterializationData(
-            storage_id=self.storage_id, run_id=self.run_id, timestamp=self.timestamp
-        )
+    def target(self) -> Any:
+        """Links a check result to this materialization (``dagster_shim``)."""
+        return materialization_target(self.storage_id, self.run_id, self.timestamp)
 
     def value(self, key: str, default: Any = None) -> Any:
         entry = self.metadata.get(key)
@@ -540,7 +514,7 @@ def _nearby_time_keys(
         if window is None:
             break
         end = window.end
-    return list(pdef.get_partition_keys_in_time_window(TimeWindow(start, end)))
+    return list(pdef.get_partition_keys_in_time_window(dg.TimeWindow(start, end)))
 
 
 def evaluate_uniqueness(
@@ -749,7 +723,7 @@ def table_checks(
         # Outputs last: they are what blocking gates downstream steps on.
         for spec in specs:
             if spec.name in selected:
-                yield dg.Output(None, output_name=spec.get_python_identifier())
+                yield dg.Output(None, output_name=check_output_name(spec))
 
     return checks
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster.components.utils.translation import TranslatorResolvingInfo
 from pydantic import Field, create_model
 
 from ingestion_assets.automation import build_schedules, build_sensors
 from ingestion_assets.checks import build_checks
+from ingestion_assets.dagster_shim import TranslatorResolvingInfo
 from ingestion_assets.factory import api_resource_key, build_assets
 from ingestion_assets.resources import ApiResource
 from ingestion_assets.specs import Source, SpecError, load_component_file

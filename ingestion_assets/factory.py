@@ -31,6 +31,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from ingestion_assets.freshness import freshness_policy, time_columns
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.redaction import redact_text
 from ingestion_assets.partitions import (
@@ -84,8 +85,6 @@ def endpoint_specs(
     source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
 ) -> tuple[dg.AssetSpec, dg.AssetSpec]:
     """The raw and table specs of an endpoint, each passed through the translator once."""
-    from ingestion_assets.checks import freshness_policy
-
     translate = (translator or DEFAULT_TRANSLATOR).get_asset_spec
     what = _sentence(endpoint.description or f"{source.name} {endpoint.path}")
     common: dict[str, Any] = dict(
@@ -111,7 +110,7 @@ def endpoint_specs(
         description=f"Typed table — {what}. One row per record (Parquet), built from the "
         f"raw pages in {raw.key.to_user_string()}.",
         kinds={"parquet"},
-        freshness_policy=freshness_policy(endpoint),  # from `freshness:` (checks.py)
+        freshness_policy=freshness_policy(endpoint),  # from `freshness:` (freshness.py)
         **common,
     )))
     return raw, table
@@ -298,7 +297,6 @@ def endpoint_assets(
     source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
 ) -> list[dg.AssetsDefinition]:
     """The raw asset and the table asset of one endpoint, produced by one step."""
-    from ingestion_assets.checks import time_columns
     from ingestion_assets.io_managers.heap import frozen_heap
     from ingestion_assets.io_managers.parquet import last_stored_schema
     from ingestion_assets.io_managers.raw import RawPartition

@@ -172,7 +172,14 @@ def path_segment(value: str, placeholder: str) -> str:
     return quote(value, safe="")
 
 
-def _apply_target(target: PartitionTarget, value: str, path: str, params: dict) -> str:
+def apply_target(target: PartitionTarget, value: str, path: str, params: dict) -> str:
+    """Put one partition value where ``target`` sends it: into the query parameter
+    ``target.param`` (``params`` is updated in place) and/or the ``{path_placeholder}`` of
+    ``path`` (percent-encoded, see `path_segment`). Returns the path.
+
+    Used for a partition request (`partition_request`) and by the incremental sensor
+    (`ingestion_assets.automation.ChangePoller`) to poll each static or dynamic key.
+    """
     if target.param:
         params[target.param] = value  # requests encodes query values itself
     if target.path_placeholder:
@@ -198,10 +205,10 @@ def partition_request(
         time_dim = TIME_DIMENSION[p.time.type]
         time_key = by_dim[time_dim]
         time_def = pdef.get_partitions_def_for_dimension(time_dim)
-        path = _apply_target(p.static, by_dim[p.static.dimension], path, params)
+        path = apply_target(p.static, by_dim[p.static.dimension], path, params)
     elif isinstance(p, StaticPartitioning | DynamicPartitioning):
         assert key is not None
-        path = _apply_target(p, key, path, params)
+        path = apply_target(p, key, path, params)
     if time_key is not None:
         assert isinstance(time_def, dg.TimeWindowPartitionsDefinition)
         tw = time_def.time_window_for_partition_key(time_key)

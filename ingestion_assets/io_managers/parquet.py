@@ -47,6 +47,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from upath import UPath
 
+from ingestion_assets.dagster_shim import output_instance
 from ingestion_assets.io_managers import storage
 from ingestion_assets.io_managers.staged import StagedPartition, StagedPartitions, commit_output
 from ingestion_assets.normalize import DEAD_LETTER_SCHEMA, DeadLetters, RecordBatchStream
@@ -648,7 +649,7 @@ def _primary_key(definition_metadata: Mapping[str, Any] | None) -> list[str]:
 def _last_stored_schema(context: dg.OutputContext, base: UPath) -> pa.Schema | None:
     """The schema of the asset's newest stored partition (from the instance's event log)."""
     try:
-        instance = context.step_context.instance
+        instance = output_instance(context)
         key = context.asset_key
     except Exception:  # noqa: BLE001 - an output context built without a run: no history
         return None

@@ -52,6 +52,7 @@ import dagster as dg
 import orjson
 from upath import UPath
 
+from ingestion_assets.dagster_shim import add_asset_partition_metadata
 from ingestion_assets.io_managers.heap import frozen_heap
 
 PARTITION_DIMENSION_METADATA_KEY = "ingestion/partition_dimension"
@@ -184,9 +185,7 @@ def add_partition_metadata(
     if key is None or len(context.asset_partition_keys) == 1:
         context.add_output_metadata(dict(metadata))
     else:
-        context.step_context.add_asset_metadata(
-            dict(metadata), asset_key=context.asset_key, partition_key=key
-        )
+        add_asset_partition_metadata(context, metadata, key)
 
 
 def input_folders(base: UPath, context: dg.InputContext) -> list[tuple[str | None, UPath]]:

@@ -45,7 +45,9 @@ def webhook_endpoints(sources: list[Source]) -> dict[tuple[str, str], tuple[Sour
     }
 
 
-def _dotted(body: Any, path: str | None) -> Any:
+def dotted(body: Any, path: str | None) -> Any:
+    """The value at a dotted ``path`` (``data.object.id``) of a JSON body; None when
+    ``path`` is empty or any step is missing or not an object."""
     if not path:
         return None
     node = body
@@ -56,7 +58,9 @@ def _dotted(body: Any, path: str | None) -> Any:
     return node
 
 
-def _as_epoch(value: Any) -> float | None:
+def as_epoch(value: Any) -> float | None:
+    """A webhook time as epoch seconds: a number, a numeric string or an ISO 8601 string
+    (naive means UTC); None for anything else (booleans included)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
@@ -97,17 +101,17 @@ def _event_fields(
 ) -> tuple[str | None, str | None, float]:
     event_id = headers.get(spec.id_header.lower()) if spec.id_header else None
     if event_id is None and spec.id_path:
-        value = _dotted(payload, spec.id_path)
+        value = dotted(payload, spec.id_path)
         event_id = None if value is None or isinstance(value, (dict, list)) else str(value)
     event_type = headers.get(spec.type_header.lower()) if spec.type_header else None
     if spec.type_path:
-        value = _dotted(payload, spec.type_path)
+        value = dotted(payload, spec.type_path)
         if isinstance(value, str):
             # github: X-GitHub-Event plus the body's action, e.g. "issues.opened"
             event_type = f"{event_type}.{value}" if event_type and spec.style == "github" else value
-    event_time = _as_epoch(_dotted(payload, spec.time_path)) if spec.time_path else None
+    event_time = as_epoch(dotted(payload, spec.time_path)) if spec.time_path else None
     if event_time is None and spec.time_header:
-        event_time = _as_epoch(headers.get(spec.time_header.lower()))
+        event_time = as_epoch(headers.get(spec.time_header.lower()))
     if event_time is not None and not EARLIEST_EVENT_TIME <= event_time <= LATEST_EVENT_TIME:
         # also false for NaN; nothing is stored, so no hour key is ever made of it
         raise EventTimeError(f"event time {event_time!r} is outside years 1970-9999")

@@ -32,8 +32,9 @@ from ingestion_assets.factory import (
     raw_asset_key,
     table_asset_key,
 )
+from ingestion_assets.freshness import freshness_policy
 from ingestion_assets.specs import Endpoint, Source, TimePartitioning, WebhookSpec
-from ingestion_assets.webhooks.app import _dotted
+from ingestion_assets.webhooks.app import as_epoch, dotted
 from ingestion_assets.webhooks.spool import Spool, default_spool_path
 
 SPOOL_RESOURCE_KEY = "webhook_spool"
@@ -131,7 +132,7 @@ def _event_rows(pages: Iterator[tuple[dict[str, Any], bytes]], spec: WebhookSpec
     for page, body in pages:
         headers = page.get("headers") or {}
         payload = orjson.loads(body)
-        obj = _dotted(payload, spec.object_path) if spec.object_path else payload
+        obj = dotted(payload, spec.object_path) if spec.object_path else payload
         seen["max_seq"] = max(seen.get("max_seq", 0), int(headers.get("spool-seq") or 0))
         received = page.get("fetched_at")
         if received and received > seen.get("newest_received", ""):
@@ -159,7 +160,6 @@ def _receiver_metadata(spool: Spool, source: Source, endpoint: Endpoint,
 
 def webhook_events_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinition]:
     """The raw and table events assets of one endpoint declaring ``webhook:``."""
-    from ingestion_assets.checks import freshness_policy
     from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
 
     spec = endpoint.webhook
@@ -242,13 +242,12 @@ def _pull_partition_keys(source: Source, endpoint: Endpoint, spool: Spool, after
     fields = endpoint.record_time_fields
     if spec is None or not fields or not isinstance(endpoint.partitioning, TimePartitioning):
         return set()
-    from ingestion_assets.webhooks.app import _as_epoch
 
     keys: set[str] = set()
     for event in spool.iter_since(source.name, endpoint.name, after, upto):
         payload = orjson.loads(event.body)
-        obj = _dotted(payload, spec.object_path) if spec.object_path else payload
-        when = _as_epoch(obj.get(fields[0])) if isinstance(obj, dict) else None
+        obj = dotted(payload, spec.object_path) if spec.object_path else payload
+        when = as_epoch(obj.get(fields[0])) if isinstance(obj, dict) else None
         if when is None:
             continue
         try:
