@@ -746,6 +746,10 @@ class WebhookSpec(_Model):
         return self
 
 
+#: Partitioning types whose partitions are time windows (``multi`` has a time dimension).
+TIME_PARTITION_TYPES = ("hourly", "daily", "weekly", "monthly", "multi")
+
+
 class Endpoint(_Model):
     """One API endpoint, which becomes a raw asset and a table asset."""
 
@@ -814,7 +818,7 @@ class Endpoint(_Model):
     @model_validator(mode="after")
     def _window_matches_partitioning(self) -> Endpoint:
         kind = self.partitioning.type
-        timed = kind in ("hourly", "daily", "weekly", "monthly", "multi")
+        timed = kind in TIME_PARTITION_TYPES
         if timed and self.window is None:
             raise ValueError(
                 f"a {kind!r} partitioned endpoint needs `window` (the API's filter parameters "
@@ -843,7 +847,7 @@ class Endpoint(_Model):
         partitioning = info.data.get("partitioning")
         if value is None or partitioning is None:
             return value
-        if partitioning.type not in ("hourly", "daily", "weekly", "monthly", "multi"):
+        if partitioning.type not in TIME_PARTITION_TYPES:
             raise ValueError(
                 f"`window` is set but `partitioning` is {partitioning.type!r}: a window is "
                 "filled from a time partition (hourly, daily, weekly, monthly or multi); "
