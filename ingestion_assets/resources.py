@@ -15,71 +15,23 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr, TypeAdapter
 
-from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy
-from ingestion_assets.http import auth as http_auth
-from ingestion_assets.http import paginators as pg
+from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy, defaults
 from ingestion_assets.http.budgets import MIB, Budgets
 from ingestion_assets.http.jsonpath import compile_path, find
-from ingestion_assets.http.plugins import load_object
 from ingestion_assets.http.records import extract_records, page_body
 from ingestion_assets.http.redaction import register_basic_credentials, register_secret
 from ingestion_assets.partitions import PartitionRequest
 from ingestion_assets.specs import (
-    ApiKeyAuth,
     Auth,
     BasicAuth,
-    BearerAuth,
-    CursorPagination,
-    CustomAuth,
-    CustomPagination,
     DiscoverySpec,
     Endpoint,
     EnvSecret,
-    HeaderCursorPagination,
-    KeyRotationAuth,
-    KeysetPagination,
-    LinkPagination,
-    OAuth2ClientCredentials,
-    OffsetPagination,
-    PageNumberPagination,
     Pagination,
     Source,
 )
 
 _AUTH = TypeAdapter(Auth)
-
-
-def build_auth(spec: Any, source: str) -> http_auth.ApiAuth:
-    """The HTTP core's auth object for an auth spec, with secrets read from the environment."""
-    what = f"source '{source}'"
-    if isinstance(spec, BearerAuth):
-        return http_auth.BearerToken(spec.token.resolve(f"bearer token of {what}"))
-    if isinstance(spec, ApiKeyAuth):
-        return http_auth.ApiKey(
-            spec.key.resolve(f"API key of {what}"), name=spec.name, location=spec.location,
-            prefix=spec.prefix,
-        )
-    if isinstance(spec, BasicAuth):
-        user = spec.username
-        if isinstance(user, EnvSecret):
-            user = user.resolve(f"basic-auth user name of {what}")
-        return http_auth.HttpBasic(user, spec.password.resolve(f"basic-auth password of {what}"))
-    if isinstance(spec, OAuth2ClientCredentials):
-        return http_auth.OAuth2ClientCredentials(
-            spec.token_url,
-            spec.client_id.resolve(f"OAuth2 client id of {what}"),
-            spec.client_secret.resolve(f"OAuth2 client secret of {what}"),
-            scope=" ".join(spec.scopes) or None,
-            refresh_ahead_s=spec.refresh_ahead_seconds,
-        )
-    if isinstance(spec, KeyRotationAuth):
-        return http_auth.RotatingApiKeys(
-            [k.resolve(f"API key #{i + 1} of {what}") for i, k in enumerate(spec.keys)],
-            name=spec.name, location=spec.location, prefix=spec.prefix.strip(),
-        )
-    if isinstance(spec, CustomAuth):
-        return load_object(spec.class_path, base=http_auth.ApiAuth, kind="auth")(**spec.options)
-    return http_auth.NoAuth()
 
 
 def register_env_secrets(spec: Any) -> None:
@@ -100,57 +52,6 @@ def register_env_secrets(spec: Any) -> None:
         password = os.environ.get(spec.password.env) or ""
         if user and password:
             register_basic_credentials(user, password)
-
-
-def build_paginator(spec: Pagination) -> pg.Paginator:
-    """The HTTP core's paginator for a pagination spec (header totals included)."""
-    return _style_paginator(spec).declare_totals(
-        total_header=spec.total_header, total_pages_header=spec.total_pages_header
-    )
-
-
-def _style_paginator(spec: Pagination) -> pg.Paginator:
-    if isinstance(spec, OffsetPagination):
-        return pg.OffsetPaginator(
-            limit=spec.limit, offset_param=spec.offset_param, limit_param=spec.limit_param,
-            total_path=spec.total_path,
-        )
-    if isinstance(spec, PageNumberPagination):
-        return pg.PageNumberPaginator(
-            page_size=spec.page_size, page_param=spec.page_param, size_param=spec.size_param,
-            initial_page=spec.first_page, total_path=spec.total_path,
-            total_pages_path=spec.total_pages_path,
-        )
-    if isinstance(spec, CursorPagination):
-        if spec.cursor_field:
-            return pg.LastRecordCursor(
-                cursor_field=spec.cursor_field, cursor_param=spec.cursor_param,
-                has_more_path=spec.has_more_path or "has_more",
-            )
-        return pg.JsonCursor(
-            cursor_path=spec.cursor_path, cursor_param=spec.cursor_param,
-            has_more_path=spec.has_more_path,
-        )
-    if isinstance(spec, HeaderCursorPagination):
-        return pg.HeaderCursor(header=spec.header, cursor_param=spec.cursor_param)
-    if isinstance(spec, KeysetPagination):
-        return pg.KeysetPaginator(
-            sort_key=spec.sort_field, sort_param=spec.sort_param,
-            tiebreaker_key=spec.tiebreak_field, tiebreaker_param=spec.tiebreak_param,
-        )
-    if isinstance(spec, LinkPagination):
-        return pg.LinkHeader(rel=spec.rel, page_param=spec.page_param)
-    if isinstance(spec, CustomPagination):
-        return load_object(spec.class_path, base=pg.Paginator, kind="paginator")(**spec.options)
-    return pg.SinglePage()
-
-
-def _page_size_params(spec: Pagination) -> dict[str, Any]:
-    # Styles whose page size is a plain parameter (offset and page number send their own).
-    size = getattr(spec, "page_size", None)
-    if size and not isinstance(spec, OffsetPagination | PageNumberPagination):
-        return {spec.size_param: size}
-    return {}
 
 
 def records_of_page(body: bytes, records_path: str | None) -> list[Any]:
@@ -174,19 +75,19 @@ class ApiResource(dg.ConfigurableResource):
     auth: dict[str, Any] = {"type": "none"}
     requests_per_second: float | None = None
     burst: int | None = None
-    max_attempts: int = 5
-    rate_limit_attempts: int = 8
-    backoff_base_seconds: float = 0.5
-    backoff_max_seconds: float = 30.0
-    retry_after_floor_seconds: float = 0.5
-    connect_timeout_seconds: float = 10.0
-    read_timeout_seconds: float = 60.0
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    rate_limit_attempts: int = defaults.RATE_LIMIT_ATTEMPTS
+    backoff_base_seconds: float = defaults.BACKOFF_BASE_SECONDS
+    backoff_max_seconds: float = defaults.BACKOFF_MAX_SECONDS
+    retry_after_floor_seconds: float = defaults.RETRY_AFTER_FLOOR_SECONDS
+    connect_timeout_seconds: float = defaults.CONNECT_TIMEOUT_SECONDS
+    read_timeout_seconds: float = defaults.READ_TIMEOUT_SECONDS
     headers: dict[str, str] = {}
     allowed_origins: list[str] = []
-    max_body_mb: float = 256
-    request_deadline_seconds: float = 600
-    max_wait_seconds: float = 900
-    max_redirects: int = 5
+    max_body_mb: float = defaults.MAX_BODY_MB
+    request_deadline_seconds: float = defaults.REQUEST_DEADLINE_SECONDS
+    max_wait_seconds: float = defaults.MAX_WAIT_SECONDS
+    max_redirects: int = defaults.MAX_REDIRECTS
 
     _client: ApiClient | None = PrivateAttr(default=None)
 
@@ -220,7 +121,7 @@ class ApiResource(dg.ConfigurableResource):
         if self._client is None:
             self._client = ApiClient(
                 self.base_url,
-                auth=build_auth(_AUTH.validate_python(self.auth), self.source),
+                auth=_AUTH.validate_python(self.auth).build(self.source),
                 headers=self.headers,
                 rate_limiter=RateLimiter(self.requests_per_second, burst=self.burst),
                 retry=RetryPolicy(
@@ -248,8 +149,8 @@ class ApiResource(dg.ConfigurableResource):
         """Stream every page of one partition of an endpoint (lazily: nothing is sent yet)."""
         return self.client().fetch_pages(
             request.path,
-            params={**_page_size_params(endpoint.pagination), **request.params},
-            paginator=build_paginator(endpoint.pagination),
+            params={**endpoint.pagination.size_params(), **request.params},
+            paginator=endpoint.pagination.build(self.source),
             records_path=endpoint.records_path,
             workers=endpoint.workers,
             max_pages=endpoint.max_pages,
@@ -271,8 +172,8 @@ class ApiResource(dg.ConfigurableResource):
         """
         stream = self.client().fetch_pages(
             path,
-            params={**_page_size_params(pagination), **params},
-            paginator=build_paginator(pagination),
+            params={**pagination.size_params(), **params},
+            paginator=pagination.build(self.source),
             records_path=records_path,
             on_total_mismatch="warn",
             endpoint=endpoint,

@@ -21,14 +21,17 @@ Secrets are written as ``{env: NAME}`` and resolved only when a request is made,
 code location loads (and the UI shows the assets) even when a variable is missing.
 Plain settings may use ``${NAME:-default}`` interpolation (base URLs, ports).
 
-This module imports nothing from Dagster.
+This module imports nothing from Dagster; it builds the HTTP core's objects (each pagination
+and auth model's ``build()``), and the HTTP core never imports it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import os
 import re
+import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -44,6 +47,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from ingestion_assets.http import auth as http_auth
+from ingestion_assets.http import defaults
+from ingestion_assets.http import paginators as pg
+from ingestion_assets.http.errors import ConfigurationError
+from ingestion_assets.http.plugins import load_object
 
 SOURCES_ENV_VAR = "INGESTION_SOURCES"
 """Environment variable naming YAML files or folders (separated by ``os.pathsep``)."""
@@ -103,14 +112,95 @@ def _no_literal_secret(value: Any, field: str) -> Any:
     return value
 
 
+# --------------------------------------------------------------------------- styles
+#
+# One definition per style: a pagination or auth style is ONE model here, whose `build()`
+# makes ONE class of the HTTP core (ingestion_assets/http/paginators.py or auth.py) that takes
+# the model's field names and reads its defaults from ingestion_assets/http/defaults.py.
+# Adding a style:
+#   1. the core class (subclass of Paginator / ApiAuth), keyword arguments = the YAML fields;
+#   2. a model here: `type: Literal["my_style"]`, the fields, and `_core()` building (1);
+#   3. its name in the `Pagination` / `Auth` union below.
+# Nothing else names styles (the resource calls `spec.build()`; error locations read the
+# union's tags). A user's own class needs none of this: `type: custom` with `class_path`.
+
+
+def _load_class(path: str, base: type, kind: str, options: dict[str, Any]) -> type:
+    """The class a ``type: custom`` names, checked to accept ``options`` (when loading)."""
+    try:
+        cls = load_object(path, base=base, kind=kind)
+    except ConfigurationError as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        raise ValueError(f"{kind} {path!r} does not accept these options: {exc}") from None
+    return cls
+
+
+class _Custom(_Model):
+    """A user's class by import path, with its own keyword arguments (``options``).
+
+    An option written ``{env: NAME}`` (or ``"{{ env.NAME }}"``) is read from the environment
+    when the class is built, like a built-in style's secrets.
+    """
+
+    type: Literal["custom"]
+    class_path: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="package.module:ClassName")
+    options: dict[str, Any] = {}
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _env_options(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: EnvSecret(env=v["env"]) if isinstance(v, dict) and set(v) == {"env"} else v
+                for k, v in value.items()}
+
+    def _make(self, base: type, kind: str, source: str) -> Any:
+        cls = _load_class(self.class_path, base, kind, self.options)
+        options = {
+            k: v.resolve(f"option {k!r} of the {kind} of source '{source}'")
+            if isinstance(v, EnvSecret) else v
+            for k, v in self.options.items()
+        }
+        return cls(**options)
+
+
 # --------------------------------------------------------------------------- auth
 
 
-class NoAuth(_Model):
+class _AuthSpec(_Model):
+    def build(self, source: str) -> http_auth.ApiAuth:
+        """The HTTP core's auth, with its secrets read from the environment now.
+
+        Raises:
+            MissingSecretError: A variable the auth names is not set (naming it, not a value).
+        """
+        options: dict[str, Any] = {}
+        for name, value in self:
+            if name == "type":
+                continue
+            what = f"auth.{name} of source '{source}'"
+            if isinstance(value, EnvSecret):
+                value = value.resolve(what)
+            elif isinstance(value, list) and any(isinstance(v, EnvSecret) for v in value):
+                value = [v.resolve(f"{what}[{i}]") for i, v in enumerate(value)]
+            options[name] = value
+        return self._core(**options)
+
+    def _core(self, **options: Any) -> http_auth.ApiAuth:
+        raise NotImplementedError
+
+
+class NoAuth(_AuthSpec):
     type: Literal["none"]
 
+    def _core(self, **options: Any) -> http_auth.ApiAuth:
+        return http_auth.NoAuth()
 
-class BearerAuth(_Model):
+
+class BearerAuth(_AuthSpec):
     type: Literal["bearer"]
     token: EnvSecret
 
@@ -118,8 +208,11 @@ class BearerAuth(_Model):
         lambda v: _no_literal_secret(v, "auth.token")
     )
 
+    def _core(self, **options: Any) -> http_auth.ApiAuth:
+        return http_auth.BearerToken(**options)
 
-class ApiKeyAuth(_Model):
+
+class ApiKeyAuth(_AuthSpec):
     type: Literal["api_key"]
     name: str = Field(description="header or query parameter name")
     location: Literal["header", "query"] = "header"
@@ -128,8 +221,11 @@ class ApiKeyAuth(_Model):
 
     _literal = field_validator("key", mode="before")(lambda v: _no_literal_secret(v, "auth.key"))
 
+    def _core(self, **options: Any) -> http_auth.ApiAuth:
+        return http_auth.ApiKey(**options)
 
-class BasicAuth(_Model):
+
+class BasicAuth(_AuthSpec):
     type: Literal["basic"]
     username: str | EnvSecret
     password: EnvSecret
@@ -138,8 +234,11 @@ class BasicAuth(_Model):
         lambda v: _no_literal_secret(v, "auth.password")
     )
 
+    def _core(self, **options: Any) -> http_auth.ApiAuth:
+        return http_auth.HttpBasic(**options)
 
-class OAuth2ClientCredentials(_Model):
+
+class OAuth2ClientCredentials(_AuthSpec):
     type: Literal["oauth2_client_credentials"]
     token_url: str
     client_id: EnvSecret
@@ -151,21 +250,34 @@ class OAuth2ClientCredentials(_Model):
         lambda v: _no_literal_secret(v, "auth client credentials")
     )
 
+    def _core(self, **options: Any) -> http_auth.ApiAuth:
+        return http_auth.OAuth2ClientCredentials(**options)
 
-class KeyRotationAuth(_Model):
+
+class KeyRotationAuth(_AuthSpec):
     type: Literal["key_rotation"]
     name: str = "Authorization"
     location: Literal["header", "query"] = "header"
-    prefix: str = "Bearer "
+    prefix: str = "Bearer"
     keys: list[EnvSecret] = Field(min_length=1)
 
-
-class CustomAuth(_Model):
-    type: Literal["custom"]
-    class_path: str = Field(pattern=r"^[\w.]+:\w+$", description="package.module:ClassName")
-    options: dict[str, Any] = {}
+    def _core(self, **options: Any) -> http_auth.ApiAuth:
+        return http_auth.RotatingApiKeys(**options)
 
 
+class CustomAuth(_Custom):
+    """``type: custom``: an :class:`~ingestion_assets.http.auth.ApiAuth` subclass by path."""
+
+    @model_validator(mode="after")
+    def _loadable(self) -> CustomAuth:
+        _load_class(self.class_path, http_auth.ApiAuth, "auth", self.options)
+        return self
+
+    def build(self, source: str) -> http_auth.ApiAuth:
+        return self._make(http_auth.ApiAuth, "auth", source)
+
+
+# Register a new auth style here (see "styles" above).
 Auth = Annotated[
     NoAuth | BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials | KeyRotationAuth
     | CustomAuth,
@@ -175,9 +287,12 @@ Auth = Annotated[
 
 # --------------------------------------------------------------------------- pagination
 
+_SIZE = ("page_size", "size_param")
 
-class _HeaderTotals(_Model):
-    """Totals an API declares in response headers, checked like ``total_path`` (any style)."""
+
+class _PaginationSpec(_Model):
+    """Base of every pagination style; totals an API declares in response headers are
+    checked like ``total_path`` (any style)."""
 
     total_header: str | None = Field(
         default=None, description="response header with the record total, e.g. X-Total-Count"
@@ -186,26 +301,56 @@ class _HeaderTotals(_Model):
         default=None, description="response header with the page count, e.g. X-Total-Pages"
     )
 
+    def build(self, source: str = "") -> pg.Paginator:
+        """The HTTP core's paginator for this style (header totals included)."""
+        return self._with_totals(self._core())
 
-class OffsetPagination(_HeaderTotals):
+    def _with_totals(self, paginator: pg.Paginator) -> pg.Paginator:
+        return paginator.declare_totals(
+            total_header=self.total_header, total_pages_header=self.total_pages_header
+        )
+
+    def _core(self) -> pg.Paginator:
+        raise NotImplementedError
+
+    def _options(self, *drop: str) -> dict[str, Any]:
+        """The style's own fields: the core class's keyword arguments."""
+        return self.model_dump(exclude={"type", "total_header", "total_pages_header", *drop})
+
+    def size_params(self) -> dict[str, Any]:
+        """The page size as a plain query parameter, for styles whose core does not send it."""
+        size = getattr(self, "page_size", None)
+        return {self.size_param: size} if size else {}  # type: ignore[attr-defined]
+
+
+class OffsetPagination(_PaginationSpec):
     type: Literal["offset"]
-    limit: int = Field(default=100, gt=0)
+    limit: int = Field(default=defaults.PAGE_SIZE, gt=0)
     offset_param: str = "offset"
     limit_param: str = "limit"
     total_path: str | None = None
 
+    def _core(self) -> pg.Paginator:
+        return pg.OffsetPaginator(**self._options())
 
-class PageNumberPagination(_HeaderTotals):
+
+class PageNumberPagination(_PaginationSpec):
     type: Literal["page_number"]
-    page_size: int = Field(default=100, gt=0)
+    page_size: int = Field(default=defaults.PAGE_SIZE, gt=0)
     page_param: str = "page"
     size_param: str = "per_page"
     first_page: int = 1
     total_path: str | None = None
     total_pages_path: str | None = None
 
+    def _core(self) -> pg.Paginator:
+        return pg.PageNumberPaginator(**self._options())
 
-class CursorPagination(_HeaderTotals):
+    def size_params(self) -> dict[str, Any]:
+        return {}  # the paginator sends it
+
+
+class CursorPagination(_PaginationSpec):
     """Cursor in the body: at ``cursor_path``, or the last record's ``cursor_field``."""
 
     type: Literal["cursor"]
@@ -222,16 +367,24 @@ class CursorPagination(_HeaderTotals):
             raise ValueError("cursor pagination needs exactly one of cursor_path or cursor_field")
         return self
 
+    def _core(self) -> pg.Paginator:
+        if self.cursor_field:
+            return pg.LastRecordCursor(**self._options("cursor_path", *_SIZE))
+        return pg.JsonCursor(**self._options("cursor_field", *_SIZE))
 
-class HeaderCursorPagination(_HeaderTotals):
+
+class HeaderCursorPagination(_PaginationSpec):
     type: Literal["header_cursor"]
     header: str
     cursor_param: str
     page_size: int | None = Field(default=None, gt=0)
     size_param: str = "limit"
 
+    def _core(self) -> pg.Paginator:
+        return pg.HeaderCursor(**self._options(*_SIZE))
 
-class KeysetPagination(_HeaderTotals):
+
+class KeysetPagination(_PaginationSpec):
     type: Literal["keyset"]
     sort_field: str
     sort_param: str
@@ -240,8 +393,11 @@ class KeysetPagination(_HeaderTotals):
     page_size: int | None = Field(default=None, gt=0)
     size_param: str = "limit"
 
+    def _core(self) -> pg.Paginator:
+        return pg.KeysetPaginator(**self._options(*_SIZE))
 
-class LinkPagination(_HeaderTotals):
+
+class LinkPagination(_PaginationSpec):
     type: Literal["link"]
     rel: str = "next"
     page_param: str | None = Field(
@@ -252,17 +408,30 @@ class LinkPagination(_HeaderTotals):
     page_size: int | None = Field(default=None, gt=0)
     size_param: str = "limit"
 
+    def _core(self) -> pg.Paginator:
+        return pg.LinkHeader(**self._options(*_SIZE))
 
-class SinglePage(_HeaderTotals):
+
+class SinglePage(_PaginationSpec):
     type: Literal["single"]
 
-
-class CustomPagination(_HeaderTotals):
-    type: Literal["custom"]
-    class_path: str = Field(pattern=r"^[\w.]+:\w+$", description="package.module:ClassName")
-    options: dict[str, Any] = {}
+    def _core(self) -> pg.Paginator:
+        return pg.SinglePage()
 
 
+class CustomPagination(_Custom, _PaginationSpec):
+    """``type: custom``: a :class:`~ingestion_assets.http.paginators.Paginator` subclass."""
+
+    @model_validator(mode="after")
+    def _loadable(self) -> CustomPagination:
+        _load_class(self.class_path, pg.Paginator, "paginator", self.options)
+        return self
+
+    def build(self, source: str = "") -> pg.Paginator:
+        return self._with_totals(self._make(pg.Paginator, "paginator", source))
+
+
+# Register a new pagination style here (see "styles" above).
 Pagination = Annotated[
     OffsetPagination | PageNumberPagination | CursorPagination | HeaderCursorPagination
     | KeysetPagination | LinkPagination | SinglePage | CustomPagination,
@@ -941,36 +1110,37 @@ class RateLimitSpec(_Model):
 
 
 class RetrySpec(_Model):
-    max_attempts: int = Field(default=5, ge=1)
+    max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1)
     # Dagster op retries of a raw asset after the client's own attempts ran out, for transient
     # errors only (a 503 storm, 429s, dropped connections); the delay doubles each time.
     op_retries: int = Field(default=2, ge=0)
     op_retry_delay_seconds: float = Field(default=30, ge=0)
-    rate_limit_attempts: int = Field(default=8, ge=1)
-    backoff_base_seconds: float = Field(default=0.5, ge=0)
-    backoff_max_seconds: float = Field(default=30, ge=0)
-    retry_after_floor_seconds: float = Field(default=0.5, ge=0)
+    rate_limit_attempts: int = Field(default=defaults.RATE_LIMIT_ATTEMPTS, ge=1)
+    backoff_base_seconds: float = Field(default=defaults.BACKOFF_BASE_SECONDS, ge=0)
+    backoff_max_seconds: float = Field(default=defaults.BACKOFF_MAX_SECONDS, ge=0)
+    retry_after_floor_seconds: float = Field(default=defaults.RETRY_AFTER_FLOOR_SECONDS, ge=0)
 
 
 class TimeoutSpec(_Model):
-    connect: float = Field(default=10, gt=0)
-    read: float = Field(default=60, gt=0)
+    connect: float = Field(default=defaults.CONNECT_TIMEOUT_SECONDS, gt=0)
+    read: float = Field(default=defaults.READ_TIMEOUT_SECONDS, gt=0)
 
 
 class LimitsSpec(_Model):
     """What one response may cost, whatever the server does (defaults rarely need changing)."""
 
     max_body_mb: float = Field(
-        default=256, gt=0, description="largest decoded body; a bigger one fails unretried"
+        default=defaults.MAX_BODY_MB, gt=0, description="largest decoded body; a bigger one fails unretried"
     )
     request_deadline_seconds: float = Field(
-        default=600, gt=0, description="connect + the whole body of one request"
+        default=defaults.REQUEST_DEADLINE_SECONDS, gt=0,
+        description="connect + the whole body of one request"
     )
     max_wait_seconds: float = Field(
-        default=900, ge=0,
+        default=defaults.MAX_WAIT_SECONDS, ge=0,
         description="longest Retry-After / rate-limit reset honoured; a longer one fails",
     )
-    max_redirects: int = Field(default=5, ge=0, le=30)
+    max_redirects: int = Field(default=defaults.MAX_REDIRECTS, ge=0, le=30)
 
 
 _ORIGIN = re.compile(r"^https?://[^/?#@\s]+/?$")
@@ -1141,10 +1311,14 @@ def _validation_problems(
     return problems
 
 
+def _tags(union: Any) -> set[str]:
+    """The ``type`` values of a discriminated union's models."""
+    models = typing.get_args(typing.get_args(union)[0])
+    return {tag for m in models for tag in typing.get_args(m.model_fields["type"].annotation)}
+
+
 _UNION_TAGS = {
-    "none", "bearer", "api_key", "basic", "oauth2_client_credentials", "key_rotation", "custom",
-    "offset", "page_number", "cursor", "header_cursor", "keyset", "link", "single",
-    "hourly", "daily", "weekly", "monthly", "static", "dynamic", "multi",
+    *_tags(Auth), *_tags(Pagination), *_tags(Partitioning),
     "function-after", "function-before", "function-wrap",
 }
 

@@ -12,7 +12,9 @@ Two hooks let the client cooperate with an auth:
   rate-limit state itself (key rotation switched to a key with headroom), so the client
   does not slow down or wait.
 
-Custom auths subclass :class:`ApiAuth` and are named by import path; see :func:`create`.
+Each class takes the field names of its YAML model in ``specs.py`` (which builds it, with
+the secrets read from the environment). Custom auths subclass :class:`ApiAuth` and are
+named by import path in the YAML (``type: custom``); see docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import orjson
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from ingestion_assets.http import defaults
 from ingestion_assets.http.deadline import Watchdog, request_deadline
 from ingestion_assets.http.errors import (
     ApiTimeoutError,
@@ -34,7 +37,6 @@ from ingestion_assets.http.errors import (
     DeadlineExceededError,
     TransportError,
 )
-from ingestion_assets.http.plugins import load_object
 from ingestion_assets.http.ratelimit import parse_reset
 from ingestion_assets.http.redaction import (
     get_logger,
@@ -203,7 +205,7 @@ def _read_token_body(resp: requests.Response, deadline: float, url: str) -> byte
 class OAuth2ClientCredentials(ApiAuth):
     """OAuth2 client credentials with a cached, thread-safe, refreshed-ahead token.
 
-    The token is fetched on first use and refreshed ``refresh_ahead_s`` before it expires
+    The token is fetched on first use and refreshed ``refresh_ahead_seconds`` before it expires
     (at most half its lifetime ahead), under a lock so that concurrent workers fetch it
     once. When the server issues a ``refresh_token`` it is used for the next refresh
     (falling back to the client credentials if the server refuses it).
@@ -212,9 +214,9 @@ class OAuth2ClientCredentials(ApiAuth):
         token_url: Token endpoint; absolute, or a path appended to the client's base URL.
         client_id: Client id.
         client_secret: Client secret.
-        scope: Optional scope (a list is joined with spaces).
+        scopes: Optional scopes (a list is joined with spaces; empty: none sent).
         extra_params: Extra form fields sent to the token endpoint.
-        refresh_ahead_s: Refresh this long before expiry.
+        refresh_ahead_seconds: Refresh this long before expiry.
         client_auth: ``"body"`` (credentials in the form) or ``"basic"`` (HTTP basic).
         default_expires_in: Lifetime assumed when the server sends no ``expires_in``.
     """
@@ -225,9 +227,9 @@ class OAuth2ClientCredentials(ApiAuth):
         client_id: str,
         client_secret: str,
         *,
-        scope: str | list[str] | None = None,
+        scopes: str | list[str] | None = None,
         extra_params: dict[str, str] | None = None,
-        refresh_ahead_s: float = 60.0,
+        refresh_ahead_seconds: float = 60.0,
         client_auth: str = "body",
         default_expires_in: float = 3600.0,
     ) -> None:
@@ -241,9 +243,9 @@ class OAuth2ClientCredentials(ApiAuth):
         self.token_url = token_url
         self.client_id = client_id
         self._client_secret = client_secret
-        self.scope = " ".join(scope) if isinstance(scope, list | tuple) else scope
+        self.scope = (" ".join(scopes) if isinstance(scopes, list | tuple) else scopes) or None
         self.extra_params = dict(extra_params or {})
-        self.refresh_ahead_s = refresh_ahead_s
+        self.refresh_ahead_seconds = refresh_ahead_seconds
         self.client_auth = client_auth
         self.default_expires_in = default_expires_in
         self._lock = threading.Lock()
@@ -252,7 +254,7 @@ class OAuth2ClientCredentials(ApiAuth):
         self._expires_at = 0.0
         self._session: requests.Session | None = None
         self._base_url = ""
-        self._timeout: Any = (5, 30)
+        self._timeout: Any = (defaults.CONNECT_TIMEOUT_SECONDS, defaults.READ_TIMEOUT_SECONDS)
         self.token_requests = 0
         self.grants: dict[str, int] = {}  # tokens obtained per grant type (no secrets)
 
@@ -374,7 +376,7 @@ class OAuth2ClientCredentials(ApiAuth):
             refresh_token = payload.get("refresh_token")
             register_secret(token, refresh_token)
             lifetime = float(payload.get("expires_in") or self.default_expires_in)
-            ahead = min(self.refresh_ahead_s, lifetime / 2)
+            ahead = min(self.refresh_ahead_seconds, lifetime / 2)
             self._token = token
             self._refresh_token = refresh_token or self._refresh_token
             self._expires_at = time.monotonic() + lifetime - ahead
@@ -500,33 +502,3 @@ class RotatingApiKeys(ApiAuth):
 
     def describe(self) -> dict[str, Any]:
         return {"type": "api_key_rotation", "keys": len(self._keys), "location": self.location}
-
-
-AUTHS: dict[str, type[ApiAuth]] = {
-    "none": NoAuth,
-    "bearer": BearerToken,
-    "api_key": ApiKey,
-    "basic": HttpBasic,
-    "oauth2_client_credentials": OAuth2ClientCredentials,
-    "api_key_rotation": RotatingApiKeys,
-}
-
-
-def create(kind: str, **kwargs: Any) -> ApiAuth:
-    """Build an auth from a type name or an import path, with plain arguments.
-
-    Args:
-        kind: A built-in name (see ``AUTHS``) or ``"package.module:ClassName"`` of an
-            :class:`ApiAuth` subclass.
-        **kwargs: Constructor arguments (secret values already resolved).
-
-    Raises:
-        ConfigurationError: Unknown type, bad path, or bad arguments (never echoing values).
-    """
-    cls = AUTHS.get(kind) if ":" not in kind else None
-    if cls is None:
-        cls = load_object(kind, base=ApiAuth, kind="auth")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigurationError(f"bad arguments for auth {kind!r}: {exc}") from exc

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIB = 1024 * 1024
+from ingestion_assets.http import defaults
+from ingestion_assets.http.defaults import MIB
 
 
 @dataclass(frozen=True)
 class Budgets:
     """Per-request limits of the HTTP core (see the module docstring)."""
 
-    max_body_bytes: int = 256 * MIB
-    request_deadline_s: float = 600.0
-    max_wait_s: float = 900.0
-    max_redirects: int = 5
+    max_body_bytes: int = defaults.MAX_BODY_MB * MIB
+    request_deadline_s: float = defaults.REQUEST_DEADLINE_SECONDS
+    max_wait_s: float = defaults.MAX_WAIT_SECONDS
+    max_redirects: int = defaults.MAX_REDIRECTS
     chunk_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import urljoin
 import orjson
 import requests
 
+from ingestion_assets.http import defaults
 from ingestion_assets.http.auth import ApiAuth, NoAuth
 from ingestion_assets.http.budgets import Budgets
 from ingestion_assets.http.deadline import DeadlineAdapter, Watchdog, request_deadline
@@ -157,7 +158,9 @@ class ApiClient:
         headers: dict[str, str] | None = None,
         rate_limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
-        timeout: float | tuple[float, float] | None = (5.0, 30.0),
+        timeout: float | tuple[float, float] | None = (
+            defaults.CONNECT_TIMEOUT_SECONDS, defaults.READ_TIMEOUT_SECONDS
+        ),
         source: str | None = None,
         pool_size: int = 16,
         verify: bool | str = True,

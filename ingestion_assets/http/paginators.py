@@ -10,8 +10,10 @@ End of data is decided only on an explicit signal: an empty page, no next cursor
 ``has_more`` false, or an offset at or past the declared total. A short page in the
 middle of the data is *not* the end: APIs cap page sizes and filter pages after slicing.
 
-Custom styles subclass :class:`Paginator` and are named by import path in the YAML
-(``"my_package.pagination:MyPaginator"``); see :func:`create`.
+Each class takes the field names of its YAML model in ``specs.py`` (which builds it), and
+takes its defaults from :mod:`ingestion_assets.http.defaults`. Custom styles subclass
+:class:`Paginator` and are named by import path in the YAML (``type: custom``,
+``class_path: "my_package.pagination:MyPaginator"``); see docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlu
 
 import requests
 
+from ingestion_assets.http import defaults
 from ingestion_assets.http.errors import ConfigurationError, PaginationError
 from ingestion_assets.http.jsonpath import compile_path, find
-from ingestion_assets.http.plugins import load_object
 
 
 @dataclass
@@ -217,7 +219,7 @@ class OffsetPaginator(Paginator):
 
     def __init__(
         self,
-        limit: int = 100,
+        limit: int = defaults.PAGE_SIZE,
         *,
         offset_param: str = "offset",
         limit_param: str = "limit",
@@ -295,7 +297,7 @@ class PageNumberPaginator(Paginator):
         page_size: Records requested per page (None: the API's default, not sent).
         page_param: Query parameter of the page number.
         size_param: Query parameter of the page size.
-        initial_page: Number of the first page (1 for most APIs).
+        first_page: Number of the first page (1 for most APIs).
         total_path: Path to the declared record total in the body.
         total_pages_path: Path to the declared page count in the body.
         has_more_path: Path to a ``has_more`` flag, if the API sends one.
@@ -305,11 +307,11 @@ class PageNumberPaginator(Paginator):
 
     def __init__(
         self,
-        page_size: int | None = 100,
+        page_size: int | None = defaults.PAGE_SIZE,
         *,
         page_param: str = "page",
         size_param: str = "per_page",
-        initial_page: int = 1,
+        first_page: int = 1,
         total_path: str | None = None,
         total_pages_path: str | None = None,
         has_more_path: str | None = None,
@@ -319,7 +321,7 @@ class PageNumberPaginator(Paginator):
         self.page_size = page_size
         self.page_param = page_param
         self.size_param = size_param
-        self.initial_page = initial_page
+        self.first_page = first_page
         self.total_path = total_path
         self.total_pages_path = total_pages_path
         self.has_more_path = has_more_path
@@ -329,11 +331,11 @@ class PageNumberPaginator(Paginator):
         self.last_page_from_link = last_page_from_link
         self.random_access = bool(total_path or total_pages_path or last_page_from_link)
         self.plans_from_total = True
-        self.page = initial_page
+        self.page = first_page
         self.seen = 0
 
     def reset(self) -> None:
-        self.page = self.initial_page
+        self.page = self.first_page
         self.seen = 0
         self.total_pages = None
 
@@ -355,7 +357,7 @@ class PageNumberPaginator(Paginator):
         if self.last_page_from_link:
             last = _page_of_link(response, self.page_param)
             if last is not None:  # absent on the last page itself: keep what we know
-                self.total_pages = last - self.initial_page + 1
+                self.total_pages = last - self.first_page + 1
         self.page += 1
         self.seen += len(records)
         if not records:
@@ -365,7 +367,7 @@ class PageNumberPaginator(Paginator):
         elif self.total is not None:
             self.has_next = self.seen < self.total
         elif self.total_pages is not None:
-            self.has_next = self.page < self.initial_page + self.total_pages
+            self.has_next = self.page < self.first_page + self.total_pages
 
     def update_request(self, request: PageRequest) -> None:
         self._shape(request, self.page)
@@ -373,7 +375,7 @@ class PageNumberPaginator(Paginator):
     def plan(self, request: PageRequest, first_count: int) -> Iterator[PlannedPage] | None:
         if first_count <= 0 or not self.has_next:
             return None
-        first = self.initial_page
+        first = self.first_page
         if self.total is not None:
             size = first_count
             total = self.total
@@ -467,7 +469,7 @@ class LastRecordCursor(Paginator):
     Args:
         cursor_field: Field of the last record used as the cursor (``"id"``).
         cursor_param: Query parameter carrying it (``"starting_after"``).
-        has_more_path: Path to the ``has_more`` flag in the body.
+        has_more_path: Path to the ``has_more`` flag in the body (None: ``"has_more"``).
         total_path: Optional path to a declared record total (Stripe's ``total_count``).
     """
 
@@ -476,14 +478,14 @@ class LastRecordCursor(Paginator):
         cursor_field: str = "id",
         cursor_param: str = "starting_after",
         *,
-        has_more_path: str = "has_more",
+        has_more_path: str | None = None,
         total_path: str | None = None,
     ) -> None:
         super().__init__()
         self._total_steps = compile_path(total_path) if total_path else ()
         self.cursor_field = cursor_field
         self.cursor_param = cursor_param
-        self.has_more_path = has_more_path
+        self.has_more_path = has_more_path = has_more_path or "has_more"
         self._field_steps = compile_path(cursor_field)
         self._has_more_steps = compile_path(has_more_path)
         self.cursor: Any = None
@@ -547,29 +549,29 @@ class KeysetPaginator(Paginator):
     returns rows with ``(sort, tiebreaker) > (last_sort, last_tiebreaker)``.
 
     Args:
-        sort_key: Record field the API orders by (``"updated_at"``).
+        sort_field: Record field the API orders by (``"updated_at"``).
         sort_param: Query parameter filtering on it (``"updated_at_min"``).
-        tiebreaker_key: Unique record field breaking ties (``"id"``).
-        tiebreaker_param: Query parameter carrying it (``"since_id"``).
+        tiebreak_field: Unique record field breaking ties (``"id"``).
+        tiebreak_param: Query parameter carrying it (``"since_id"``).
     """
 
     def __init__(
         self,
-        sort_key: str = "updated_at",
+        sort_field: str = "updated_at",
         sort_param: str = "updated_at_min",
         *,
-        tiebreaker_key: str | None = "id",
-        tiebreaker_param: str | None = "since_id",
+        tiebreak_field: str | None = "id",
+        tiebreak_param: str | None = "since_id",
     ) -> None:
         super().__init__()
-        if bool(tiebreaker_key) != bool(tiebreaker_param):
-            raise ConfigurationError("tiebreaker_key and tiebreaker_param go together")
-        self.sort_key = sort_key
+        if bool(tiebreak_field) != bool(tiebreak_param):
+            raise ConfigurationError("tiebreak_field and tiebreak_param go together")
+        self.sort_field = sort_field
         self.sort_param = sort_param
-        self.tiebreaker_key = tiebreaker_key
-        self.tiebreaker_param = tiebreaker_param
-        self._sort_steps = compile_path(sort_key)
-        self._tie_steps = compile_path(tiebreaker_key) if tiebreaker_key else ()
+        self.tiebreak_field = tiebreak_field
+        self.tiebreak_param = tiebreak_param
+        self._sort_steps = compile_path(sort_field)
+        self._tie_steps = compile_path(tiebreak_field) if tiebreak_field else ()
         self.last_sort: Any = None
         self.last_tie: Any = None
 
@@ -584,19 +586,19 @@ class KeysetPaginator(Paginator):
         last = records[-1]
         self.last_sort = find(last, self._sort_steps)
         if self.last_sort is None:
-            raise PaginationError(f"last record has no sort key {self.sort_key!r}")
+            raise PaginationError(f"last record has no sort field {self.sort_field!r}")
         if self._tie_steps:
             self.last_tie = find(last, self._tie_steps)
             if self.last_tie is None:
-                raise PaginationError(f"last record has no tie-breaker {self.tiebreaker_key!r}")
+                raise PaginationError(f"last record has no tie-breaker {self.tiebreak_field!r}")
 
     def update_request(self, request: PageRequest) -> None:
         request.params[self.sort_param] = self.last_sort
-        if self.tiebreaker_param:
-            request.params[self.tiebreaker_param] = self.last_tie
+        if self.tiebreak_param:
+            request.params[self.tiebreak_param] = self.last_tie
 
     def describe(self) -> dict[str, Any]:
-        return {"style": "keyset", "sort_key": self.sort_key, "tiebreaker": self.tiebreaker_key}
+        return {"style": "keyset", "sort_field": self.sort_field, "tiebreak_field": self.tiebreak_field}
 
 
 _LINK_RE = re.compile(r"<([^>]*)>\s*((?:;\s*[^;,]*)*)")
@@ -757,39 +759,3 @@ class JsonLink(Paginator):
 
     def describe(self) -> dict[str, Any]:
         return {"style": "json_link", "next_url_path": self.next_url_path}
-
-
-PAGINATORS: dict[str, type[Paginator]] = {
-    "single_page": SinglePage,
-    "offset": OffsetPaginator,
-    "page_number": PageNumberPaginator,
-    "json_cursor": JsonCursor,
-    "cursor": JsonCursor,
-    "last_record_cursor": LastRecordCursor,
-    "stripe": LastRecordCursor,
-    "header_cursor": HeaderCursor,
-    "keyset": KeysetPaginator,
-    "link_header": LinkHeader,
-    "json_link": JsonLink,
-}
-
-
-def create(style: str, **kwargs: Any) -> Paginator:
-    """Build a paginator from a style name or an import path, with plain arguments.
-
-    Args:
-        style: A built-in name (see ``PAGINATORS``) or ``"package.module:ClassName"`` of a
-            :class:`Paginator` subclass.
-        **kwargs: Constructor arguments.
-
-    Raises:
-        ConfigurationError: Unknown style, bad import path, not a Paginator subclass, or
-            arguments the class does not accept.
-    """
-    cls = PAGINATORS.get(style) if ":" not in style else None
-    if cls is None:
-        cls = load_object(style, base=Paginator, kind="paginator")
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigurationError(f"bad arguments for paginator {style!r}: {exc}") from exc

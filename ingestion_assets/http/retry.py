@@ -13,6 +13,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from ingestion_assets.http import defaults
+
 # Statuses retried with the error budget. 408/425 are transient by definition.
 DEFAULT_RETRY_STATUSES = frozenset({408, 425, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
@@ -38,13 +40,13 @@ class RetryPolicy:
         retry_statuses: HTTP statuses retried with the error budget.
     """
 
-    max_attempts: int = 5
-    rate_limit_attempts: int = 8
-    backoff_base: float = 0.5
-    backoff_max: float = 30.0
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    rate_limit_attempts: int = defaults.RATE_LIMIT_ATTEMPTS
+    backoff_base: float = defaults.BACKOFF_BASE_SECONDS
+    backoff_max: float = defaults.BACKOFF_MAX_SECONDS
     jitter: bool = True
-    retry_after_floor: float = 1.0
-    retry_after_max: float = 900.0
+    retry_after_floor: float = defaults.RETRY_AFTER_FLOOR_SECONDS
+    retry_after_max: float = defaults.MAX_WAIT_SECONDS
     retry_statuses: frozenset[int] = field(default=DEFAULT_RETRY_STATUSES)
 
     def __post_init__(self) -> None:
