@@ -145,6 +145,9 @@ class _Custom(_Model):
     when the class is built, like a built-in style's secrets.
     """
 
+    # Options may be anything the user's class takes: never echo them in an error.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     type: Literal["custom"]
     class_path: str = Field(pattern=r"^[\w.]+:[\w.]+$", description="package.module:ClassName")
     options: dict[str, Any] = {}

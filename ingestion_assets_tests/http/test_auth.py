@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ingestion_assets.http import RateLimiter, auth, errors, paginators
+from ingestion_assets.specs import CustomAuth
 
 from .conftest import (
     FEB1_ISO,
@@ -120,7 +121,7 @@ def test_expired_token_mid_fetch_is_refreshed_once_with_the_refresh_token(api):
 
 def test_token_is_refreshed_ahead_of_expiry(demo_api_factory):
     api = demo_api_factory(rate_limit=False, token_ttl=2)
-    oauth = crm_auth(api, refresh_ahead_s=60)  # capped at half the lifetime: 1 s ahead
+    oauth = crm_auth(api, refresh_ahead_seconds=60)  # capped at half the lifetime: 1 s ahead
     client = source_client(api, "crm", auth_obj=oauth)
     client.get_json("/crm/v3/objects/contacts", {"limit": 1})
     time.sleep(1.1)  # inside the refresh-ahead margin, before the server's expiry
@@ -187,12 +188,12 @@ def test_key_rotation_driven_by_rate_limit_headers(demo_api_factory):
     assert stream.stats.rate_limited == 0
 
 
-def test_custom_auth_by_import_path(api):
-    custom = auth.create(
-        "ingestion_assets_tests.http.plugins:HeaderTokenAuth",
-        token=api.credentials("commerce")["access_token"],
-        header="X-Shopify-Access-Token",
-    )
+def test_custom_auth_by_import_path(api, monkeypatch):
+    monkeypatch.setenv("CUSTOM_AUTH_TEST_TOKEN", api.credentials("commerce")["access_token"])
+    custom = CustomAuth(
+        type="custom", class_path="ingestion_assets_tests.http.plugins:HeaderTokenAuth",
+        options={"token": {"env": "CUSTOM_AUTH_TEST_TOKEN"}, "header": "X-Shopify-Access-Token"},
+    ).build("commerce")
     client = source_client(api, "commerce", auth_obj=custom)
     body = client.get_json("/orders.json", {"limit": 1, "status": "any"})
     assert len(body["orders"]) == 1

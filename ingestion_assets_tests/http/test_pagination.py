@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ingestion_assets.http import errors, paginators
+from ingestion_assets.specs import CustomPagination
 
 from .conftest import (
     FEB1,
@@ -166,7 +167,7 @@ def test_keyset_with_tie_breaker_keeps_records_sharing_a_timestamp(api):
             "updated_at_max": "2025-02-01T23:59:59Z",
         },
         paginator=paginators.KeysetPaginator(
-            "updated_at", "updated_at_min", tiebreaker_key="id", tiebreaker_param="since_id"
+            "updated_at", "updated_at_min", tiebreak_field="id", tiebreak_param="since_id"
         ),
         records_path="orders",
     )
@@ -223,9 +224,11 @@ def test_the_same_paginator_serves_many_fetches(api):
 
 def test_custom_paginator_by_import_path(api):
     client = source_client(api, "devhub")
-    paginator = paginators.create(
-        "ingestion_assets_tests.http.plugins:EveryOtherPage", page_size=5, step=2
-    )
+    paginator = CustomPagination(
+        type="custom", class_path="ingestion_assets_tests.http.plugins:EveryOtherPage",
+        options={"page_size": 5, "step": 2},
+    ).build("devhub")
+    assert type(paginator).__name__ == "EveryOtherPage" and paginator.step == 2
     stream = client.fetch_pages("/orgs/demo-org/repos", paginator=paginator)
     assert_exactly_once(fetched(stream), api.records("devhub", "repos", org="demo-org"))
 

@@ -76,7 +76,7 @@ STYLES = {
         "/orders.json",
         "orders",
         lambda n: paginators.KeysetPaginator(
-            "updated_at", "updated_at_min", tiebreaker_key="id", tiebreaker_param="since_id"
+            "updated_at", "updated_at_min", tiebreak_field="id", tiebreak_param="since_id"
         ),
         lambda n: {
             "limit": n,

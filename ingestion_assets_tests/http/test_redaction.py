@@ -171,6 +171,13 @@ def test_no_secret_in_logs_exceptions_or_returned_objects(demo_api, caplog):
 
 
 def test_config_errors_do_not_echo_secret_values():
-    with pytest.raises(errors.ConfigurationError) as info:
-        auth.create("bearer", token="tok-value-abc-123", nope=True)
+    from pydantic import ValidationError
+
+    from ingestion_assets.specs import CustomAuth
+
+    with pytest.raises(ValidationError, match="does not accept these options") as info:
+        CustomAuth(
+            type="custom", class_path="ingestion_assets_tests.http.plugins:HeaderTokenAuth",
+            options={"token": "tok-value-abc-123", "nope": True},
+        )
     assert "tok-value-abc-123" not in str(info.value)

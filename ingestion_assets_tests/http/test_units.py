@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ingestion_assets.http import RetryPolicy, auth, errors, paginators
+from ingestion_assets.http import RetryPolicy, errors
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.paginators import parse_link_header
 from ingestion_assets.http.ratelimit import RateLimiter, parse_reset
@@ -87,23 +87,6 @@ def test_header_feedback_pauses_only_near_the_limit():
         "X-RateLimit-Reset": str(int(time.time()) + 3),
     }
     assert 1.5 <= limiter.observe(empty) <= 3.5  # epoch form: wait for the reset
-
-
-def test_paginator_factory_names_and_import_paths():
-    assert isinstance(paginators.create("offset", limit=10), paginators.OffsetPaginator)
-    assert isinstance(paginators.create("stripe"), paginators.LastRecordCursor)
-    custom = paginators.create("ingestion_assets_tests.http.plugins:EveryOtherPage", step=2)
-    assert isinstance(custom, paginators.Paginator)
-    with pytest.raises(errors.ConfigurationError, match="subclass"):
-        paginators.create("ingestion_assets.http.retry:RetryPolicy")
-    with pytest.raises(errors.ConfigurationError, match="cannot import"):
-        paginators.create("no_such_package.mod:Thing")
-    with pytest.raises(errors.ConfigurationError, match="bad arguments"):
-        paginators.create("offset", nope=1)
-    assert isinstance(
-        auth.create("ingestion_assets_tests.http.plugins:HeaderTokenAuth", token="t0k3n-value"),
-        auth.ApiAuth,
-    )
 
 
 def test_errors_carry_context_and_transient_flag():
