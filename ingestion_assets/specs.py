@@ -184,11 +184,11 @@ class _AuthSpec(_Model):
         for name, value in self:
             if name == "type":
                 continue
-            what = f"auth.{name} of source '{source}'"
+            what = f"of source '{source}'"
             if isinstance(value, EnvSecret):
-                value = value.resolve(what)
+                value = value.resolve(f"auth.{name} {what}")
             elif isinstance(value, list) and any(isinstance(v, EnvSecret) for v in value):
-                value = [v.resolve(f"{what}[{i}]") for i, v in enumerate(value)]
+                value = [v.resolve(f"auth.{name}[{i}] {what}") for i, v in enumerate(value)]
             options[name] = value
         return self._core(**options)
 
@@ -427,7 +427,14 @@ class CustomPagination(_Custom, _PaginationSpec):
 
     @model_validator(mode="after")
     def _loadable(self) -> CustomPagination:
-        _load_class(self.class_path, pg.Paginator, "paginator", self.options)
+        cls = _load_class(self.class_path, pg.Paginator, "paginator", self.options)
+        if not any(isinstance(v, EnvSecret) for v in self.options.values()):
+            try:  # a paginator holds no secret and sends nothing when built: try it now
+                cls(**self.options)
+            except (TypeError, ValueError, ConfigurationError) as exc:
+                raise ValueError(
+                    f"paginator {self.class_path!r} refused its options: {exc}"
+                ) from None
         return self
 
     def build(self, source: str = "") -> pg.Paginator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -355,3 +356,149 @@ def test_allowed_origins_and_limits_are_validated(tmp_path):
     message = str(info.value)
     assert "allowed_origins" in message and "is not an origin" in message
     assert "limits.max_body_mb" in message
+
+
+# --------------------------------------------------------------------------- one definition
+
+
+def _public(obj) -> dict:
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+
+
+def _client_settings(client) -> tuple:
+    return client.retry, tuple(float(t) for t in client.timeout), client.budgets
+
+
+def test_defaults_agree_across_layers():
+    # A source with no options: the spec's, the resource's and the core's defaults are one.
+    from ingestion_assets.http import ApiClient
+    from ingestion_assets.resources import ApiResource
+    from ingestion_assets.specs import Source
+
+    source = Source.model_validate({
+        "name": "s", "base_url": "https://api.example.com",
+        "endpoints": [{"name": "e", "path": "/e", "primary_key": "id"}],
+    })
+    from_spec = ApiResource.from_source(source).client()
+    from_resource = ApiResource(source="s", base_url="https://api.example.com").client()
+    core = ApiClient("https://api.example.com")
+    assert _client_settings(from_spec) == _client_settings(from_resource) == _client_settings(core)
+    assert core.retry.retry_after_floor == source.retry.retry_after_floor_seconds
+    assert core.timeout == (source.timeout.connect, source.timeout.read)
+
+
+# Each pagination style with only its required fields, and the core class it builds with
+# the same arguments: every setting left out must have the same default in both.
+PAGINATION_STYLES = [
+    ({"type": "single"}, "SinglePage", {}),
+    ({"type": "offset"}, "OffsetPaginator", {}),
+    ({"type": "page_number"}, "PageNumberPaginator", {}),
+    ({"type": "cursor", "cursor_param": "after", "cursor_path": "next"}, "JsonCursor",
+     {"cursor_param": "after", "cursor_path": "next"}),
+    ({"type": "cursor", "cursor_param": "after", "cursor_field": "id"}, "LastRecordCursor",
+     {"cursor_param": "after", "cursor_field": "id"}),
+    ({"type": "header_cursor", "header": "X-Next", "cursor_param": "c"}, "HeaderCursor",
+     {"header": "X-Next", "cursor_param": "c"}),
+    ({"type": "keyset", "sort_field": "u", "sort_param": "u_min", "tiebreak_field": "id",
+      "tiebreak_param": "since"}, "KeysetPaginator",
+     {"sort_field": "u", "sort_param": "u_min", "tiebreak_field": "id", "tiebreak_param": "since"}),
+    ({"type": "link"}, "LinkHeader", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "core", "required"), PAGINATION_STYLES,
+    ids=[f"{s['type']}-{c}" for s, c, _ in PAGINATION_STYLES],
+)
+def test_each_pagination_model_builds_its_core_class_with_the_same_defaults(spec, core, required):
+    from pydantic import TypeAdapter
+
+    from ingestion_assets.http import paginators
+    from ingestion_assets.specs import Pagination
+
+    built = TypeAdapter(Pagination).validate_python(spec).build("s")
+    assert type(built) is getattr(paginators, core)
+    assert _public(built) == _public(getattr(paginators, core)(**required).declare_totals())
+
+
+AUTH_STYLES = [
+    ({"type": "bearer", "token": {"env": "STYLE_A"}}, "BearerToken", {"token": "secret-a"}),
+    ({"type": "api_key", "name": "X-Key", "key": {"env": "STYLE_A"}}, "ApiKey",
+     {"key": "secret-a", "name": "X-Key"}),
+    ({"type": "basic", "username": "style-user", "password": {"env": "STYLE_A"}},
+     "HttpBasic", {"username": "style-user", "password": "secret-a"}),
+    ({"type": "oauth2_client_credentials", "token_url": "/t", "client_id": {"env": "STYLE_A"},
+      "client_secret": {"env": "STYLE_B"}}, "OAuth2ClientCredentials",
+     {"token_url": "/t", "client_id": "secret-a", "client_secret": "secret-b"}),
+    ({"type": "key_rotation", "keys": [{"env": "STYLE_A"}, {"env": "STYLE_B"}]},
+     "RotatingApiKeys", {"keys": ["secret-a", "secret-b"]}),
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "core", "required"), AUTH_STYLES, ids=[s["type"] for s, _, _ in AUTH_STYLES]
+)
+def test_each_auth_model_builds_its_core_class_with_the_same_defaults(
+    spec, core, required, monkeypatch
+):
+    from pydantic import TypeAdapter
+
+    from ingestion_assets.http import auth
+    from ingestion_assets.specs import Auth
+
+    monkeypatch.setenv("STYLE_A", "secret-a")
+    monkeypatch.setenv("STYLE_B", "secret-b")
+    built = TypeAdapter(Auth).validate_python(spec).build("s")
+    assert type(built) is getattr(auth, core)
+    ignore = {"_lock", "_by_value"}
+    expected = getattr(auth, core)(**required)
+    assert {k: v for k, v in vars(built).items() if k not in ignore} == {
+        k: v for k, v in vars(expected).items() if k not in ignore
+    }
+
+
+def test_a_missing_secret_names_the_auth_field_and_source(monkeypatch):
+    from pydantic import TypeAdapter
+
+    from ingestion_assets.specs import Auth
+
+    monkeypatch.delenv("STYLE_UNSET", raising=False)
+    spec = TypeAdapter(Auth).validate_python(
+        {"type": "key_rotation", "keys": [{"env": "STYLE_UNSET"}]}
+    )
+    with pytest.raises(MissingSecretError, match=r"STYLE_UNSET is not set.*auth.keys\[0\] of "
+                       "source 's'"):
+        spec.build("s")
+
+
+@pytest.mark.parametrize(
+    ("class_path", "options", "message"),
+    [
+        ("ingestion_assets.http.retry:RetryPolicy", {}, "must be a subclass of"),
+        ("no_such_package.mod:Thing", {}, "cannot import module 'no_such_package.mod'"),
+        ("ingestion_assets_tests.http.plugins:EveryOtherPage", {"nope": 1},
+         "refused its options.*nope"),
+    ],
+    ids=["not-a-paginator", "no-module", "bad-option"],
+)
+def test_custom_pagination_problems_are_load_errors_naming_the_field(
+    tmp_path, class_path, options, message
+):
+    import yaml
+
+    text = source_yaml("custompg").replace(
+        "pagination: {type: cursor, cursor_param: starting_after, cursor_field: id, "
+        "has_more_path: has_more}",
+        "pagination: " + yaml.safe_dump(
+            {"type": "custom", "class_path": class_path, "options": options},
+            default_flow_style=True,
+        ).strip(),
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(SpecError) as info:
+        load_sources([path])
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}:")
+    assert "source 'custompg': endpoint 'charges': field 'pagination'" in problem
+    assert class_path in problem
+    assert re.search(message, problem), problem
