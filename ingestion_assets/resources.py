@@ -44,6 +44,7 @@ def register_env_secrets(spec: Any) -> None:
     for name in type(spec).model_fields:
         field = getattr(spec, name, None)
         items = field if isinstance(field, list) else [field]
+        items = list(field.values()) if isinstance(field, dict) else items  # custom options
         values += [os.environ.get(i.env) or "" for i in items if isinstance(i, EnvSecret)]
     register_secret(*values)
     if isinstance(spec, BasicAuth):

@@ -105,6 +105,8 @@ def test_custom_paginator_and_auth_materialize_the_apis_records(demo_api, paymen
     truth = demo_api.records("payments", "charges", "2025-01-02T00:00:00Z", "2025-01-03T00:00:00Z")
     assert len(truth) > 7, "the day must span several pages of 7"
     assert sorted(table.column("id").to_pylist()) == sorted(r["id"] for r in truth)
+    secret = demo_api.credentials("payments")["api_key"]
+    assert all(secret not in repr(event) for event in result.all_events)
 
 
 def test_the_custom_auths_credential_is_what_the_server_checks(demo_api, payments_env, tmp_path):
