@@ -120,6 +120,8 @@ def _no_literal_secret(value: Any, field: str) -> Any:
 # Adding a style:
 #   1. the core class (subclass of Paginator / ApiAuth), keyword arguments = the YAML fields;
 #   2. a model here: `type: Literal["my_style"]`, the fields, and `_core()` building (1);
+#      a pagination model overrides `why_sequential()` when its pages can be planned and
+#      `sent_params()` / `size_params()` when its core sends the page size itself;
 #   3. its name in the `Pagination` / `Auth` union below.
 # Nothing else names styles (the resource calls `spec.build()`; error locations read the
 # union's tags). A user's own class needs none of this: `type: custom` with `class_path`.
@@ -325,6 +327,19 @@ class _PaginationSpec(_Model):
         size = getattr(self, "page_size", None)
         return {self.size_param: size} if size else {}  # type: ignore[attr-defined]
 
+    def sent_params(self) -> list[tuple[str, str, str]]:
+        """(query parameter, setting, why) for each parameter the style sends itself: an
+        endpoint's ``params`` naming one is a load error."""
+        return [(param, "page_size", f"the paginator sends {param}={size}")
+                for param, size in self.size_params().items()]
+
+    def why_sequential(self) -> str | None:
+        """Why the style cannot fetch pages concurrently (None: it can, with ``workers``)."""
+        return "each request needs the cursor or key that the previous page returned"
+
+    def _totals_declared(self) -> bool:
+        return bool(self.total_header or self.total_pages_header)
+
 
 class OffsetPagination(_PaginationSpec):
     type: Literal["offset"]
@@ -335,6 +350,20 @@ class OffsetPagination(_PaginationSpec):
 
     def _core(self) -> pg.Paginator:
         return pg.OffsetPaginator(**self._options())
+
+    def sent_params(self) -> list[tuple[str, str, str]]:
+        return [
+            (self.limit_param, "limit", f"the paginator sends {self.limit_param}={self.limit} "
+             f"on every request{_default_note(self, 'limit')}"),
+            (self.offset_param, "offset_param", f"the paginator sends {self.offset_param} on "
+             "every request"),
+        ]
+
+    def why_sequential(self) -> str | None:
+        if self.total_path or self._totals_declared():
+            return None
+        return "offset pages can only be planned from a declared total (set `total_path` or "\
+            "`total_header`)"
 
 
 class PageNumberPagination(_PaginationSpec):
@@ -351,6 +380,20 @@ class PageNumberPagination(_PaginationSpec):
 
     def size_params(self) -> dict[str, Any]:
         return {}  # the paginator sends it
+
+    def sent_params(self) -> list[tuple[str, str, str]]:
+        return [
+            (self.size_param, "page_size", f"the paginator sends {self.size_param}="
+             f"{self.page_size} on every request{_default_note(self, 'page_size')}"),
+            (self.page_param, "page_param", f"the paginator sends {self.page_param} on every "
+             "request (the first page is `first_page`)"),
+        ]
+
+    def why_sequential(self) -> str | None:
+        if self.total_path or self.total_pages_path or self._totals_declared():
+            return None
+        return "page numbers can only be planned from a declared total or page count (set "\
+            "`total_path`, `total_pages_path`, `total_header` or `total_pages_header`)"
 
 
 class CursorPagination(_PaginationSpec):
@@ -414,12 +457,20 @@ class LinkPagination(_PaginationSpec):
     def _core(self) -> pg.Paginator:
         return pg.LinkHeader(**self._options(*_SIZE))
 
+    def why_sequential(self) -> str | None:
+        if self.page_param:
+            return None
+        return "pages are planned from the rel=\"last\" link's `page_param`, which is null"
+
 
 class SinglePage(_PaginationSpec):
     type: Literal["single"]
 
     def _core(self) -> pg.Paginator:
         return pg.SinglePage()
+
+    def why_sequential(self) -> str | None:
+        return "there is only one page"
 
 
 class CustomPagination(_Custom, _PaginationSpec):
@@ -440,6 +491,9 @@ class CustomPagination(_Custom, _PaginationSpec):
     def build(self, source: str = "") -> pg.Paginator:
         return self._with_totals(self._make(pg.Paginator, "paginator", source))
 
+    def why_sequential(self) -> str | None:
+        return None  # the class decides (Paginator.random_access)
+
 
 # Register a new pagination style here (see "styles" above).
 Pagination = Annotated[
@@ -449,56 +503,10 @@ Pagination = Annotated[
 ]
 
 
-def _paginator_params(spec: Any) -> list[tuple[str, str, str]]:
-    """(query parameter, pagination setting, why) for each parameter the pagination sends."""
-    if isinstance(spec, OffsetPagination):
-        return [
-            (spec.limit_param, "limit", f"the paginator sends {spec.limit_param}={spec.limit} "
-             f"on every request{_default_note(spec, 'limit')}"),
-            (spec.offset_param, "offset_param", f"the paginator sends {spec.offset_param} on "
-             "every request"),
-        ]
-    if isinstance(spec, PageNumberPagination):
-        return [
-            (spec.size_param, "page_size", f"the paginator sends {spec.size_param}="
-             f"{spec.page_size} on every request{_default_note(spec, 'page_size')}"),
-            (spec.page_param, "page_param", f"the paginator sends {spec.page_param} on every "
-             "request (the first page is `first_page`)"),
-        ]
-    size = getattr(spec, "page_size", None)
-    if size is not None:
-        return [(spec.size_param, "page_size", f"the paginator sends {spec.size_param}={size}")]
-    return []
-
-
 def _default_note(spec: Any, setting: str) -> str:
     if setting in spec.model_fields_set:
         return ""
     return f" (the default page size, as `{setting}` is not set)"
-
-
-def _why_sequential(spec: Any) -> str | None:
-    """Why a pagination style cannot fetch pages concurrently (None: it can)."""
-    totals = bool(spec.total_header or spec.total_pages_header)
-    if isinstance(spec, OffsetPagination):
-        if spec.total_path or totals:
-            return None
-        return "offset pages can only be planned from a declared total (set `total_path` or "\
-            "`total_header`)"
-    if isinstance(spec, PageNumberPagination):
-        if spec.total_path or spec.total_pages_path or totals:
-            return None
-        return "page numbers can only be planned from a declared total or page count (set "\
-            "`total_path`, `total_pages_path`, `total_header` or `total_pages_header`)"
-    if isinstance(spec, LinkPagination):
-        if spec.page_param:
-            return None
-        return "pages are planned from the rel=\"last\" link's `page_param`, which is null"
-    if isinstance(spec, CustomPagination):
-        return None  # the class decides (Paginator.random_access)
-    if isinstance(spec, SinglePage):
-        return "there is only one page"
-    return "each request needs the cursor or key that the previous page returned"
 
 
 # --------------------------------------------------------------------------- partitioning
@@ -1011,7 +1019,7 @@ class Endpoint(_Model):
     @classmethod
     def _pagination_leaves_params_alone(cls, value: Any, info: ValidationInfo) -> Any:
         params = info.data.get("params") or {}
-        for name, setting, meaning in _paginator_params(value):
+        for name, setting, meaning in value.sent_params():
             if name in params:
                 raise ValueError(
                     f"`params.{name}` ({params[name]!r}) conflicts with `pagination.{setting}`: "
@@ -1046,7 +1054,7 @@ class Endpoint(_Model):
     def _workers_need_planned_pages(cls, value: int, info: ValidationInfo) -> int:
         pagination = info.data.get("pagination")
         if value > 1 and pagination is not None:
-            reason = _why_sequential(pagination)
+            reason = pagination.why_sequential()
             if reason:
                 raise ValueError(
                     f"`workers: {value}` cannot be used with `pagination` {pagination.type!r}: "
