@@ -13,7 +13,6 @@ client does no per-record work beyond finding the records and the cursor.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import deque
@@ -24,28 +23,29 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urljoin
 
-import orjson
 import requests
 
 from ingestion_assets.http import defaults
 from ingestion_assets.http.auth import ApiAuth, NoAuth
 from ingestion_assets.http.budgets import Budgets
+from ingestion_assets.http.classify import (
+    RATE_LIMITED,
+    REFRESH,
+    RETRY,
+    SUCCESS,
+    StatusClassifier,
+    Verdict,
+)
 from ingestion_assets.http.deadline import DeadlineAdapter, Watchdog, request_deadline
 from ingestion_assets.http.errors import (
     ApiError,
-    ApiTimeoutError,
-    AuthenticationError,
     BodyTooLargeError,
-    ClientError,
     ConfigurationError,
     DeadlineExceededError,
     IncompleteFetchError,
     InvalidResponseError,
     MaxPagesExceededError,
     PaginationLoopError,
-    RateLimitError,
-    ServerError,
-    TransportError,
     WaitTooLongError,
 )
 from ingestion_assets.http.jsonpath import compile_path
@@ -53,14 +53,8 @@ from ingestion_assets.http.origins import OriginPolicy
 from ingestion_assets.http.page import FetchStats, Page
 from ingestion_assets.http.paginators import PageRequest, Paginator, PlannedPage, SinglePage
 from ingestion_assets.http.ratelimit import RateLimiter
-from ingestion_assets.http.records import (
-    ErrorBodyFound,
-    RecordsNotFound,
-    extract_records,
-    page_body,
-)
 from ingestion_assets.http.redaction import get_logger, redact, redact_headers, redact_url
-from ingestion_assets.http.retry import RetryPolicy, parse_retry_after
+from ingestion_assets.http.retry import RetryPolicy
 
 log = get_logger()
 # urllib3 logs request lines (with query strings) at DEBUG: mask secrets there too.
@@ -118,14 +112,24 @@ class _Result:
     elapsed_s: float
 
 
-class _Failure(Exception):
-    """A transient failure of one attempt, to be retried (internal)."""
+@dataclass(slots=True)
+class _Tries:
+    """What one request has spent of its budgets so far."""
 
-    def __init__(self, cause: str, error: ApiError, retry_after: float | None = None) -> None:
-        super().__init__(cause)
-        self.cause = cause
-        self.error = error
-        self.retry_after = retry_after
+    attempts: int = 0
+    failures: int = 0  # transient failures (the error budget)
+    rate_limited: int = 0  # 429 answers (the rate-limit budget)
+    refreshed: bool = False  # the credentials were refreshed after a 401
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One attempt: its verdict, and the response it got (None when none arrived)."""
+
+    verdict: Verdict
+    response: requests.Response | None = None
+    content: bytes = b""
+    elapsed_s: float = 0.0
 
 
 class ApiClient:
@@ -309,206 +313,123 @@ class ApiClient:
         via: str = "the request",
     ) -> _Result:
         """Send one page request until it succeeds or a budget runs out."""
-        policy = self.retry
-        failures = 0
-        rate_limited = 0
-        refreshed = False
-        attempts = 0
         where = {"source": self.source, "endpoint": endpoint}
         # Before anything is sent (or waited for): is this origin one the credentials may go to?
         self.origins.check(request.url, via=via, **where)
+        classifier = StatusClassifier(
+            self.retry,
+            self.budgets.max_wait_s,
+            where=where,
+            records_steps=records_steps,
+            error_detector=self.error_detector,
+            remaining_header=self.rate_limiter.remaining_header,
+        )
+        tries = _Tries()
         while True:
-            try:
-                stats.add_wait(self.rate_limiter.acquire(self.budgets.max_wait_s))
-            except WaitTooLongError as exc:
-                raise exc.locate(url=request.url, **where) from None
-            attempts += 1
-            started = time.monotonic()
-            released = False
-            try:
-                try:
-                    response, content = self._exchange(request, where)
-                except requests.Timeout as exc:
-                    stats.add_request_failure()
-                    raise _Failure(
-                        "timeout",
-                        ApiTimeoutError(
-                            f"request timed out ({type(exc).__name__})", url=request.url, **where
-                        ),
-                    ) from None
-                except (
-                    requests.exceptions.InvalidURL,
-                    requests.exceptions.MissingSchema,
-                    requests.exceptions.InvalidSchema,
-                    requests.exceptions.InvalidHeader,
-                ) as exc:
-                    raise ConfigurationError(
-                        f"invalid request: {type(exc).__name__}: {redact(str(exc))}",
-                        url=request.url,
-                        **where,
-                    ) from None
-                except requests.exceptions.ContentDecodingError as exc:
-                    # A body that cannot be decompressed will not decompress next time either.
-                    stats.add_request_failure()
-                    raise InvalidResponseError(
-                        f"response body cannot be decoded ({type(exc).__name__}); not retried",
-                        url=request.url,
-                        transient=False,
-                        attempts=attempts,
-                        **where,
-                    ) from None
-                except requests.exceptions.ChunkedEncodingError as exc:
-                    stats.add_request_failure()
-                    raise _Failure(
-                        "truncated",
-                        TransportError(
-                            f"response body cut short ({type(exc).__name__})",
-                            url=request.url,
-                            **where,
-                        ),
-                    ) from None
-                except DeadlineExceededError as exc:
-                    stats.add_request_failure()
-                    raise _Failure("deadline", exc.locate(url=request.url, **where)) from None
-                except requests.RequestException as exc:
-                    stats.add_request_failure()
-                    raise _Failure(
-                        "connection",
-                        TransportError(
-                            f"connection failed ({type(exc).__name__})", url=request.url, **where
-                        ),
-                    ) from None
-
-                stats.add_response(len(content))
-                self.rate_limiter.release()
-                released = True
-                handled = self.auth.on_response(response)
-                if not handled:
-                    self.rate_limiter.observe(response.headers)
-                status = response.status_code
-                url = response.url
-
-                if status == 401:
-                    if not refreshed and self.auth.refresh(response):
-                        refreshed = True
-                        stats.add_retry("auth_refresh")
-                        log.info("%s: 401, credentials refreshed; retrying once", redact_url(url))
-                        continue
-                    raise AuthenticationError(
-                        "credentials rejected (401) again after refreshing them"
-                        if refreshed
-                        else "credentials rejected (401)",
-                        url=url,
-                        status=status,
-                        body=content,
-                        attempts=attempts,
-                        **where,
-                    )
-                if status == 429 or (status == 403 and self._exhausted(response)):
-                    # GitHub answers a spent primary limit with 403 + Remaining: 0.
-                    stats.add_rate_limited()
-                    rate_limited += 1
-                    if rate_limited > policy.rate_limit_attempts:
-                        raise RateLimitError(
-                            f"still rate limited after {policy.rate_limit_attempts} retries",
-                            url=url,
-                            status=status,
-                            body=content,
-                            attempts=attempts,
-                            **where,
-                        )
-                    stats.add_retry("rate_limited")
-                    if handled:  # the auth rotated to a key with headroom: go now
-                        continue
-                    retry_after = self._server_wait(response, where)
-                    delay = policy.rate_limit_delay(retry_after, rate_limited)
-                    log.warning(
-                        "%s: %d rate limited (Retry-After=%s); waiting %.2fs (%d/%d)",
-                        redact_url(url),
-                        status,
-                        response.headers.get("Retry-After"),
-                        delay,
-                        rate_limited,
-                        policy.rate_limit_attempts,
-                    )
-                    self.rate_limiter.pause(delay)  # every thread of the source waits
-                    continue
-                if status in policy.retry_statuses or status >= 500:
-                    raise _Failure(
-                        "server_error",
-                        ServerError(
-                            f"server error {status}", url=url, status=status, body=content, **where
-                        ),
-                        self._server_wait(response, where),
-                    )
-                if status >= 400:
-                    cls = AuthenticationError if status == 403 else ClientError
-                    raise cls(
-                        f"request refused ({status})",
-                        url=url,
-                        status=status,
-                        body=content,
-                        attempts=attempts,
-                        **where,
-                    )
-                if status == 204:  # no content: no records (records.page_body's rule)
-                    return _Result(
-                        response, content, None, [], attempts, time.monotonic() - started
-                    )
-                if status >= 300:
-                    raise InvalidResponseError(
-                        f"unexpected status {status}",
-                        url=url,
-                        status=status,
-                        body=content,
-                        transient=False,
-                        **where,
-                    )
-                return self._parse(response, content, records_steps, attempts, started, where)
-            except _Failure as failure:
-                if not released:
-                    self.rate_limiter.release()
-                    released = True
-                failures += 1
-                error = failure.error
-                error.attempts = attempts
-                if failures >= policy.max_attempts:
-                    error.message = f"{error.message}; gave up after {attempts} attempts"
-                    error.args = (error._render(),)
-                    raise error from None
-                stats.add_retry(failure.cause)
-                delay = policy.backoff(failures)
-                if failure.retry_after is not None:
-                    delay = max(delay, min(failure.retry_after, policy.retry_after_max))
-                log.warning(
-                    "%s: %s (%s), retry %d/%d in %.2fs",
-                    error.url,
-                    failure.cause,
-                    error.message,
-                    failures,
-                    policy.max_attempts - 1,
-                    delay,
+            tries.attempts += 1
+            attempt = self._attempt(request, stats, classifier, tries)
+            verdict = attempt.verdict
+            if verdict.action == SUCCESS:
+                return _Result(
+                    attempt.response, attempt.content, verdict.body, verdict.records,
+                    tries.attempts, attempt.elapsed_s,
                 )
-                time.sleep(delay)
-            finally:
-                if not released:  # an error escaped before the response was read
-                    self.rate_limiter.release()
+            if verdict.action == REFRESH:
+                if not self.auth.refresh(attempt.response):
+                    raise verdict.error
+                tries.refreshed = True
+                stats.add_retry("auth_refresh")
+                log.info(
+                    "%s: 401, credentials refreshed; retrying once",
+                    redact_url(attempt.response.url),
+                )
+            elif verdict.action == RATE_LIMITED:
+                self._wait_rate_limited(attempt, tries, stats)
+            elif verdict.action == RETRY:
+                self._wait_to_retry(verdict, tries, stats)
+            else:
+                raise verdict.error
 
-    def _server_wait(self, response: requests.Response, where: dict[str, Any]) -> float | None:
-        """The ``Retry-After`` wait, or `WaitTooLongError` when it passes the cap."""
-        raw = response.headers.get("Retry-After")
-        wait = parse_retry_after(raw)
-        cap = self.budgets.max_wait_s
-        if wait is not None and wait > cap:
-            raise WaitTooLongError(
-                f"the server asks to wait Retry-After: {raw!r} "
-                f"({'forever' if math.isinf(wait) else f'{wait:.0f} s'}), longer than the "
-                f"{cap:g} s cap (limits.max_wait_seconds)",
-                url=response.url,
-                status=response.status_code,
-                **where,
-            )
-        return wait
+    def _attempt(
+        self,
+        request: PageRequest,
+        stats: FetchStats,
+        classifier: StatusClassifier,
+        tries: _Tries,
+    ) -> _Attempt:
+        """One request and its whole body within the request's budgets (a rate-limiter slot,
+        the deadline, the body size), and what the classifier makes of it."""
+        where = classifier.where
+        try:
+            stats.add_wait(self.rate_limiter.acquire(self.budgets.max_wait_s))
+        except WaitTooLongError as exc:
+            raise exc.locate(url=request.url, **where) from None
+        started = time.monotonic()
+        try:
+            response, content = self._exchange(request, where)
+        except (requests.RequestException, ApiError) as exc:
+            verdict = classifier.exception(exc, request.url, tries.attempts)
+            if verdict.request_failed:
+                stats.add_request_failure()
+            return _Attempt(verdict)
+        finally:
+            self.rate_limiter.release()
+        stats.add_response(len(content))
+        rotated = self.auth.on_response(response)
+        if not rotated:
+            self.rate_limiter.observe(response.headers)
+        verdict = classifier.response(
+            response, content, tries.attempts, refreshed=tries.refreshed, rotated=rotated
+        )
+        return _Attempt(verdict, response, content, time.monotonic() - started)
+
+    def _wait_rate_limited(self, attempt: _Attempt, tries: _Tries, stats: FetchStats) -> None:
+        """Spend one of the rate-limit budget and pause the source (raises when spent)."""
+        policy, verdict, response = self.retry, attempt.verdict, attempt.response
+        stats.add_rate_limited()
+        tries.rate_limited += 1
+        if tries.rate_limited > policy.rate_limit_attempts:
+            raise verdict.error
+        stats.add_retry("rate_limited")
+        if verdict.retry_now:
+            return
+        if verdict.wait_error is not None:
+            raise verdict.wait_error
+        delay = policy.rate_limit_delay(verdict.retry_after, tries.rate_limited)
+        log.warning(
+            "%s: %d rate limited (Retry-After=%s); waiting %.2fs (%d/%d)",
+            redact_url(response.url),
+            response.status_code,
+            response.headers.get("Retry-After"),
+            delay,
+            tries.rate_limited,
+            policy.rate_limit_attempts,
+        )
+        self.rate_limiter.pause(delay)  # every thread of the source waits
+
+    def _wait_to_retry(self, verdict: Verdict, tries: _Tries, stats: FetchStats) -> None:
+        """Spend one of the error budget and back off (raises, saying so, when spent)."""
+        policy, error = self.retry, verdict.error
+        tries.failures += 1
+        error.attempts = tries.attempts
+        if tries.failures >= policy.max_attempts:
+            error.message = f"{error.message}; gave up after {tries.attempts} attempts"
+            error.args = (error._render(),)
+            raise error
+        stats.add_retry(verdict.cause)
+        delay = policy.backoff(tries.failures)
+        if verdict.retry_after is not None:
+            delay = max(delay, min(verdict.retry_after, policy.retry_after_max))
+        log.warning(
+            "%s: %s (%s), retry %d/%d in %.2fs",
+            error.url,
+            verdict.cause,
+            error.message,
+            tries.failures,
+            policy.max_attempts - 1,
+            delay,
+        )
+        time.sleep(delay)
 
     def _exchange(
         self, request: PageRequest, where: dict[str, Any]
@@ -613,61 +534,6 @@ class ApiClient:
                 **where,
             )
         return b"".join(chunks)
-
-    def _exhausted(self, response: requests.Response) -> bool:
-        name = self.rate_limiter.remaining_header or "X-RateLimit-Remaining"
-        return (response.headers.get(name) or "").strip() == "0"
-
-    def _parse(
-        self,
-        response: requests.Response,
-        content: bytes,
-        records_steps: tuple | None,
-        attempts: int,
-        started: float,
-        where: dict[str, Any],
-    ) -> _Result:
-        url = response.url
-        status = response.status_code
-        content_type = response.headers.get("Content-Type", "")
-        if "html" in content_type.lower():
-            raise _Failure(
-                "invalid_body",
-                InvalidResponseError(
-                    f"expected JSON, got {content_type.split(';')[0]}",
-                    url=url,
-                    status=status,
-                    body=content,
-                    **where,
-                ),
-            )
-        try:
-            body = page_body(content, status)  # collector paused: see fastjson
-        except orjson.JSONDecodeError as exc:
-            raise _Failure(
-                "invalid_body",
-                InvalidResponseError(
-                    f"body is not valid JSON ({exc.msg} at byte {exc.pos} of {len(content)})",
-                    url=url,
-                    status=status,
-                    body=content,
-                    **where,
-                ),
-            ) from None
-        if records_steps is None:
-            return _Result(response, content, body, [], attempts, time.monotonic() - started)
-        try:
-            records = extract_records(body, records_steps, error_detector=self.error_detector)
-        except ErrorBodyFound as exc:
-            raise _Failure(
-                "error_body",
-                InvalidResponseError(str(exc), url=url, status=status, body=content, **where),
-            ) from None
-        except RecordsNotFound as exc:
-            raise InvalidResponseError(
-                str(exc), url=url, status=status, body=content, transient=False, **where
-            ) from None
-        return _Result(response, content, body, records, attempts, time.monotonic() - started)
 
 
 class PageStream:
