@@ -37,14 +37,14 @@ def source_definitions(
     location-wide IO managers and executor are added by `ingestion_assets.definitions`)."""
     return dg.Definitions(
         # Endpoints declaring `webhook:` also get events assets fed by the receiver's spool
-        # (their keys are not translated).
-        assets=[*build_assets(sources, translator), *build_webhook_assets(sources)],
+        # (translated too: roles `events_raw` and `events_table`).
+        assets=[*build_assets(sources, translator), *build_webhook_assets(sources, translator)],
         # Row count, schema drift, contract, window and uniqueness checks (checks.py).
         asset_checks=build_checks(sources, translator),
         # Per-endpoint schedules and sensors from the YAML's `automation:` (automation.py).
         schedules=build_schedules(sources, translator),
         sensors=[*build_sensors(sources, translator),
-                 *build_webhook_sensors(sources)],
+                 *build_webhook_sensors(sources, translator)],
         resources={api_resource_key(s): ApiResource.from_source(s) for s in sources},
     )
 

@@ -1,8 +1,10 @@
 """The translator: how one endpoint's asset specs are named, grouped, owned and automated.
 
 The factory builds a default `dg.AssetSpec` for each asset of an endpoint (``raw`` pages and
-the ``table``) and hands it to ``translator.get_asset_spec(data)``; whatever comes back is
-what Dagster, the checks and the schedules use. Change keys, groups, owners, tags or
+the ``table``; for an endpoint declaring ``webhook:`` also ``events_raw`` and
+``events_table``, its webhook events assets) and hands it to
+``translator.get_asset_spec(data)``; whatever comes back is what Dagster, the checks, the
+schedules and the sensors use. Change keys, groups, owners, tags or
 automation conditions without forking the factory, either in a component's ``defs.yaml``
 (``translation:``, see `ingestion_assets.components`) or by subclassing in Python::
 
@@ -21,7 +23,7 @@ import dagster as dg
 
 from ingestion_assets.specs import Endpoint, Source
 
-Role = Literal["raw", "table"]
+Role = Literal["raw", "table", "events_raw", "events_table"]
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,44 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _page_entry(page: Any, position: int, body: bytes, frame: bytes, offset: int) -> dict[str, Any]:
+    """The manifest entry of one stored page (``offset``: where its frame starts)."""
+    records = getattr(page, "records", None)
+    entry = {
+        "index": getattr(page, "index", position),
+        "url": getattr(page, "url", None),
+        "params": _jsonable(getattr(page, "params", None)),
+        "status": getattr(page, "status", None),
+        "headers": _jsonable(dict(getattr(page, "headers", None) or {})),
+        "fetched_at": _utc_iso(getattr(page, "fetched_at", None)),
+        "records": len(records) if records is not None else 0,
+        "bytes": len(body),
+        "compressed_bytes": len(frame),
+        "offset": offset,
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
+    for optional in ("attempts", "elapsed_s"):  # the HTTP core's Page has them
+        if hasattr(page, optional):
+            entry[optional] = _jsonable(getattr(page, optional))
+    return entry
+
+
+def _partition_metadata(
+    folder: UPath, totals: dict[str, int], stats: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The materialization metadata of a staged partition (redacted)."""
+    metadata: dict[str, Any] = {
+        **totals,
+        "dagster/row_count": totals["records"],
+        "uri": storage.uri_metadata(folder),
+        "dagster/uri": storage.display_uri(folder),
+    }
+    if stats:
+        metadata["request_stats"] = dg.MetadataValue.json(stats)
+        metadata.update(_stats_metadata(stats))
+    return redact_metadata(metadata)
+
+
 def _stats_metadata(stats: dict[str, Any]) -> dict[str, Any]:
     """The HTTP statistics of a fetch as separate entries, so the UI can show and plot them."""
     elapsed = stats.get("elapsed_s") or 0.0
@@ -248,41 +286,14 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         Nothing is visible until :meth:`StagedPartition.commit`; an error here removes the
         version's files and leaves the stored partition as it was.
         """
-        compressor = zstandard.ZstdCompressor(level=self.compression_level, write_content_size=True)
-        entries: list[dict[str, Any]] = []
-        total_bytes = total_compressed = total_records = 0
         grace = timedelta(seconds=self.version_grace_seconds)
         writer = storage.PartitionWriter(folder, MANIFEST, grace=grace).__enter__()
         try:
-            with writer.open(BODIES) as out:
-                for position, page in enumerate(obj):
-                    body = page.body or b""
-                    frame = compressor.compress(body)
-                    out.write(frame)
-                    out.flush()  # in the file (or the upload buffer) before the next page
-                    records = getattr(page, "records", None)
-                    count = len(records) if records is not None else 0
-                    entries.append(
-                        {
-                            "index": getattr(page, "index", position),
-                            "url": getattr(page, "url", None),
-                            "params": _jsonable(getattr(page, "params", None)),
-                            "status": getattr(page, "status", None),
-                            "headers": _jsonable(dict(getattr(page, "headers", None) or {})),
-                            "fetched_at": _utc_iso(getattr(page, "fetched_at", None)),
-                            "records": count,
-                            "bytes": len(body),
-                            "compressed_bytes": len(frame),
-                            "offset": total_compressed,
-                            "sha256": hashlib.sha256(body).hexdigest(),
-                        }
-                    )
-                    for optional in ("attempts", "elapsed_s"):  # the HTTP core's Page has them
-                        if hasattr(page, optional):
-                            entries[-1][optional] = _jsonable(getattr(page, optional))
-                    total_bytes += len(body)
-                    total_compressed += len(frame)
-                    total_records += count
+            entries = self._write_bodies(writer, obj)
+            totals = {
+                "pages": len(entries),
+                **{n: sum(e[n] for e in entries) for n in ("records", "bytes", "compressed_bytes")},
+            }
             stats = getattr(obj, "stats", None)
             stats_dict = _jsonable(stats.to_dict()) if hasattr(stats, "to_dict") else None
             manifest = {
@@ -293,12 +304,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
                 "written_at": datetime.now(timezone.utc).isoformat(),
                 "bodies": BODIES,
                 "compression": "zstd",
-                "totals": {
-                    "pages": len(entries),
-                    "records": total_records,
-                    "bytes": total_bytes,
-                    "compressed_bytes": total_compressed,
-                },
+                "totals": totals,
                 "stats": stats_dict,
                 "pages": entries,
             }
@@ -306,20 +312,25 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         except BaseException:
             writer.__exit__(None, None, None)  # not committed: the version's files go
             raise
-        metadata: dict[str, Any] = {
-            "pages": len(entries),
-            "records": total_records,
-            "bytes": total_bytes,
-            "compressed_bytes": total_compressed,
-            "dagster/row_count": total_records,
-            "uri": storage.uri_metadata(folder),
-            "dagster/uri": storage.display_uri(folder),
-        }
-        if stats_dict:
-            metadata["request_stats"] = dg.MetadataValue.json(stats_dict)
-            metadata.update(_stats_metadata(stats_dict))
-        return StagedPartition(writer, marker, redact_metadata(metadata),
-                               commit_kwargs={"rows": total_records})
+        return StagedPartition(writer, marker, _partition_metadata(folder, totals, stats_dict),
+                               commit_kwargs={"rows": totals["records"]})
+
+    def _write_bodies(
+        self, writer: storage.PartitionWriter, pages: Iterable[Any]
+    ) -> list[dict[str, Any]]:
+        """Compress and write each page's body as it arrives; returns the manifest entries."""
+        compressor = zstandard.ZstdCompressor(level=self.compression_level, write_content_size=True)
+        entries: list[dict[str, Any]] = []
+        offset = 0
+        with writer.open(BODIES) as out:
+            for position, page in enumerate(pages):
+                body = page.body or b""
+                frame = compressor.compress(body)
+                out.write(frame)
+                out.flush()  # in the file (or the upload buffer) before the next page
+                entries.append(_page_entry(page, position, body, frame, offset))
+                offset += len(frame)
+        return entries
 
     def load_input(self, context: dg.InputContext) -> RawPartition | RawPartitionSet:
         folders = storage.input_folders(self._base, context)

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -136,99 +137,131 @@ def _problem(status: int, error: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status_code=status)
 
 
-def create_app(sources: list[Source], spool_path: str, read_timeout: float = 30.0) -> Starlette:
-    """The receiver app for the given sources, spooling to ``spool_path``.
+class _Refused(Exception):
+    """A request answered with a problem (status, error code, message); nothing is stored."""
 
-    ``read_timeout`` bounds the time to receive a whole body: a sender trickling its body
-    gets 408 instead of holding a connection open.
-    """
-    routes_by_key = webhook_endpoints(sources)
-    state: dict[str, Any] = {}
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.response = _problem(status, error, message)
 
-    def writer() -> SpoolWriter:
-        if "writer" not in state:
-            state["writer"] = SpoolWriter(spool_path)
-        return state["writer"]
 
-    async def receive(request: Request) -> JSONResponse:
+class _Receiver:
+    """The routes of the receiver app: one request is read, verified, parsed and spooled."""
+
+    def __init__(self, sources: list[Source], spool_path: str, read_timeout: float) -> None:
+        self.routes_by_key = webhook_endpoints(sources)
+        self.spool_path = spool_path
+        self.read_timeout = read_timeout
+        self._writer: SpoolWriter | None = None
+
+    def writer(self) -> SpoolWriter:
+        if self._writer is None:
+            self._writer = SpoolWriter(self.spool_path)
+        return self._writer
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette):
+        self.writer()  # open (and create) the spool before the first request
+        yield
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    async def receive(self, request: Request) -> JSONResponse:
         source = request.path_params["source"]
         endpoint = request.path_params["endpoint"]
-        found = routes_by_key.get((source, endpoint))
+        try:
+            spec = self._spec(source, endpoint)
+            body = await self._body(request, source, endpoint, spec)
+            self._verify(request, source, endpoint, spec, body)
+            event = _event(request, source, endpoint, spec, body)
+        except _Refused as refused:
+            return refused.response
+        try:
+            stored = await asyncio.wrap_future(self.writer().submit(event))
+        except Exception as exc:  # not on disk: the sender must retry
+            log.error("%s/%s: event %s not stored: %s", source, endpoint, event.event_id,
+                      type(exc).__name__)
+            return _problem(503, "not_stored", "the event could not be stored; retry")
+        return JSONResponse({"stored": stored, "id": event.event_id})
+
+    async def health(self, request: Request) -> JSONResponse:
+        count = await asyncio.to_thread(Spool(self.spool_path).count)
+        return JSONResponse({
+            "status": "ok", "spool": str(self.spool_path), "events": count,
+            "endpoints": sorted(f"{s}/{e}" for s, e in self.routes_by_key),
+        })
+
+    def _spec(self, source: str, endpoint: str) -> WebhookSpec:
+        found = self.routes_by_key.get((source, endpoint))
         if found is None:
-            return _problem(404, "not_found",
-                            f"no endpoint {source}/{endpoint} declares `webhook:`")
+            raise _Refused(404, "not_found", f"no endpoint {source}/{endpoint} declares `webhook:`")
         spec = found[1].webhook
         assert spec is not None
+        return spec
+
+    async def _body(self, request: Request, source: str, endpoint: str,
+                    spec: WebhookSpec) -> bytes:
         try:
-            body = await asyncio.wait_for(_read_body(request, spec.max_body_bytes), read_timeout)
+            return await asyncio.wait_for(_read_body(request, spec.max_body_bytes),
+                                          self.read_timeout)
         except asyncio.TimeoutError:
-            log.warning("%s/%s: body not received within %g s", source, endpoint, read_timeout)
-            return _problem(408, "timeout", f"body not received within {read_timeout:g} s")
+            log.warning("%s/%s: body not received within %g s", source, endpoint,
+                        self.read_timeout)
+            raise _Refused(408, "timeout",
+                           f"body not received within {self.read_timeout:g} s") from None
         except _TooLarge:
             log.warning("%s/%s: body over %d bytes refused", source, endpoint,
                         spec.max_body_bytes)
-            return _problem(413, "too_large", f"body over {spec.max_body_bytes} bytes")
+            raise _Refused(413, "too_large", f"body over {spec.max_body_bytes} bytes") from None
+
+    def _verify(self, request: Request, source: str, endpoint: str, spec: WebhookSpec,
+                body: bytes) -> None:
         secrets = secrets_of(spec)
         if not secrets:
             names = ", ".join(s.env for s in spec.secrets)
             log.error("%s/%s: no webhook secret set (environment: %s)", source, endpoint, names)
-            return _problem(503, "not_configured", "the receiver has no secret for this endpoint")
+            raise _Refused(503, "not_configured", "the receiver has no secret for this endpoint")
         try:
             verify(spec.style, request.headers, body, secrets, header=spec.header,
                    encoding=spec.encoding, prefix=spec.prefix,
                    tolerance_seconds=spec.tolerance_seconds)
         except SignatureError as exc:
             log.warning("%s/%s: rejected: %s", source, endpoint, exc.reason)
-            return _problem(exc.status, "bad_signature", exc.reason)
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return _problem(400, "bad_request", "body is not JSON")
-        received_at = time.time()
-        try:
-            event_id, event_type, event_time = _event_fields(
-                spec, request.headers, payload, received_at
-            )
-        except EventTimeError as exc:
-            return _problem(400, "bad_request", str(exc))
-        if not event_id:
-            where = f"header {spec.id_header}" if spec.id_header else f"body field {spec.id_path}"
-            return _problem(400, "bad_request", f"no event id ({where})")
-        event = Event(source, endpoint, event_id, event_type, event_time, received_at, body)
-        try:
-            stored = await asyncio.wrap_future(writer().submit(event))
-        except Exception as exc:  # not on disk: the sender must retry
-            log.error("%s/%s: event %s not stored: %s", source, endpoint, event_id,
-                      type(exc).__name__)
-            return _problem(503, "not_stored", "the event could not be stored; retry")
-        return JSONResponse({"stored": stored, "id": event_id})
+            raise _Refused(exc.status, "bad_signature", exc.reason) from None
 
-    async def health(request: Request) -> JSONResponse:
-        count = await asyncio.to_thread(Spool(spool_path).count)
-        return JSONResponse({
-            "status": "ok", "spool": str(spool_path), "events": count,
-            "endpoints": sorted(f"{s}/{e}" for s, e in routes_by_key),
-        })
 
-    async def shutdown() -> None:
-        if "writer" in state:
-            state.pop("writer").close()
+def _event(request: Request, source: str, endpoint: str, spec: WebhookSpec,
+           body: bytes) -> Event:
+    """The spool event of a verified body: its id, type and time (400 without them)."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise _Refused(400, "bad_request", "body is not JSON") from None
+    received_at = time.time()
+    try:
+        event_id, event_type, event_time = _event_fields(
+            spec, request.headers, payload, received_at
+        )
+    except EventTimeError as exc:
+        raise _Refused(400, "bad_request", str(exc)) from None
+    if not event_id:
+        where = f"header {spec.id_header}" if spec.id_header else f"body field {spec.id_path}"
+        raise _Refused(400, "bad_request", f"no event id ({where})")
+    return Event(source, endpoint, event_id, event_type, event_time, received_at, body)
 
-    async def startup() -> None:
-        writer()  # open (and create) the spool before the first request
 
-    from contextlib import asynccontextmanager
+def create_app(sources: list[Source], spool_path: str, read_timeout: float = 30.0) -> Starlette:
+    """The receiver app for the given sources, spooling to ``spool_path``.
 
-    @asynccontextmanager
-    async def lifespan(app: Starlette):
-        await startup()
-        yield
-        await shutdown()
-
+    ``read_timeout`` bounds the time to receive a whole body: a sender trickling its body
+    gets 408 instead of holding a connection open.
+    """
+    receiver = _Receiver(sources, spool_path, read_timeout)
     return Starlette(
         routes=[
-            Route("/webhooks/{source}/{endpoint}", receive, methods=["POST"]),
-            Route("/health", health, methods=["GET"]),
+            Route("/webhooks/{source}/{endpoint}", receiver.receive, methods=["POST"]),
+            Route("/health", receiver.health, methods=["GET"]),
         ],
-        lifespan=lifespan,
+        lifespan=receiver.lifespan,
     )

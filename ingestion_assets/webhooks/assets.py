@@ -34,6 +34,11 @@ from ingestion_assets.factory import (
 )
 from ingestion_assets.freshness import freshness_policy
 from ingestion_assets.specs import Endpoint, Source, TimePartitioning, WebhookSpec
+from ingestion_assets.translation import (
+    DEFAULT_TRANSLATOR,
+    EndpointSpecData,
+    IngestionTranslator,
+)
 from ingestion_assets.webhooks.app import as_epoch, dotted
 from ingestion_assets.webhooks.spool import Spool, default_spool_path
 
@@ -60,12 +65,18 @@ def default_spool_resource() -> WebhookSpoolResource:
     return WebhookSpoolResource(path=str(default_spool_path()))
 
 
-def events_raw_key(source: Source, endpoint: Endpoint) -> dg.AssetKey:
-    return dg.AssetKey(["raw", source.name, endpoint.name + EVENTS_SUFFIX])
+def events_raw_key(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.AssetKey:
+    """``raw/<source>/<endpoint>_events``, or what the translator makes of it."""
+    return events_specs(source, endpoint, translator)[0].key
 
 
-def events_table_key(source: Source, endpoint: Endpoint) -> dg.AssetKey:
-    return dg.AssetKey([source.name, endpoint.name + EVENTS_SUFFIX])
+def events_table_key(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.AssetKey:
+    """``<source>/<endpoint>_events``, or what the translator makes of it."""
+    return events_specs(source, endpoint, translator)[1].key
 
 
 def events_partitions_def(spec: WebhookSpec) -> dg.HourlyPartitionsDefinition:
@@ -158,37 +169,59 @@ def _receiver_metadata(spool: Spool, source: Source, endpoint: Endpoint,
     return meta
 
 
-def webhook_events_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsDefinition]:
-    """The raw and table events assets of one endpoint declaring ``webhook:``."""
-    from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
-
+def events_specs(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> tuple[dg.AssetSpec, dg.AssetSpec]:
+    """The raw and table specs of an endpoint's webhook events, each passed through the
+    translator once (roles ``events_raw`` and ``events_table``), as pulled endpoints' are."""
+    translate = (translator or DEFAULT_TRANSLATOR).get_asset_spec
     spec = endpoint.webhook
     assert spec is not None
-    pdef = events_partitions_def(spec)
-    raw_key = events_raw_key(source, endpoint)
-    name = f"{source.name}/{endpoint.name}"
-    metadata = {
-        "ingestion/source": source.name,
-        "ingestion/endpoint": endpoint.name + EVENTS_SUFFIX,
-        "ingestion/primary_key": "event_id",
-        "ingestion/partition_dimension": "hour",
-        "webhooks/route": f"POST /webhooks/{source.name}/{endpoint.name}",
-        "webhooks/signature_style": spec.style,
-    }
-    tags = {**source.tags, **endpoint.tags, "ingestion/mode": "push"}
+    name = name_of(source, endpoint)
+    common: dict[str, Any] = dict(
+        group_name=source.name, owners=source.owners,
+        tags={**source.tags, **endpoint.tags, "ingestion/mode": "push"},
+        metadata={
+            "ingestion/source": source.name,
+            "ingestion/endpoint": endpoint.name + EVENTS_SUFFIX,
+            "ingestion/primary_key": "event_id",
+            "ingestion/partition_dimension": "hour",
+            "webhooks/route": f"POST /webhooks/{source.name}/{endpoint.name}",
+            "webhooks/signature_style": spec.style,
+        },
+        partitions_def=events_partitions_def(spec),
+    )
+    raw = translate(EndpointSpecData(source, endpoint, "events_raw", dg.AssetSpec(
+        key=dg.AssetKey(["raw", source.name, endpoint.name + EVENTS_SUFFIX]),
+        description=f"Every webhook event of {name}, exactly as received and verified.",
+        kinds={"webhook"}, **common,
+    )))
+    table = translate(EndpointSpecData(source, endpoint, "events_table", dg.AssetSpec(
+        key=dg.AssetKey([source.name, endpoint.name + EVENTS_SUFFIX]),
+        deps=[raw.key],
+        description=f"Webhook events of {name}: one row per event (deduplicated by id).",
+        kinds={"parquet"},
+        freshness_policy=(
+            freshness_policy(endpoint.model_copy(update={"freshness": spec.freshness}))
+            if spec.freshness else None
+        ),
+        **common,
+    )))
+    return raw, table
+
+
+def webhook_events_assets(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> list[dg.AssetsDefinition]:
+    """The raw and table events assets of one endpoint declaring ``webhook:``."""
+    raw_spec, table_spec = events_specs(source, endpoint, translator)
     # Local work only (spool and storage): a failure is retried twice, a few seconds apart.
     retry = dg.RetryPolicy(max_retries=2, delay=5)
-    freshness = (
-        freshness_policy(endpoint.model_copy(update={"freshness": spec.freshness}))
-        if spec.freshness else None
-    )
 
-    @dg.asset(
-        key=raw_key,
-        description=f"Every webhook event of {name}, exactly as received and verified.",
-        group_name=source.name, partitions_def=pdef, io_manager_key=RAW_IO_MANAGER_KEY,
-        required_resource_keys={SPOOL_RESOURCE_KEY}, kinds={"webhook"}, owners=source.owners,
-        tags=tags, metadata=metadata, retry_policy=retry,
+    @dg.multi_asset(
+        name=raw_spec.key.to_python_identifier(),
+        specs=[raw_spec.with_io_manager_key(RAW_IO_MANAGER_KEY)],
+        required_resource_keys={SPOOL_RESOURCE_KEY}, retry_policy=retry,
     )
     def raw_events(context: dg.AssetExecutionContext):
         spool: Spool = getattr(context.resources, SPOOL_RESOURCE_KEY).spool()
@@ -198,37 +231,43 @@ def webhook_events_assets(source: Source, endpoint: Endpoint) -> list[dg.AssetsD
         )
         return _EventPages(spool, source.name, endpoint.name, hour)
 
-    @dg.asset(
-        key=events_table_key(source, endpoint),
-        description=f"Webhook events of {name}: one row per event (deduplicated by id).",
-        group_name=source.name, partitions_def=pdef, io_manager_key=PARQUET_IO_MANAGER_KEY,
-        ins={"raw": dg.AssetIn(key=raw_key)}, required_resource_keys={SPOOL_RESOURCE_KEY},
-        kinds={"parquet"}, owners=source.owners, tags=tags, metadata=metadata,
-        freshness_policy=freshness, retry_policy=retry,
+    @dg.multi_asset(
+        name=table_spec.key.to_python_identifier(),
+        specs=[table_spec.with_io_manager_key(PARQUET_IO_MANAGER_KEY)],
+        ins={"raw": dg.AssetIn(key=raw_spec.key)},
+        required_resource_keys={SPOOL_RESOURCE_KEY}, retry_policy=retry,
     )
     def events_table(context: dg.AssetExecutionContext, raw: Any):
         spool: Spool = getattr(context.resources, SPOOL_RESOURCE_KEY).spool()
-        hour = context.partition_key
-        seen: dict[str, Any] = {}
-        extra: dict[str, Any] = {}
-
-        def pages() -> Iterator[list[dict[str, Any]]]:
-            yield from _event_rows(raw.iter_pages(), spec, seen)
-            if seen.get("max_seq"):
-                spool.mark_committed(source.name, endpoint.name, hour, seen["max_seq"])
-            extra.update(_receiver_metadata(spool, source, endpoint,
-                                            seen.get("newest_received")))
-
-        normalizer = Normalizer(
-            schema=EVENT_SCHEMA, timestamp_fields=["event_time", "received_at"],
-            required=["event_id"], dead_letters=DeadLetters(),
-        )
-        return RecordBatchStream.from_pages(
-            pages(), normalizer, source=source.name, endpoint=endpoint.name + EVENTS_SUFFIX,
-            time_columns=["event_time"], metadata=extra,
-        )
+        return _events_stream(spool, source, endpoint, context.partition_key, raw)
 
     return [raw_events, events_table]
+
+
+def _events_stream(spool: Spool, source: Source, endpoint: Endpoint, hour: str, raw: Any) -> Any:
+    """The typed rows of one hour's stored events; once read, the hour's events are marked
+    committed in the spool and the receiver's lag and backlog are added as metadata."""
+    from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
+
+    spec = endpoint.webhook
+    assert spec is not None
+    seen: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+
+    def pages() -> Iterator[list[dict[str, Any]]]:
+        yield from _event_rows(raw.iter_pages(), spec, seen)
+        if seen.get("max_seq"):
+            spool.mark_committed(source.name, endpoint.name, hour, seen["max_seq"])
+        extra.update(_receiver_metadata(spool, source, endpoint, seen.get("newest_received")))
+
+    normalizer = Normalizer(
+        schema=EVENT_SCHEMA, timestamp_fields=["event_time", "received_at"],
+        required=["event_id"], dead_letters=DeadLetters(),
+    )
+    return RecordBatchStream.from_pages(
+        pages(), normalizer, source=source.name, endpoint=endpoint.name + EVENTS_SUFFIX,
+        time_columns=["event_time"], metadata=extra,
+    )
 
 
 def _pull_partition_keys(source: Source, endpoint: Endpoint, spool: Spool, after: int,
@@ -257,15 +296,19 @@ def _pull_partition_keys(source: Source, endpoint: Endpoint, spool: Spool, after
     return keys
 
 
-def webhook_events_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefinition:
+def webhook_events_sensor(
+    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
+) -> dg.SensorDefinition:
     """Requests the hours whose spooled events changed since the sensor's cursor."""
     spec = endpoint.webhook
     assert spec is not None
     pdef = events_partitions_def(spec)
-    raw_key, table_key = events_raw_key(source, endpoint), events_table_key(source, endpoint)
+    raw_key, table_key = (s.key for s in events_specs(source, endpoint, translator))
+    pull_keys = [raw_asset_key(source, endpoint, translator),
+                 table_asset_key(source, endpoint, translator)]
     selection = [raw_key, table_key]
     if spec.request_pull_partition:
-        selection += [raw_asset_key(source, endpoint), table_asset_key(source, endpoint)]
+        selection += pull_keys
     first = pdef.get_first_partition_key()
 
     @dg.sensor(
@@ -302,12 +345,11 @@ def webhook_events_sensor(source: Source, endpoint: Endpoint) -> dg.SensorDefini
             for hour in ready
         ]
         if spec.request_pull_partition and top > int(state["seq"]):
-            pull_keys = _pull_partition_keys(source, endpoint, spool, int(state["seq"]), top)
+            touched = _pull_partition_keys(source, endpoint, spool, int(state["seq"]), top)
             requests += [
                 dg.RunRequest(run_key=f"pull:{key}@{top}", partition_key=key,
-                              asset_selection=[raw_asset_key(source, endpoint),
-                                               table_asset_key(source, endpoint)])
-                for key in sorted(pull_keys)
+                              asset_selection=pull_keys)
+                for key in sorted(touched)
             ]
         cursor = json.dumps({"seq": top, "waiting": waiting})
         if not requests:
@@ -327,12 +369,19 @@ def webhook_endpoints(sources: list[Source]) -> list[tuple[Source, Endpoint]]:
     return [(s, e) for s in sources for e in s.endpoints if e.webhook is not None]
 
 
-def build_webhook_assets(sources: list[Source]) -> list[dg.AssetsDefinition]:
+def build_webhook_assets(
+    sources: list[Source], translator: IngestionTranslator | None = None
+) -> list[dg.AssetsDefinition]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)
-        return [a for s, e in webhook_endpoints(sources) for a in webhook_events_assets(s, e)]
+        return [
+            a for s, e in webhook_endpoints(sources)
+            for a in webhook_events_assets(s, e, translator)
+        ]
 
 
-def build_webhook_sensors(sources: list[Source]) -> list[dg.SensorDefinition]:
-    return [webhook_events_sensor(s, e) for s, e in webhook_endpoints(sources)]
+def build_webhook_sensors(
+    sources: list[Source], translator: IngestionTranslator | None = None
+) -> list[dg.SensorDefinition]:
+    return [webhook_events_sensor(s, e, translator) for s, e in webhook_endpoints(sources)]
 
