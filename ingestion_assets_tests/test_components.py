@@ -6,6 +6,7 @@ as component files are materialized against the demo API and compared with its r
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from ingestion_assets.definitions import build_definitions, location_definitions
 from ingestion_assets.demo_api import demo_env
 from ingestion_assets.specs import DEFAULT_SOURCES_DIR, SpecError, load_sources
 from ingestion_assets.translation import EndpointSpecData, IngestionTranslator
+from ingestion_assets.webhooks.assets import SPOOL_RESOURCE_KEY, WebhookSpoolResource
+from ingestion_assets.webhooks.spool import SPOOL_ENV_VAR, Event, SpoolWriter
 from ingestion_assets_tests.test_factory import window
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -261,6 +264,72 @@ def test_a_component_subclass_translates_in_python_after_the_yaml(
     assert result.success
     truth = demo_env_vars.records("payments", "charges", *window(DAY))
     assert truth and row_counts(result)["lake/warehouse/shop/charges"] == len(truth)
+
+
+#: The charges endpoint with Stripe-style webhooks that also request the pull partition.
+HOOKED = {**CHARGES, "webhook": {
+    "style": "stripe", "secrets": [{"env": "SHOP_WEBHOOK_SECRET"}], "object_path": "data.object",
+    "start": "2025-03-01", "request_pull_partition": True,
+}}
+EVENT_HOUR, EVENT_TIME = "2025-03-01-10:00", 1_740_823_200  # 2025-03-01T10:00:00Z
+CREATED = 1_739_188_800  # 2025-02-10T12:00:00Z: the charges' pull partition is DAY
+
+
+def test_translation_in_defs_yaml_also_translates_the_webhook_events_assets(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DEMO_API_URL", "http://127.0.0.1:9")  # nothing is pulled here
+    spool_path = tmp_path / "spool.sqlite3"
+    monkeypatch.setenv(SPOOL_ENV_VAR, str(spool_path))
+    project, module = new_project(tmp_path / "project", monkeypatch)
+    folder = project / module / "defs" / "shop"
+    folder.mkdir()
+    hooked = yaml.safe_dump(HOOKED, default_flow_style=True, width=10_000).strip()
+    (folder / "defs.yaml").write_text(TRANSLATED % hooked)
+    defs = dg.Definitions.merge(
+        dg.load_from_defs_folder(path_within_project=project),
+        location_definitions(str(tmp_path / "data")),
+    )
+    graph = defs.resolve_asset_graph()
+    raw, table = (dg.AssetKey(["warehouse", *p, "charges_events"]) for p in (["raw", "shop"],
+                                                                             ["shop"]))
+    pulled = {dg.AssetKey(["warehouse", "raw", "shop", "charges"]),
+              dg.AssetKey(["warehouse", "shop", "charges"])}
+    assert set(graph.get_all_asset_keys()) == {raw, table, *pulled}
+    for key, role in ((raw, "events_raw"), (table, "events_table")):
+        node = graph.get(key)
+        assert node.group_name == f"shop_{role}"
+        assert node.owners == ["team:data"]
+        assert node.tags["layer"] == role and node.tags["endpoint"] == "charges"
+        assert node.tags["ingestion/mode"] == "push"  # the default spec's tags stay
+        assert "0 2 * * *" in str(node.automation_condition.get_label() or
+                                  node.automation_condition)
+    assert graph.get(table).parent_keys == {raw}
+
+    # Three events of 10:00 in the spool: the sensor asks for the translated events assets,
+    # and for the translated pull assets of the day the changed charges were created.
+    writer = SpoolWriter(spool_path)
+    for n in range(3):
+        body = {"id": f"evt_{n}", "type": "charge.updated",
+                "data": {"object": {"id": f"ch_{n}", "created": CREATED, "amount": n}}}
+        assert writer.append(Event("shop", "charges", f"evt_{n}", "charge.updated",
+                                   EVENT_TIME + 60 * n, EVENT_TIME + 60 * n + 1,
+                                   json.dumps(body).encode()))
+    writer.close()
+    sensor = defs.get_repository_def().get_sensor_def("shop_charges_webhook_events")
+    with dg.instance_for_test() as instance:
+        with dg.build_sensor_context(
+            instance=instance, definitions=defs,
+            resources={SPOOL_RESOURCE_KEY: WebhookSpoolResource(path=str(spool_path))},
+        ) as context:
+            tick = sensor.evaluate_tick(context)
+        by_partition = {r.partition_key: set(r.asset_selection) for r in tick.run_requests}
+        assert by_partition == {EVENT_HOUR: {raw, table}, DAY: pulled}
+        job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection={raw, table})
+        result = job.execute_in_process(instance=instance, partition_key=EVENT_HOUR)
+    assert result.success
+    assert row_counts(result) == {"warehouse/raw/shop/charges_events": 3,
+                                  "warehouse/shop/charges_events": 3}
 
 
 class Renamed(IngestionTranslator):
