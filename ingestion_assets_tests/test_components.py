@@ -191,19 +191,23 @@ attributes:
 """
 
 
-def test_translation_in_defs_yaml_changes_keys_groups_owners_tags_and_automation(
-    demo_env_vars, tmp_path, monkeypatch
-):
+def translated_source(endpoint: dict, tmp_path: Path, monkeypatch) -> dg.Definitions:
+    """The definitions of a new project holding one `TRANSLATED` source with ``endpoint``."""
     project, module = new_project(tmp_path / "project", monkeypatch)
     folder = project / module / "defs" / "shop"
     folder.mkdir()
-    charges = yaml.safe_dump(CHARGES, default_flow_style=True, width=10_000).strip()
-    (folder / "defs.yaml").write_text(TRANSLATED % charges)
-
-    defs = dg.Definitions.merge(
+    flow = yaml.safe_dump(endpoint, default_flow_style=True, width=10_000).strip()
+    (folder / "defs.yaml").write_text(TRANSLATED % flow)
+    return dg.Definitions.merge(
         dg.load_from_defs_folder(path_within_project=project),
         location_definitions(str(tmp_path / "data")),
     )
+
+
+def test_translation_in_defs_yaml_changes_keys_groups_owners_tags_and_automation(
+    demo_env_vars, tmp_path, monkeypatch
+):
+    defs = translated_source(CHARGES, tmp_path, monkeypatch)
     graph = defs.resolve_asset_graph()
     raw, table = dg.AssetKey("warehouse/raw/shop/charges".split("/")), dg.AssetKey(
         "warehouse/shop/charges".split("/"))
@@ -281,15 +285,7 @@ def test_translation_in_defs_yaml_also_translates_the_webhook_events_assets(
     monkeypatch.setenv("DEMO_API_URL", "http://127.0.0.1:9")  # nothing is pulled here
     spool_path = tmp_path / "spool.sqlite3"
     monkeypatch.setenv(SPOOL_ENV_VAR, str(spool_path))
-    project, module = new_project(tmp_path / "project", monkeypatch)
-    folder = project / module / "defs" / "shop"
-    folder.mkdir()
-    hooked = yaml.safe_dump(HOOKED, default_flow_style=True, width=10_000).strip()
-    (folder / "defs.yaml").write_text(TRANSLATED % hooked)
-    defs = dg.Definitions.merge(
-        dg.load_from_defs_folder(path_within_project=project),
-        location_definitions(str(tmp_path / "data")),
-    )
+    defs = translated_source(HOOKED, tmp_path, monkeypatch)
     graph = defs.resolve_asset_graph()
     raw, table = (dg.AssetKey(["warehouse", *p, "charges_events"]) for p in (["raw", "shop"],
                                                                              ["shop"]))

@@ -17,7 +17,6 @@ materialization.
 
 
 import json
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -65,18 +64,13 @@ def default_spool_resource() -> WebhookSpoolResource:
     return WebhookSpoolResource(path=str(default_spool_path()))
 
 
-def events_raw_key(
+def events_keys(
     source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
-) -> dg.AssetKey:
-    """``raw/<source>/<endpoint>_events``, or what the translator makes of it."""
-    return events_specs(source, endpoint, translator)[0].key
-
-
-def events_table_key(
-    source: Source, endpoint: Endpoint, translator: IngestionTranslator | None = None
-) -> dg.AssetKey:
-    """``<source>/<endpoint>_events``, or what the translator makes of it."""
-    return events_specs(source, endpoint, translator)[1].key
+) -> tuple[dg.AssetKey, dg.AssetKey]:
+    """The keys of the raw and the table events assets (``raw/<source>/<endpoint>_events``,
+    ``<source>/<endpoint>_events``), or what the translator makes of them."""
+    raw, table = events_specs(source, endpoint, translator)
+    return raw.key, table.key
 
 
 def events_partitions_def(spec: WebhookSpec) -> dg.HourlyPartitionsDefinition:
@@ -303,7 +297,7 @@ def webhook_events_sensor(
     spec = endpoint.webhook
     assert spec is not None
     pdef = events_partitions_def(spec)
-    raw_key, table_key = (s.key for s in events_specs(source, endpoint, translator))
+    raw_key, table_key = events_keys(source, endpoint, translator)
     pull_keys = [raw_asset_key(source, endpoint, translator),
                  table_asset_key(source, endpoint, translator)]
     selection = [raw_key, table_key]
@@ -372,12 +366,9 @@ def webhook_endpoints(sources: list[Source]) -> list[tuple[Source, Endpoint]]:
 def build_webhook_assets(
     sources: list[Source], translator: IngestionTranslator | None = None
 ) -> list[dg.AssetsDefinition]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        return [
-            a for s, e in webhook_endpoints(sources)
-            for a in webhook_events_assets(s, e, translator)
-        ]
+    return [
+        a for s, e in webhook_endpoints(sources) for a in webhook_events_assets(s, e, translator)
+    ]
 
 
 def build_webhook_sensors(

@@ -193,27 +193,22 @@ class Spool:
 
     def iter_events(self, source: str, endpoint: str, hour: str) -> Iterator[Event]:
         """Every stored event of one hour, ordered by event time then id (streamed)."""
-        conn = self._conn()
-        try:
-            rows = conn.execute(
-                "SELECT seq, event_id, event_type, event_time, received_at, body FROM events"
-                " WHERE source=? AND endpoint=? AND hour=? ORDER BY event_time, event_id",
-                (source, endpoint, hour),
-            )
-            for seq, event_id, event_type, event_time, received_at, body in rows:
-                yield Event(source, endpoint, event_id, event_type, event_time, received_at,
-                            bytes(body), seq)
-        finally:
-            conn.close()
+        return self._events(source, endpoint, "hour=? ORDER BY event_time, event_id", (hour,))
 
     def iter_since(self, source: str, endpoint: str, after: int, upto: int) -> Iterator[Event]:
         """Events stored with ``after < seq <= upto``, in seq order (streamed)."""
+        return self._events(source, endpoint, "seq>? AND seq<=? ORDER BY seq", (after, upto))
+
+    def _events(
+        self, source: str, endpoint: str, condition: str, args: tuple
+    ) -> Iterator[Event]:
+        """The events of one endpoint meeting ``condition`` (SQL with ``?`` for ``args``)."""
         conn = self._conn()
         try:
             rows = conn.execute(
                 "SELECT seq, event_id, event_type, event_time, received_at, body FROM events"
-                " WHERE source=? AND endpoint=? AND seq>? AND seq<=? ORDER BY seq",
-                (source, endpoint, after, upto),
+                f" WHERE source=? AND endpoint=? AND {condition}",
+                (source, endpoint, *args),
             )
             for seq, event_id, event_type, event_time, received_at, body in rows:
                 yield Event(source, endpoint, event_id, event_type, event_time, received_at,

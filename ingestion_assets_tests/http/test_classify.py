@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from ingestion_assets.http import RetryPolicy, looks_like_error
+from ingestion_assets.http import RetryPolicy, errors, looks_like_error
 from ingestion_assets.http.classify import (
     FATAL,
     RATE_LIMITED,
@@ -21,19 +21,6 @@ from ingestion_assets.http.classify import (
     RETRY,
     SUCCESS,
     StatusClassifier,
-)
-from ingestion_assets.http.errors import (
-    ApiTimeoutError,
-    AuthenticationError,
-    BodyTooLargeError,
-    ClientError,
-    ConfigurationError,
-    DeadlineExceededError,
-    InvalidResponseError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-    WaitTooLongError,
 )
 from ingestion_assets.http.jsonpath import compile_path
 
@@ -69,7 +56,7 @@ def test_429_with_retry_after_in_seconds_is_retried_after_that_wait():
     assert verdict.action == RATE_LIMITED and verdict.cause == "rate_limited"
     assert verdict.retry_after == 7.0 and verdict.wait_error is None and not verdict.retry_now
     # What the user reads once the rate-limit budget is spent.
-    assert isinstance(verdict.error, RateLimitError)
+    assert isinstance(verdict.error, errors.RateLimitError)
     assert str(verdict.error).startswith(
         "[payments/charges] still rate limited after 8 retries; status=429"
     )
@@ -90,7 +77,7 @@ def test_429_without_retry_after_leaves_the_wait_to_the_policy_floor():
 def test_429_asking_to_wait_past_the_cap_fails_when_the_client_would_have_to_wait():
     verdict = classify(429, **{"Retry-After": "3600"})
     assert verdict.action == RATE_LIMITED and verdict.retry_after == 3600.0
-    assert isinstance(verdict.wait_error, WaitTooLongError)
+    assert isinstance(verdict.wait_error, errors.WaitTooLongError)
     assert "Retry-After: '3600' (3600 s), longer than the 60 s cap (limits.max_wait_seconds)" in (
         str(verdict.wait_error)
     )
@@ -104,7 +91,7 @@ def test_403_is_a_spent_rate_limit_only_when_no_requests_are_left():
     spent = classify(403, **{"X-RateLimit-Remaining": "0", "Retry-After": "5"})
     assert spent.action == RATE_LIMITED and spent.retry_after == 5.0
     refused = classify(403, **{"X-RateLimit-Remaining": "12"})
-    assert refused.action == FATAL and isinstance(refused.error, AuthenticationError)
+    assert refused.action == FATAL and isinstance(refused.error, errors.AuthenticationError)
     assert "request refused (403)" in str(refused.error)
     other_header = classifier(remaining_header="RateLimit-Remaining").response(
         answer(403, **{"RateLimit-Remaining": "0"}), b"{}", 1
@@ -119,7 +106,7 @@ def test_403_is_a_spent_rate_limit_only_when_no_requests_are_left():
 def test_server_errors_and_transient_statuses_are_retried(status):
     verdict = classify(status, b"<html>upstream down</html>")
     assert verdict.action == RETRY and verdict.cause == "server_error"
-    assert isinstance(verdict.error, ServerError) and verdict.error.transient
+    assert isinstance(verdict.error, errors.ServerError) and verdict.error.transient
     assert str(verdict.error).startswith(f"[payments/charges] server error {status}; "
                                          f"status={status}; url={URL}")
     assert "upstream down" in str(verdict.error)  # the body excerpt
@@ -128,7 +115,7 @@ def test_server_errors_and_transient_statuses_are_retried(status):
 def test_a_server_error_with_retry_after_waits_at_least_that_long():
     assert classify(503, **{"Retry-After": "2"}).retry_after == 2.0
     too_long = classify(503, **{"Retry-After": "86400"})
-    assert too_long.action == FATAL and isinstance(too_long.error, WaitTooLongError)
+    assert too_long.action == FATAL and isinstance(too_long.error, errors.WaitTooLongError)
     assert "longer than the 60 s cap" in str(too_long.error)
 
 
@@ -139,7 +126,7 @@ def test_401_refreshes_the_credentials_once_then_fails():
     first = classify(401, b'{"error": "expired"}')
     assert first.action == REFRESH
     # The error shown when the auth cannot refresh (a static key, say).
-    assert isinstance(first.error, AuthenticationError)
+    assert isinstance(first.error, errors.AuthenticationError)
     assert str(first.error).startswith("[payments/charges] credentials rejected (401); status=401")
     again = classify(401, b'{"error": "expired"}', attempts=2, refreshed=True)
     assert again.action == FATAL
@@ -152,7 +139,7 @@ def test_401_refreshes_the_credentials_once_then_fails():
 @pytest.mark.parametrize("status", [400, 404, 409, 422])
 def test_client_errors_fail_at_once(status):
     verdict = classify(status, b'{"error": {"message": "No such parameter: limt"}}')
-    assert verdict.action == FATAL and isinstance(verdict.error, ClientError)
+    assert verdict.action == FATAL and isinstance(verdict.error, errors.ClientError)
     assert not verdict.error.transient
     message = str(verdict.error)
     assert message.startswith(f"[payments/charges] request refused ({status}); status={status}")
@@ -161,7 +148,7 @@ def test_client_errors_fail_at_once(status):
 
 def test_an_unexpected_redirect_status_fails():
     verdict = classify(304, b"")
-    assert verdict.action == FATAL and isinstance(verdict.error, InvalidResponseError)
+    assert verdict.action == FATAL and isinstance(verdict.error, errors.InvalidResponseError)
     assert "unexpected status 304" in str(verdict.error) and not verdict.error.transient
 
 
@@ -188,12 +175,12 @@ def test_a_good_page_is_a_success_with_its_records():
 def test_an_unusable_200_is_retried(body, content_type, message):
     verdict = classifier().response(answer(200, body, **{"Content-Type": content_type}), body, 1)
     assert verdict.action == RETRY and verdict.cause in ("invalid_body", "error_body")
-    assert isinstance(verdict.error, InvalidResponseError) and message in str(verdict.error)
+    assert isinstance(verdict.error, errors.InvalidResponseError) and message in str(verdict.error)
 
 
 def test_records_missing_from_a_200_fail_without_retrying():
     verdict = classify(200, b'{"items": []}')
-    assert verdict.action == FATAL and isinstance(verdict.error, InvalidResponseError)
+    assert verdict.action == FATAL and isinstance(verdict.error, errors.InvalidResponseError)
     assert not verdict.error.transient and "status=200" in str(verdict.error)
 
 
@@ -203,16 +190,16 @@ def test_records_missing_from_a_200_fail_without_retrying():
 @pytest.mark.parametrize(
     "exc, cause, error_type, message",
     [
-        (requests.ConnectionError("refused"), "connection", TransportError,
+        (requests.ConnectionError("refused"), "connection", errors.TransportError,
          "connection failed (ConnectionError)"),
-        (requests.exceptions.ConnectTimeout("slow"), "timeout", ApiTimeoutError,
+        (requests.exceptions.ConnectTimeout("slow"), "timeout", errors.ApiTimeoutError,
          "request timed out (ConnectTimeout)"),
-        (requests.exceptions.ReadTimeout("slow"), "timeout", ApiTimeoutError,
+        (requests.exceptions.ReadTimeout("slow"), "timeout", errors.ApiTimeoutError,
          "request timed out (ReadTimeout)"),
-        (requests.exceptions.ChunkedEncodingError("cut"), "truncated", TransportError,
+        (requests.exceptions.ChunkedEncodingError("cut"), "truncated", errors.TransportError,
          "response body cut short (ChunkedEncodingError)"),
-        (DeadlineExceededError("the response did not complete within 10 s"), "deadline",
-         DeadlineExceededError, "the response did not complete within 10 s"),
+        (errors.DeadlineExceededError("the response did not complete within 10 s"), "deadline",
+         errors.DeadlineExceededError, "the response did not complete within 10 s"),
     ],
     ids=["connection", "connect-timeout", "read-timeout", "truncated", "deadline"],
 )
@@ -225,7 +212,7 @@ def test_connection_failures_are_retried(exc, cause, error_type, message):
 
 
 def test_an_oversize_body_is_not_retried():
-    too_large = BodyTooLargeError(
+    too_large = errors.BodyTooLargeError(
         "response body larger than 1 MiB once decoded (Content-Encoding: gzip); stopped "
         "reading (limits.max_body_mb); not retried", url=URL, status=200, **WHERE,
     )
@@ -241,7 +228,7 @@ def test_an_undecodable_body_and_an_invalid_request_are_not_retried():
         decoding.error
     ) and "attempts=3" in str(decoding.error)
     invalid = classifier().exception(requests.exceptions.InvalidURL("no host"), URL, 1)
-    assert invalid.action == FATAL and isinstance(invalid.error, ConfigurationError)
+    assert invalid.action == FATAL and isinstance(invalid.error, errors.ConfigurationError)
     assert "invalid request: InvalidURL: no host" in str(invalid.error)
     assert not invalid.request_failed  # nothing was sent
 

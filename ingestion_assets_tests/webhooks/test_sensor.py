@@ -18,7 +18,7 @@ from ingestion_assets.specs import DEFAULT_SOURCES_DIR
 from ingestion_assets.webhooks.assets import (
     SPOOL_RESOURCE_KEY,
     WebhookSpoolResource,
-    events_table_key,
+    events_keys,
 )
 from ingestion_assets_tests.webhooks.support import Receiver
 
@@ -78,7 +78,7 @@ def test_mutations_become_an_events_partition(pipeline):
     types = sorted(table["event_type"].tolist())
     assert types == ["charge.created"] * 3 + ["charge.updated"] * 2
     charges = next(e for e in payments.endpoints if e.name == "charges")
-    event = instance.get_latest_materialization_event(events_table_key(payments, charges))
+    event = instance.get_latest_materialization_event(events_keys(payments, charges)[1])
     meta = event.asset_materialization.metadata
     assert meta["dagster/row_count"].value == 5
     assert meta["webhooks/backlog"].value == 0
