@@ -342,7 +342,8 @@ def test_python_translator_subclass_renames_assets_schedules_and_checks(
     demo_env_vars, tmp_path
 ):
     (payments,) = [s for s in load_sources() if s.name == "payments"]
-    # Without its webhook: the events assets of a webhook are not translated (yet).
+    # Without its webhook: the pulled assets only (the events assets' translation is tested
+    # by test_translation_in_defs_yaml_also_translates_the_webhook_events_assets).
     charges = payments.model_copy(update={"endpoints": [
         e.model_copy(update={"webhook": None}) for e in payments.endpoints if e.name == "charges"
     ]})
