@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the benchmark, with its own servers and processes
+
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = {"ours_vs_ceiling", "ours_vs_dlt", "peak_rss_mb", "rss_growth_100k_to_1m", "workers8_vs_1"}
 

@@ -22,7 +22,8 @@ import pytest
 
 from ingestion_assets_tests.e2e.harness import REPO_ROOT, free_port, wait_for_http
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+# Each test starts its own dev.sh: they may run in different workers.
+pytestmark = [pytest.mark.slow, pytest.mark.spread, pytest.mark.timeout(420)]
 
 #: How long the script may take to stop: dagster dev's 10 s grace, 2 s for the other
 #: servers and what dagster dev left, 1 s for ended processes to go, and a margin. Past it the test fails (a hang guard, not a

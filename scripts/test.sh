@@ -5,11 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/ruff check ingestion_assets ingestion_assets_tests bench scripts
-# The suite runs in TEST_WORKERS processes (pytest-xdist), one test file per process at a
-# time: most of its time is spent waiting on servers it started (dagster dev, the daemon, a
-# slow fault, moto), so even 2 cores keep 3 busy. TEST_WORKERS=0 runs it in one process.
+# The suite runs in TEST_WORKERS processes (pytest-xdist): most of its time is spent waiting
+# on servers it started (dagster dev, the daemon, a slow fault, moto), so even 2 cores keep 3
+# busy. The tests of one file run in one process, in order (their module fixtures start once),
+# except in files marked `spread`; the longest files start first (ingestion_assets_tests/
+# conftest.py, docs/testing.md). TEST_WORKERS=0 runs everything in one process.
 workers=${TEST_WORKERS:-3}
 if [ "$workers" = 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"

@@ -47,6 +47,9 @@ def _group_pids(pgid: int) -> set[int]:
     return pids
 
 
+pytestmark = pytest.mark.slow  # a Celery worker and `dagster asset materialize`
+
+
 def _wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

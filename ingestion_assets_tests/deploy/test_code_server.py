@@ -13,11 +13,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ingestion_assets.demo_api import demo_env
 from ingestion_assets_tests.deploy.services import DEPLOY
 from ingestion_assets_tests.e2e.harness import free_port, started
 
 VENV_BIN = Path(sys.executable).parent
+
+
+pytestmark = pytest.mark.slow  # a gRPC code server and `dagster definitions validate`
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:

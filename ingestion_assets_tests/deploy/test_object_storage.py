@@ -15,6 +15,7 @@ import dagster as dg
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from upath import UPath
 
 from ingestion_assets.definitions import build_definitions
@@ -26,6 +27,9 @@ from ingestion_assets_tests.deploy.services import MOTO_SECRET_KEY
 from ingestion_assets_tests.io_managers._helpers import FakePageStream
 
 UTC = dt.timezone.utc
+
+
+pytestmark = pytest.mark.slow  # object storage: a moto S3 server
 
 
 def _keys(bucket: str) -> list[str]:

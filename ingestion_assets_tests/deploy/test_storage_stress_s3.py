@@ -19,7 +19,8 @@ GRACE_S = 3.0  # short, so that the writers remove old versions while the reader
 READER_PAUSE_S = 0.05
 DEADLINE_S = 400
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+# Its two tests are independent: they may run in different workers (a bucket each).
+pytestmark = [pytest.mark.slow, pytest.mark.spread, pytest.mark.timeout(1200)]
 
 
 @pytest.mark.parametrize(("writers", "readers"), [(1, 3), (2, 3)], ids=["1w3r", "2w3r"])

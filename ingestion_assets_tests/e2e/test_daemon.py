@@ -18,6 +18,7 @@ import time
 
 import dagster as dg
 import pyarrow.dataset as ds
+import pytest
 import requests
 
 from ingestion_assets.demo_api import CONTROL_HEADERS
@@ -31,6 +32,8 @@ from ingestion_assets_tests.e2e.harness import (
     wait_for_http,
     wait_until,
 )
+
+pytestmark = pytest.mark.slow  # the daemon and its code server
 
 UTC = dt.timezone.utc
 SENSOR = "commerce__orders_changes"

@@ -25,7 +25,8 @@ from ingestion_assets.demo_api import CONTROL_HEADERS
 from ingestion_assets_tests.deploy.services import fresh_pg_database, pg_env
 from ingestion_assets_tests.e2e.harness import REPO_ROOT, running_project, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# Each test starts its own project: they may run in different workers.
+pytestmark = [pytest.mark.slow, pytest.mark.spread, pytest.mark.timeout(900)]
 
 POOL = "api_payments"
 ASSETS = [["raw", "payments", "charges"], ["payments", "charges"]]

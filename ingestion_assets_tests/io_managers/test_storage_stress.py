@@ -12,6 +12,9 @@ from upath import UPath
 
 from ingestion_assets_tests.io_managers.stress import run_stress
 
+# Minutes of writer and reader processes; the two tests may run in different workers.
+pytestmark = [pytest.mark.slow, pytest.mark.spread]
+
 GRACE_S = 3.0  # short, so that the writers remove old versions while the readers work
 
 
