@@ -302,7 +302,7 @@ def endpoint_assets(
     from ingestion_assets.io_managers.raw import RawPartition
     from ingestion_assets.io_managers.staged import StagedPartitions, partition_folder
     from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
-    from ingestion_assets.resources import ApiResource, records_of_page
+    from ingestion_assets.resources import ApiResource, stored_records
     from ingestion_assets.safe_metadata import mask_columns
 
     pdef = partitions_def(source, endpoint)
@@ -387,8 +387,7 @@ def endpoint_assets(
                 ) from None
             context.log.info(f"rebuilding {table_key.to_user_string()} partition "
                              f"{key or '(snapshot)'} from {stored.page_count} stored pages")
-            pages = (records_of_page(body, endpoint.records_path)
-                     for _, body in stored.iter_pages())
+            pages = stored_records(stored.iter_pages(), endpoint)
             return stage_table(key, table_folder, pages)
 
         def ingest(key: str | None):

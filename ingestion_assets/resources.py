@@ -9,7 +9,7 @@ fails the run that needs it, naming the variable, while the code location still 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -18,12 +18,19 @@ from pydantic import PrivateAttr, TypeAdapter
 from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy, defaults
 from ingestion_assets.http.budgets import MIB, Budgets
 from ingestion_assets.http.jsonpath import compile_path, find
-from ingestion_assets.http.records import extract_records, page_body
+from ingestion_assets.http.formats import JSON, BodyFormat, CsvOptions
+from ingestion_assets.http.records import (
+    extract_records,
+    page_body,
+    records_steps,
+    stored_page_records,
+)
 from ingestion_assets.http.redaction import register_basic_credentials, register_secret
 from ingestion_assets.partitions import PartitionRequest
 from ingestion_assets.specs import (
     Auth,
     BasicAuth,
+    CsvSpec,
     DiscoverySpec,
     Endpoint,
     EnvSecret,
@@ -55,13 +62,33 @@ def register_env_secrets(spec: Any) -> None:
             register_basic_credentials(user, password)
 
 
-def records_of_page(body: bytes, records_path: str | None) -> list[Any]:
-    """The records of one stored page body, by the very rule the client used when fetching.
+def records_of_page(
+    body: bytes, records_path: str | None, content_type: str | None = None
+) -> list[Any]:
+    """The records of one stored JSON page body, by the very rule the client used when fetching.
 
     ``{"data": null}`` and an empty (204) body are pages without records, never a ``None``
     record; see :mod:`ingestion_assets.http.records`.
     """
-    return extract_records(page_body(body), compile_path(records_path))
+    return extract_records(page_body(body, None, content_type), records_steps(records_path))
+
+
+def body_format(endpoint: Endpoint) -> BodyFormat:
+    """The HTTP core's body format of an endpoint (``format`` and ``csv``)."""
+    if endpoint.format == "json":
+        return JSON
+    csv = endpoint.csv or CsvSpec()
+    return BodyFormat(endpoint.format, CsvOptions(
+        delimiter=csv.delimiter, quotechar=csv.quotechar, header=csv.header,
+        columns=tuple(csv.columns), infer_types=csv.infer_types,
+        declared=frozenset(endpoint.schema_ or {}),
+    ))
+
+
+def stored_records(pages: Iterable[tuple[dict[str, Any], bytes]], endpoint: Endpoint
+                   ) -> Iterator[list[Any]]:
+    """The records of a stored raw partition's pages, in order, as the fetch counted them."""
+    return stored_page_records(pages, endpoint.records_path, body_format(endpoint))
 
 
 class ApiResource(dg.ConfigurableResource):
@@ -89,6 +116,7 @@ class ApiResource(dg.ConfigurableResource):
     request_deadline_seconds: float = defaults.REQUEST_DEADLINE_SECONDS
     max_wait_seconds: float = defaults.MAX_WAIT_SECONDS
     max_redirects: int = defaults.MAX_REDIRECTS
+    max_stream_mb: float = defaults.MAX_STREAM_MB
 
     _client: ApiClient | None = PrivateAttr(default=None)
 
@@ -115,6 +143,7 @@ class ApiResource(dg.ConfigurableResource):
             request_deadline_seconds=source.limits.request_deadline_seconds,
             max_wait_seconds=source.limits.max_wait_seconds,
             max_redirects=source.limits.max_redirects,
+            max_stream_mb=source.limits.max_stream_mb,
         )
 
     def client(self) -> ApiClient:
@@ -142,6 +171,7 @@ class ApiResource(dg.ConfigurableResource):
                     request_deadline_s=self.request_deadline_seconds,
                     max_wait_s=self.max_wait_seconds,
                     max_redirects=self.max_redirects,
+                    max_stream_bytes=int(self.max_stream_mb * MIB),
                 ),
             )
         return self._client
@@ -157,6 +187,8 @@ class ApiResource(dg.ConfigurableResource):
             max_pages=endpoint.max_pages,
             on_total_mismatch=endpoint.on_total_mismatch,
             endpoint=endpoint.name,
+            body_format=body_format(endpoint),
+            partition=request.key,
         )
 
     def iter_records(

@@ -933,6 +933,54 @@ class WebhookSpec(_Model):
         return self
 
 
+# --------------------------------------------------------------------------- body formats
+class CsvSpec(_Model):
+    """How a CSV body is written (``format: csv``); see ``http/formats.py``."""
+
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quotechar: str = Field(default='"', min_length=1, max_length=1)
+    header: bool = Field(default=True, description="the first row names the columns")
+    columns: list[str] = Field(
+        default=[], description="column names in order: required without a header row; "
+        "with one, the header must match them"
+    )
+    infer_types: bool = Field(
+        default=True, description="numbers and booleans from the text of undeclared columns "
+        "(decided on the first rows; leading zeros stay text)",
+    )
+
+    @model_validator(mode="after")
+    def _usable(self) -> CsvSpec:
+        if self.delimiter in "\r\n" or self.quotechar in "\r\n" or self.delimiter == self.quotechar:
+            raise ValueError("`delimiter` and `quotechar` must differ and not be a newline")
+        if not self.header and not self.columns:
+            raise ValueError("a CSV body without a header row (`header: false`) needs `columns`")
+        return self
+
+
+#: Pagination styles a streamed (ndjson, csv) body can use: they read headers, the
+#: response's record count and its last record, never the body as a whole.
+STREAMED_PAGINATION = ("single", "link", "header_cursor", "offset", "page_number")
+
+
+def _streamed_format_problem(endpoint: Any) -> str | None:
+    """Why an endpoint's settings do not fit its streamed ``format`` (None: they do)."""
+    fmt, pagination = endpoint.format, endpoint.pagination
+    if endpoint.csv is not None and fmt != "csv":
+        return f"`csv` options are set but `format` is {fmt!r}; set `format: csv`"
+    if fmt == "json":
+        return None
+    if endpoint.records_path not in (None, "", "$"):
+        return f"`records_path` cannot be used with `format: {fmt}`: every line/row is a record"
+    if endpoint.workers > 1:
+        return f"`workers` cannot be used with `format: {fmt}`: a body is read as it streams"
+    if pagination.type not in STREAMED_PAGINATION or getattr(pagination, "total_path", None) \
+            or getattr(pagination, "total_pages_path", None):
+        return (f"`format: {fmt}` works with pagination {', '.join(STREAMED_PAGINATION)} "
+                "(without body totals: use `total_header`), not with what reads a JSON body")
+    return None
+
+
 #: Partitioning types whose partitions are time windows (``multi`` has a time dimension).
 TIME_PARTITION_TYPES = ("hourly", "daily", "weekly", "monthly", "multi")
 
@@ -987,6 +1035,11 @@ class Endpoint(_Model):
         default=None, description="push ingestion: a signed webhook receiver route "
         "(ingestion_assets.webhooks)"
     )
+    format: Literal["json", "ndjson", "csv"] = Field(
+        default="json", description="the body: JSON (read whole), or NDJSON / CSV (streamed "
+        "line by line; every line or row a record)",
+    )
+    csv: CsvSpec | None = Field(default=None, description="CSV dialect (`format: csv`)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -1001,6 +1054,13 @@ class Endpoint(_Model):
         if not value.startswith("/"):
             raise ValueError(f"path {value!r} must start with '/'")
         return value
+
+    @model_validator(mode="after")
+    def _format_fits(self) -> Endpoint:
+        problem = _streamed_format_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _window_matches_partitioning(self) -> Endpoint:
@@ -1159,6 +1219,11 @@ class LimitsSpec(_Model):
         description="longest Retry-After / rate-limit reset honoured; a longer one fails",
     )
     max_redirects: int = Field(default=defaults.MAX_REDIRECTS, ge=0, le=30)
+    max_stream_mb: float = Field(
+        default=defaults.MAX_STREAM_MB, gt=0, description="largest streamed (ndjson, csv) "
+        "body, read piece by piece; each record still within max_body_mb. A longer body fails "
+        "unretried",
+    )
 
 
 _ORIGIN = re.compile(r"^https?://[^/?#@\s]+/?$")

@@ -11,6 +11,9 @@ should need to change, and a clear error when a server goes past one:
   (:mod:`ingestion_assets.http.deadline`);
 * ``max_wait_s``: the longest wait a server may ask for (``Retry-After``,
   ``X-RateLimit-Reset``); past it the fetch fails, quoting the server's value;
+* ``max_stream_bytes``: a streamed (NDJSON, CSV) body is read piece by piece, so it may be
+  larger than ``max_body_bytes`` (which then bounds one record); this bounds the whole of it,
+  so a body that never ends fails here (:mod:`ingestion_assets.http.streaming`);
 * ``max_redirects``: redirects followed for one request (each one checked against the
   origin rule).
 """
@@ -31,10 +34,12 @@ class Budgets:
     request_deadline_s: float = defaults.REQUEST_DEADLINE_SECONDS
     max_wait_s: float = defaults.MAX_WAIT_SECONDS
     max_redirects: int = defaults.MAX_REDIRECTS
+    max_stream_bytes: int = defaults.MAX_STREAM_MB * MIB
     chunk_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
-        if self.max_body_bytes < 1 or self.request_deadline_s <= 0 or self.max_wait_s < 0:
+        if min(self.max_body_bytes, self.max_stream_bytes) < 1 or self.request_deadline_s <= 0 \
+                or self.max_wait_s < 0:
             raise ValueError("budgets must be positive")
         if self.max_redirects < 0:
             raise ValueError("max_redirects must be >= 0")

@@ -31,6 +31,7 @@ from ingestion_assets.http.errors import (
     TransportError,
     WaitTooLongError,
 )
+from ingestion_assets.http.formats import BodyFormatError
 from ingestion_assets.http.records import (
     ErrorBodyFound,
     RecordsNotFound,
@@ -39,6 +40,7 @@ from ingestion_assets.http.records import (
 )
 from ingestion_assets.http.redaction import redact
 from ingestion_assets.http.retry import RetryPolicy, parse_retry_after
+from ingestion_assets.http.streaming import StreamedBody
 
 #: The request succeeded: ``body`` and ``records`` hold what it returned.
 SUCCESS = "success"
@@ -236,8 +238,13 @@ class StatusClassifier:
             return _retry("invalid_body", InvalidResponseError(
                 f"expected JSON, got {content_type.split(';')[0]}", **said
             ))
+        if isinstance(content, StreamedBody):  # read piece by piece: streaming.streamed_pages
+            return Verdict(SUCCESS)
         try:
-            body = page_body(content, status)  # collector paused: see fastjson
+            body = page_body(content, status, content_type)  # collector paused: see fastjson
+        except BodyFormatError as exc:  # a body not in its declared charset
+            return Verdict(FATAL, InvalidResponseError(f"{exc}; not retried", transient=False,
+                                                       **said))
         except orjson.JSONDecodeError as exc:
             return _retry("invalid_body", InvalidResponseError(
                 f"body is not valid JSON ({exc.msg} at byte {exc.pos} of {len(content)})", **said

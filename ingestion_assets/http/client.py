@@ -48,13 +48,15 @@ from ingestion_assets.http.errors import (
     PaginationLoopError,
     WaitTooLongError,
 )
-from ingestion_assets.http.jsonpath import compile_path
+from ingestion_assets.http.formats import JSON, BodyFormat
 from ingestion_assets.http.origins import OriginPolicy
 from ingestion_assets.http.page import FetchStats, Page
 from ingestion_assets.http.paginators import PageRequest, Paginator, PlannedPage, SinglePage
 from ingestion_assets.http.ratelimit import RateLimiter
+from ingestion_assets.http.records import records_steps
 from ingestion_assets.http.redaction import get_logger, redact, redact_headers, redact_url
 from ingestion_assets.http.retry import RetryPolicy
+from ingestion_assets.http.streaming import StreamedBody, streamed_pages
 
 log = get_logger()
 # urllib3 logs request lines (with query strings) at DEBUG: mask secrets there too.
@@ -96,6 +98,10 @@ def looks_like_error(body: Any) -> bool:
         code = str(status) if status is not None else ""
         return code.isdigit() and int(code) >= 400
     return False
+
+
+def _is_html(response: requests.Response) -> bool:
+    return "html" in response.headers.get("Content-Type", "").lower()
 
 
 def _mib(n: int) -> str:
@@ -248,6 +254,8 @@ class ApiClient:
         method: str = "GET",
         json: Any = None,
         headers: dict[str, str] | None = None,
+        body_format: BodyFormat = JSON,
+        partition: str | None = None,
     ) -> PageStream:
         """Stream every page of an endpoint (lazily: nothing is sent before iteration).
 
@@ -268,6 +276,9 @@ class ApiClient:
             method: HTTP method (``"POST"`` for search endpoints).
             json: JSON body of the request.
             headers: Extra headers for this endpoint.
+            body_format: ``json`` (default), or a streamed ``ndjson`` / ``csv`` body
+                (:mod:`ingestion_assets.http.formats`), whose pages are pieces of a response.
+            partition: The partition being fetched, named in every error.
         """
         if on_total_mismatch not in ("error", "warn"):
             raise ConfigurationError("on_total_mismatch must be 'error' or 'warn'")
@@ -291,6 +302,8 @@ class ApiClient:
             max_pages=max_pages,
             on_total_mismatch=on_total_mismatch,
             endpoint=endpoint,
+            body_format=body_format,
+            partition=partition,
         )
 
     def get_json(
@@ -311,6 +324,8 @@ class ApiClient:
         endpoint: str | None,
         records_steps: tuple | None,
         via: str = "the request",
+        *,
+        stream: bool = False,
     ) -> _Result:
         """Send one page request until it succeeds or a budget runs out."""
         where = {"source": self.source, "endpoint": endpoint}
@@ -327,7 +342,7 @@ class ApiClient:
         tries = _Tries()
         while True:
             tries.attempts += 1
-            attempt = self._attempt(request, stats, classifier, tries)
+            attempt = self._attempt(request, stats, classifier, tries, stream)
             verdict = attempt.verdict
             if verdict.action == SUCCESS:
                 return _Result(
@@ -356,6 +371,7 @@ class ApiClient:
         stats: FetchStats,
         classifier: StatusClassifier,
         tries: _Tries,
+        stream: bool = False,
     ) -> _Attempt:
         """One request and its whole body within the request's budgets (a rate-limiter slot,
         the deadline, the body size), and what the classifier makes of it."""
@@ -366,7 +382,7 @@ class ApiClient:
             raise exc.locate(url=request.url, **where) from None
         started = time.monotonic()
         try:
-            response, content = self._exchange(request, where)
+            response, content = self._exchange(request, where, stream)
         except (requests.RequestException, ApiError) as exc:
             verdict = classifier.exception(exc, request.url, tries.attempts)
             if verdict.request_failed:
@@ -432,13 +448,14 @@ class ApiClient:
         time.sleep(delay)
 
     def _exchange(
-        self, request: PageRequest, where: dict[str, Any]
-    ) -> tuple[requests.Response, bytes]:
+        self, request: PageRequest, where: dict[str, Any], stream: bool = False
+    ) -> tuple[requests.Response, bytes | StreamedBody]:
         """One request and its whole body, redirects followed here under the origin rule.
 
         ``requests`` never follows a redirect (it would carry API-key headers and query
         keys along): each hop is checked against the allowed origins before it is sent,
-        and the whole exchange must end within the request deadline.
+        and the whole exchange must end within the request deadline. With ``stream``, a 200's
+        body (not an HTML page) is left unread: :mod:`~ingestion_assets.http.streaming`.
         """
         budgets = self.budgets
         deadline = time.monotonic() + budgets.request_deadline_s
@@ -461,6 +478,8 @@ class ApiClient:
                 )
             location = response.headers.get("Location")
             if response.status_code not in _REDIRECTS or not location:
+                if stream and response.status_code == 200 and not _is_html(response):
+                    return response, StreamedBody(response, deadline, budgets, where)
                 return response, self._read_body(response, deadline, where)
             response.close()
             hops += 1
@@ -555,8 +574,12 @@ class PageStream:
         max_pages: int | None,
         on_total_mismatch: str,
         endpoint: str | None,
+        body_format: BodyFormat = JSON,
+        partition: str | None = None,
     ) -> None:
         self.client = client
+        self.body_format = body_format
+        self.partition = partition
         self.request = request
         self.paginator = paginator
         self.records_path = records_path
@@ -565,7 +588,7 @@ class PageStream:
         self.on_total_mismatch = on_total_mismatch
         self.endpoint = endpoint
         self.stats = FetchStats(source=client.source, endpoint=endpoint, workers=1)
-        self._steps = compile_path(records_path)
+        self._steps = records_steps(records_path)
         self._started = False
         self._totals: list[int] = []
         self._where = {"source": client.source, "endpoint": endpoint}
@@ -625,7 +648,10 @@ class PageStream:
 
     def _run(self) -> Iterator[Page]:
         try:
-            yield from self._pages()
+            yield from streamed_pages(self) if self.body_format.streamed else self._pages()
+        except ApiError as exc:
+            exc.locate(partition=self.partition)
+            raise
         finally:
             self.stats.tick()  # also when the fetch fails or the caller stops early
 
@@ -638,20 +664,7 @@ class PageStream:
         seen: set[int] = set()
         index = 0
         while True:
-            key = hash(request.key())
-            if key in seen:
-                raise PaginationLoopError(
-                    "the next page request repeats an earlier one (cursor or next link seen twice)",
-                    url=request.url,
-                    **self._where,
-                )
-            seen.add(key)
-            if self.max_pages is not None and index >= self.max_pages:
-                raise MaxPagesExceededError(
-                    f"more than max_pages={self.max_pages} pages; refusing to return a partial result",
-                    url=request.url,
-                    **self._where,
-                )
+            self._check_next(request, seen, index)
             via = "the request" if index == 0 else f"the next page ({paginator.describe().get('style')})"
             result = self.client._send(request, stats, self.endpoint, self._steps, via)
             paginator.read_headers(result.response)
@@ -679,6 +692,23 @@ class PageStream:
                 break
             paginator.update_request(request)
         self._finish()
+
+    def _check_next(self, request: PageRequest, seen: set[int], sent: int) -> None:
+        """The loop guard and ``max_pages``, before the next request (``sent`` so far)."""
+        key = hash(request.key())
+        if key in seen:
+            raise PaginationLoopError(
+                "the next page request repeats an earlier one (cursor or next link seen twice)",
+                url=request.url,
+                **self._where,
+            )
+        seen.add(key)
+        if self.max_pages is not None and sent >= self.max_pages:
+            raise MaxPagesExceededError(
+                f"more than max_pages={self.max_pages} pages; refusing to return a partial result",
+                url=request.url,
+                **self._where,
+            )
 
     def _run_concurrent(self, plan: Iterator[PlannedPage], index: int) -> Iterator[Page]:
         """Fetch planned pages on worker threads, yield in order, ~2x workers in flight."""

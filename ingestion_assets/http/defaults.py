@@ -30,6 +30,8 @@ REQUEST_DEADLINE_SECONDS = 600.0
 MAX_WAIT_SECONDS = 900.0
 """Longest Retry-After / rate-limit reset honoured; a longer one fails the fetch."""
 MAX_REDIRECTS = 5
+MAX_STREAM_MB = 4096
+"""Largest streamed (NDJSON, CSV) body, read in pieces; one record stays within MAX_BODY_MB."""
 
 # Pagination (paginators, pagination specs)
 PAGE_SIZE = 100

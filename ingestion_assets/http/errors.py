@@ -56,9 +56,11 @@ class ApiError(Exception):
         body_excerpt: A short redacted excerpt of the response body.
         transient: True when trying again later may succeed.
         attempts: Number of HTTP attempts made for the failing request.
+        partition: The partition being fetched, when the caller named one.
     """
 
     transient: bool = False
+    partition: str | None = None
 
     def __init__(
         self,
@@ -86,6 +88,8 @@ class ApiError(Exception):
     def _render(self) -> str:
         where = "/".join(p for p in (self.source, self.endpoint) if p)
         parts = [f"[{where}] {self.message}" if where else self.message]
+        if self.partition is not None:
+            parts.append(f"partition={self.partition}")
         if self.status is not None:
             parts.append(f"status={self.status}")
         if self.url:
@@ -116,6 +120,7 @@ class ApiError(Exception):
             "body_excerpt": self.body_excerpt,
             "transient": self.transient,
             "attempts": self.attempts,
+            "partition": self.partition,
         }
 
 

@@ -117,6 +117,11 @@ class FetchStats:
             self.requests += 1
             self.bytes += nbytes
 
+    def add_bytes(self, nbytes: int) -> None:
+        """Body bytes of a streamed response, counted as they arrive."""
+        with self._lock:
+            self.bytes += nbytes
+
     def add_request_failure(self) -> None:
         with self._lock:
             self.requests += 1

@@ -1,0 +1,174 @@
+"""Streamed bodies (NDJSON, CSV): one response becomes many pages, memory bounded by a piece.
+
+The client sends the request, handles the status (retries, 429s, a 401 refresh) exactly as
+for JSON, and for a 200 hands back a :class:`StreamedBody` instead of reading it:
+:func:`streamed_pages` then reads it in chunks, cuts it into pieces on record boundaries
+(:func:`~ingestion_assets.http.formats.split_pieces`) and yields each piece as a
+:class:`~ingestion_assets.http.page.Page` as it arrives, so the raw archive and the table
+take it while the rest is still on the wire.
+
+Once a piece has been passed on, a broken body cannot be retried within the fetch (the
+records would be passed on twice): the fetch fails (transient), nothing of the partition is
+stored, and the step's retry policy fetches the partition again from the start.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+import requests
+
+from ingestion_assets.http.budgets import Budgets
+from ingestion_assets.http.deadline import Watchdog
+from ingestion_assets.http.errors import (
+    ApiError,
+    BodyTooLargeError,
+    DeadlineExceededError,
+    InvalidResponseError,
+    TransportError,
+)
+from ingestion_assets.http.formats import BodyFormatError, RecordReader, split_pieces
+from ingestion_assets.http.page import FetchStats, Page
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1048576:g} MiB"
+
+
+class StreamedBody:
+    """The unread body of a 200 response to a streamed-format request; iterate it once."""
+
+    def __init__(self, response: requests.Response, deadline: float, budgets: Budgets,
+                 where: dict[str, Any]) -> None:
+        self.response = response
+        self.deadline = deadline
+        self.budgets = budgets
+        self.where = where
+        self.received = 0
+
+    def __len__(self) -> int:  # bytes received so far (the client counts a response's size)
+        return self.received
+
+    def _error(self, cls: type[ApiError], message: str, **kw: Any) -> ApiError:
+        return cls(message, url=self.response.url, status=self.response.status_code,
+                   **self.where, **kw)
+
+    def chunks(self, stats: FetchStats) -> Iterator[bytes]:
+        """The decoded body in chunks, within the stream budget and the request deadline."""
+        limit = self.budgets.max_stream_bytes
+        response = self.response
+        watchdog = Watchdog(response, self.deadline)
+        try:
+            for chunk in response.iter_content(self.budgets.chunk_bytes):
+                self.received += len(chunk)
+                stats.add_bytes(len(chunk))
+                if self.received > limit:
+                    raise self._error(
+                        BodyTooLargeError,
+                        f"streamed body larger than {_mib(limit)} once decoded; stopped "
+                        "reading (limits.max_stream_mb); not retried",
+                    )
+                if time.monotonic() > self.deadline:
+                    break
+                yield chunk
+        except requests.RequestException as exc:
+            if not watchdog.fired:
+                raise self._error(
+                    TransportError,
+                    f"the streamed body broke off after {self.received} bytes "
+                    f"({type(exc).__name__}); the partition is fetched again from the start "
+                    "by the step's retry",
+                ) from None
+        finally:
+            watchdog.cancel()
+            response.close()
+        if watchdog.fired or time.monotonic() > self.deadline:
+            raise self._error(
+                DeadlineExceededError,
+                f"the streamed body did not complete within the request deadline of "
+                f"{self.budgets.request_deadline_s:g} s (limits.request_deadline_seconds); "
+                f"{self.received} decoded bytes had arrived",
+            )
+
+
+class _Tally(Sequence):
+    """What a paginator sees of a streamed response's records: their count and the last one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: Any = None
+
+    def add(self, records: list[Any]) -> None:
+        if records:
+            self.count += len(records)
+            self.last = records[-1]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: Any) -> Any:
+        if index in (-1, self.count - 1) and self.count:
+            return self.last
+        raise IndexError("a streamed response keeps only its last record")
+
+
+def streamed_pages(stream: Any) -> Iterator[Page]:
+    """The pages of a :class:`~ingestion_assets.http.client.PageStream` of a streamed format.
+
+    Each response is read piece by piece; the paginator (single page, ``Link`` header,
+    header cursor, offset or page number) sees each response's record count and last record.
+    """
+    paginator, request = stream.paginator, stream.request
+    paginator.init_request(request)
+    seen: set[int] = set()
+    index = requests_sent = 0
+    while True:
+        stream._check_next(request, seen, requests_sent)
+        via = "the request" if requests_sent == 0 else (
+            f"the next page ({paginator.describe().get('style')})")
+        result = stream.client._send(request, stream.stats, stream.endpoint, None, via,
+                                     stream=True)
+        requests_sent += 1
+        paginator.read_headers(result.response)
+        tally = _Tally()
+        for piece, records in _pieces(stream, result):
+            tally.add(records)
+            yield stream._page(index, request, replace(result, content=piece, records=records))
+            index += 1
+        paginator.update_state(result.response, None, tally)
+        if paginator.stop_after_empty_page and not tally:
+            paginator.has_next = False
+        stream._note_total()
+        if not paginator.has_next:
+            break
+        paginator.update_request(request)
+    stream._finish()
+
+
+def _pieces(stream: Any, result: Any) -> Iterator[tuple[bytes, list[Any]]]:
+    """``(piece, records)`` of one response; one empty piece for a body without any."""
+    body = result.content
+    if not isinstance(body, StreamedBody):  # 204 No Content
+        yield b"", []
+        return
+    content_type = result.response.headers.get("Content-Type")
+    budgets: Budgets = stream.client.budgets
+    sent = False
+    try:
+        reader = RecordReader(stream.body_format, content_type)
+        for piece in split_pieces(body.chunks(stream.stats), stream.body_format, content_type,
+                                  max_record_bytes=budgets.max_body_bytes):
+            sent = True
+            yield piece, reader.records(piece)
+    except BodyFormatError as exc:
+        body.response.close()
+        raise InvalidResponseError(
+            f"{stream.body_format.kind} body: {exc}", url=result.response.url,
+            status=result.response.status_code, transient=False,
+            source=stream.client.source, endpoint=stream.endpoint,
+        ) from None
+    if not sent:
+        yield b"", []
