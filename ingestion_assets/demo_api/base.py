@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -53,6 +54,8 @@ class Response:
     body: bytes
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = JSON
+    #: A body sent as it is produced (chunked transfer encoding) instead of ``body``.
+    chunks: Iterator[bytes] | None = None
 
     @classmethod
     def json(cls, status: int, obj, headers=None) -> Response:

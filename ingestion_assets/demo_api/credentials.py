@@ -29,6 +29,9 @@ DEVHUB_TOKEN_2 = "ghp_demoDevhubToken000000000000000000B"
 DEVHUB_TOKENS = (DEVHUB_TOKEN, DEVHUB_TOKEN_2)
 DEVHUB_USER = "demo-user"
 
+#: exports (a reporting/export API): an API key in ``X-Api-Key``.
+EXPORTS_KEY = "exp_demo_key_0000000000000001"
+
 #: Webhook signing secrets, per source (the demo API signs the events it sends with them).
 PAYMENTS_WEBHOOK_SECRET = "whsec_demo_payments_signing_a"
 COMMERCE_WEBHOOK_SECRET = "shpss_demo_commerce_signing_a"
@@ -48,6 +51,7 @@ ENV_VARS = {
     "DEMO_CRM_CLIENT_ID": CRM_CLIENT_ID,
     "DEMO_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
     "DEMO_DEVHUB_TOKEN": DEVHUB_TOKEN,
+    "DEMO_EXPORTS_KEY": EXPORTS_KEY,
     "DEMO_PAYMENTS_WEBHOOK_SECRET": PAYMENTS_WEBHOOK_SECRET,
     "DEMO_COMMERCE_WEBHOOK_SECRET": COMMERCE_WEBHOOK_SECRET,
     "DEMO_DEVHUB_WEBHOOK_SECRET": DEVHUB_WEBHOOK_SECRET,
@@ -67,6 +71,7 @@ def credentials(source: str) -> dict:
         "commerce": {"access_token": COMMERCE_TOKEN, "access_token_2": COMMERCE_TOKEN_2},
         "crm": {"client_id": CRM_CLIENT_ID, "client_secret": CRM_CLIENT_SECRET},
         "devhub": {"token": DEVHUB_TOKEN, "token_2": DEVHUB_TOKEN_2, "username": DEVHUB_USER},
+        "exports": {"api_key": EXPORTS_KEY},
     }
     if source not in table:
         raise KeyError(f"unknown source {source!r}")

@@ -334,7 +334,7 @@ class DemoApi:
             resp.body = _null_when_empty(resp.body)
         if fault is not None and fault.kind == "truncated_json":
             resp.body = resp.body[: max(1, len(resp.body) * 2 // 3)]
-            return h.send(resp)
+            return h.send(resp, cut=resp.chunks is not None)  # a streamed body: cut short
         if fault is not None and fault.kind == "drop_connection":  # mid_body
             return h.send(resp, cut=True)
         return h.send(resp)
@@ -453,9 +453,10 @@ def _source_classes() -> list:
     from .commerce import Commerce
     from .crm import Crm
     from .devhub import Devhub
+    from .exports import Exports
     from .payments import Payments
 
-    return [Payments, Commerce, Crm, Devhub]
+    return [Payments, Commerce, Crm, Devhub, Exports]
 
 
 def _fmt_seconds(s) -> str:
@@ -541,10 +542,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send(self, resp: Response, cut: bool = False) -> None:
         body = resp.body
+        length = ("Transfer-Encoding: chunked" if resp.chunks is not None
+                  else f"Content-Length: {len(body)}")
         lines = [
             f"HTTP/1.1 {resp.status} {self.responses.get(resp.status, ('',))[0]}",
             f"Content-Type: {resp.content_type}",
-            f"Content-Length: {len(body)}",
+            length,
             f"Date: {http_date(time.time())}",
             "Server: demo-api/1.0",
         ]
@@ -553,10 +556,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection or cut:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if resp.chunks is not None:
+            return self._send_chunked(head, resp.chunks, cut)
         if cut:
             # Promise the whole body, send half, hang up: the client sees a broken body.
             self.wfile.write(head + body[: len(body) // 2])
             self.drop()
             return
         self.wfile.write(head + body)
+
+    def _send_chunked(self, head: bytes, chunks, cut: bool) -> None:
+        """A body sent as it is produced; with ``cut``, hang up after the first chunk."""
+        self.wfile.write(head)
+        for chunk in chunks:
+            if chunk:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            if cut:
+                self.drop()
+                return
+        self.wfile.write(b"0\r\n\r\n")
 
