@@ -27,7 +27,7 @@ from .base import ApiError, Response, Source
 from .data import mix
 from .fake import COUNTRIES, FIRST, PRODUCTS, WORDS
 from .ratelimit import TokenBucket
-from .timeutil import TimeParseError, iso_z
+from .timeutil import TimeParseError, iso_z, to_epoch
 
 NDJSON = "application/x-ndjson"
 _ENDPOINTS = ("events", "sales", "ledger")
@@ -137,7 +137,7 @@ class Exports(Source):
         events = self.records("events", start, end)
         sales = self.records("sales", start, end)
         return {
-            "window_start": None if start is None else iso_z(int(start)),
+            "window_start": None if start is None else iso_z(to_epoch(start)),
             "events": len(events),
             "purchases": sum(1 for e in events if e["type"] == "purchase"),
             "sales_quantity": sum(s["quantity"] for s in sales),

@@ -310,62 +310,79 @@ def split_pieces(
 ) -> Iterator[bytes]:
     """Cut a body arriving in ``chunks`` into pieces ending on record boundaries.
 
-    Each piece is at least ``fmt.piece_bytes`` long (the last one excepted) and is the bytes
-    exactly as they arrived. Raises :class:`BodyFormatError` when no record boundary comes
-    within ``max_record_bytes`` (a line that never ends).
+    Each piece is the shortest run of whole records of at least ``fmt.piece_bytes`` (the
+    last one excepted), as the bytes arrived. Raises :class:`BodyFormatError` when no record
+    boundary comes within ``max_record_bytes`` (a line that never ends).
     """
     declared = codec_name(charset_of(content_type) or "utf-8")
     buf = bytearray()
-    newline = b""
-    unit = 1
-    codec = ""
-    offset = 0  # stream offset of buf[0]
+    cutter: _Cutter | None = None
     target = fmt.piece_bytes
     for chunk in chunks:
         buf += chunk
-        if not newline and len(buf) >= 4:
-            codec = _resolve(declared, bytes(buf[:4]))[0]
-            newline, unit = _units(codec)
-        if len(buf) < target or not newline:
-            continue
-        cut = _boundary(buf, newline, unit, offset, fmt, codec)
-        if cut:
-            piece = bytes(buf[:cut])
+        if cutter is None:
+            if len(buf) < 4:
+                continue
+            cutter = _Cutter(fmt, _resolve(declared, bytes(buf[:4]))[0])
+        while len(buf) >= target:
+            cut = cutter.boundary(buf, target)
+            if not cut:
+                if len(buf) > target + max_record_bytes:
+                    raise BodyFormatError(
+                        f"no record boundary within {len(buf)} bytes (a record longer than "
+                        f"{max_record_bytes / _MIB:g} MiB, limits.max_body_mb); stopped reading"
+                    )
+                break
+            yield bytes(buf[:cut])
             del buf[:cut]
-            offset += cut
-            yield piece
-        elif len(buf) > target + max_record_bytes:
-            raise BodyFormatError(
-                f"no record boundary within {len(buf)} bytes (a line longer than "
-                f"{max_record_bytes / _MIB:g} MiB, limits.max_body_mb); stopped reading"
-            )
+            cutter.advance(cut)
     if buf:
         yield bytes(buf)
 
 
-def _boundary(buf: bytearray, newline: bytes, unit: int, offset: int, fmt: BodyFormat,
-              codec: str) -> int:
-    """The end of the last complete record in ``buf`` (0 when there is none yet)."""
-    end = len(buf)
-    while True:
-        at = buf.rfind(newline, 0, end)
-        if at < 0:
-            return 0
-        if (offset + at) % unit:
-            end = at + unit - 1  # inside a wider character: look further left
-            continue
-        cut = at + len(newline)
-        if fmt.kind != "csv" or _quotes_closed(buf, cut, fmt, codec, unit):
-            return cut
-        end = at
+class _Cutter:
+    """Finds record boundaries in the bytes of a body: newlines (for CSV, outside quotes).
 
+    Scans forward only, so a quoted CSV field with many line breaks costs one pass.
+    """
 
-def _quotes_closed(buf: bytearray, cut: int, fmt: BodyFormat, codec: str, unit: int) -> bool:
-    """True when ``buf[:cut]`` has an even number of quote characters (no open field)."""
-    quote = fmt.csv.quotechar
-    if unit == 1 and codec in ("utf-8", "ascii") or _single_byte(codec):
-        return buf.count(quote.encode(codec), 0, cut) % 2 == 0
-    return bytes(buf[:cut]).decode(codec, "replace").count(quote) % 2 == 0
+    def __init__(self, fmt: BodyFormat, codec: str) -> None:
+        self.newline = "\n".encode(codec)
+        self.unit = len(self.newline)  # 1, or 2 / 4 bytes for UTF-16 / UTF-32
+        self.codec = codec
+        self.quote = fmt.csv.quotechar if fmt.kind == "csv" else None
+        self.offset = 0  # stream offset of the buffer's first byte (for alignment)
+        self._scanned = 0  # buffer bytes whose quotes are counted
+        self._quotes = 0
+
+    def advance(self, cut: int) -> None:
+        self.offset += cut
+        self._scanned = max(0, self._scanned - cut)
+        self._quotes = 0  # a piece ends outside quotes
+
+    def boundary(self, buf: bytearray, target: int) -> int:
+        """The end of the first newline at or past ``target`` outside quotes (0: none yet)."""
+        start = max(self._scanned, target - len(self.newline))
+        while True:
+            at = buf.find(self.newline, start)
+            if at < 0:
+                return 0
+            if (self.offset + at) % self.unit:  # inside a wider character: go on
+                start = at + 1
+                continue
+            cut = at + len(self.newline)
+            if self.quote is None:
+                return cut
+            self._quotes += self._count(buf, self._scanned, cut)
+            self._scanned = cut
+            if self._quotes % 2 == 0:
+                return cut
+            start = cut
+
+    def _count(self, buf: bytearray, start: int, end: int) -> int:
+        if self.unit == 1 and self.codec in ("utf-8", "ascii") or _single_byte(self.codec):
+            return buf.count(self.quote.encode(self.codec), start, end)
+        return bytes(buf[start:end]).decode(self.codec, "replace").count(self.quote)
 
 
 def _single_byte(codec: str) -> bool:

@@ -28,8 +28,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import orjson
+
 from ingestion_assets.http import fastjson
-from ingestion_assets.http.formats import BodyFormat, RecordReader, json_text
+from ingestion_assets.http.formats import (
+    BodyFormat,
+    BodyFormatError,
+    RecordReader,
+    charset_of,
+    json_text,
+)
 from ingestion_assets.http.jsonpath import compile_path, find, has_path
 
 NO_CONTENT: Any = type("NoContent", (), {"__repr__": lambda self: "NO_CONTENT"})()
@@ -76,7 +84,16 @@ def page_body(content: bytes, status: int | None = None, content_type: str | Non
     """
     if status == 204 or (status is None and not content.strip()):
         return NO_CONTENT
-    return fastjson.loads(json_text(content, content_type))
+    text = json_text(content, content_type)
+    try:
+        return fastjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        # Declared UTF-8 that is not: the same bytes would come again, so not retried (without
+        # a charset it stays an invalid body, retried, as a body cut mid-character may be).
+        if isinstance(text, bytes) and "UTF-8" in exc.msg and charset_of(content_type):
+            raise BodyFormatError(f"body is not valid utf-8, its declared charset: {exc.msg}") \
+                from None
+        raise
 
 
 def extract_records(

@@ -114,6 +114,8 @@ def source_client(api, source: str, *, auth_obj=None, **kwargs) -> ApiClient:
             )
         elif source == "devhub":
             auth_obj = auth.BearerToken(creds["token"], prefix="token")
+        elif source == "exports":
+            auth_obj = auth.ApiKey(creds["api_key"], name="X-Api-Key")
     kwargs.setdefault("retry", FAST_RETRY)
     kwargs.setdefault("rate_limiter", RateLimiter(None, remaining_header=None))
     kwargs.setdefault("timeout", (2, 5))
