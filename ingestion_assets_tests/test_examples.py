@@ -19,6 +19,7 @@ CASES = {
     "shopify": ("commerce", {"SHOPIFY_ACCESS_TOKEN": "access_token"}),
     "hubspot": ("crm", {"HUBSPOT_CLIENT_ID": "client_id", "HUBSPOT_CLIENT_SECRET": "client_secret"}),
     "github": ("devhub", {"GITHUB_TOKEN": "token"}),
+    "exports": ("exports", {"EXPORT_API_KEY": "api_key"}),
 }
 
 
@@ -41,7 +42,7 @@ def test_example_runs_against_the_demo_api_with_only_the_base_url_changed(
         elif pdef is not None:
             key = "2025-02-10"
             start = dt.datetime(2025, 2, 10, tzinfo=UTC)
-            truth = demo_api.records(demo_source, endpoint.path.split("/")[-1].removesuffix(".json"),
+            truth = demo_api.records(demo_source, endpoint.path.split("/")[-1].split(".")[0],
                                      start, start + dt.timedelta(days=1))
         else:
             key = None
@@ -50,5 +51,6 @@ def test_example_runs_against_the_demo_api_with_only_the_base_url_changed(
             scope = {"org": "demo-org"} if demo_source == "devhub" else {}
             truth = demo_api.records(demo_source, name.removesuffix(".json"), **scope)
         stream = resource.fetch_pages(endpoint, partition_request(endpoint, pdef, key))
-        got = sorted(str(r["id"]) for page in stream for r in page.records)
-        assert got and got == sorted(str(r["id"]) for r in truth), endpoint.name
+        key = endpoint.primary_key[0]
+        got = sorted(str(r[key]) for page in stream for r in page.records)
+        assert got and got == sorted(str(r[key]) for r in truth), endpoint.name

@@ -46,7 +46,7 @@ def write(tmp_path: Path, text: str, name: str = "sources.yaml") -> Path:
 def test_bundled_demo_sources_load():
     sources = load_sources(DEFAULT_SOURCES_DIR)
     names = {s.name: [e.name for e in s.endpoints] for s in sources}
-    assert set(names) == {"payments", "commerce", "crm", "devhub"}
+    assert set(names) == {"payments", "commerce", "crm", "devhub", "exports"}
     assert "charges" in names["payments"] and "orders" in names["commerce"]
 
 

@@ -153,9 +153,16 @@ class Exports(Source):
                      "env": ["DEMO_EXPORTS_KEY"]},
             "rate_limit": {"algorithm": "token_bucket", "per": "api key", "capacity": 20,
                            "refill_per_second": 20},
-            "pagination": "none: each export is one response, streamed",
-            "endpoints": ["/v1/events.ndjson", "/v1/sales.csv", "/v1/summary", "/v1/ledger",
-                          "/v1/bulk.ndjson", "/v1/endless.ndjson"],
+            "endpoints": [
+                {"name": name, "path": f"/v1/{path}", "format": fmt, "max_page_size": None,
+                 "pagination": "none: one response per window, streamed as it is produced"}
+                for name, path, fmt in (
+                    ("events", "events.ndjson", "ndjson"), ("sales", "sales.csv", "csv"),
+                    ("summary", "summary", "one JSON object"),
+                    ("ledger", "ledger", "JSON in windows-1252"),
+                    ("bulk", "bulk.ndjson?rows=N&pad=P", "ndjson"),
+                    ("endless", "endless.ndjson", "ndjson that never ends"))
+            ],
         }
 
 
