@@ -38,7 +38,15 @@ _MIB = 1024 * 1024
 
 
 class BodyFormatError(ValueError):
-    """A body that cannot be read in its declared format or charset (never retried)."""
+    """A body that cannot be read in its declared format (a line not JSON, a short CSV row)."""
+
+
+class RecordTooLongError(BodyFormatError):
+    """No record boundary within the record budget (a line that never ends)."""
+
+
+class CharsetError(BodyFormatError):
+    """A body not in its declared charset, or a charset this client cannot read."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,10 @@ def codec_name(charset: str) -> str:
     try:
         info = codecs.lookup(charset)
     except LookupError:
-        raise BodyFormatError(f"unknown charset {charset[:40]!r} in Content-Type") from None
+        raise CharsetError(f"unknown charset {charset[:40]!r} in Content-Type") from None
     # Bytes-to-bytes codecs (base64, zlib) and the shifting UTF-7 are no body charsets.
     if not getattr(info, "_is_text_encoding", True) or info.name in ("utf-7", "rot-13"):
-        raise BodyFormatError(f"charset {charset[:40]!r} is not a text encoding this client reads")
+        raise CharsetError(f"charset {charset[:40]!r} is not a text encoding this client reads")
     return info.name
 
 
@@ -138,7 +146,7 @@ def _decode(content: bytes, codec: str, charset: str, at: int = 0) -> str:
     try:
         return content.decode(codec)
     except UnicodeDecodeError as exc:
-        raise BodyFormatError(
+        raise CharsetError(
             f"body is not valid {charset} (as its Content-Type says): {exc.reason} at byte "
             f"{at + exc.start}"
         ) from None
@@ -328,7 +336,7 @@ def split_pieces(
             cut = cutter.boundary(buf, target)
             if not cut:
                 if len(buf) > target + max_record_bytes:
-                    raise BodyFormatError(
+                    raise RecordTooLongError(
                         f"no record boundary within {len(buf)} bytes (a record longer than "
                         f"{max_record_bytes / _MIB:g} MiB, limits.max_body_mb); stopped reading"
                     )
@@ -390,6 +398,7 @@ def _single_byte(codec: str) -> bool:
 
 
 __all__ = [
-    "FORMATS", "JSON", "BodyFormat", "BodyFormatError", "CsvOptions", "RecordReader",
+    "FORMATS", "JSON", "BodyFormat", "BodyFormatError", "CharsetError", "CsvOptions",
+    "RecordReader", "RecordTooLongError",
     "charset_of", "codec_name", "json_text", "split_pieces",
 ]

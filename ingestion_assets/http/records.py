@@ -33,7 +33,7 @@ import orjson
 from ingestion_assets.http import fastjson
 from ingestion_assets.http.formats import (
     BodyFormat,
-    BodyFormatError,
+    CharsetError,
     RecordReader,
     charset_of,
     json_text,
@@ -91,7 +91,7 @@ def page_body(content: bytes, status: int | None = None, content_type: str | Non
         # Declared UTF-8 that is not: the same bytes would come again, so not retried (without
         # a charset it stays an invalid body, retried, as a body cut mid-character may be).
         if isinstance(text, bytes) and "UTF-8" in exc.msg and charset_of(content_type):
-            raise BodyFormatError(f"body is not valid utf-8, its declared charset: {exc.msg}") \
+            raise CharsetError(f"body is not valid utf-8, its declared charset: {exc.msg}") \
                 from None
         raise
 

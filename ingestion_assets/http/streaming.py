@@ -30,7 +30,13 @@ from ingestion_assets.http.errors import (
     InvalidResponseError,
     TransportError,
 )
-from ingestion_assets.http.formats import BodyFormatError, RecordReader, split_pieces
+from ingestion_assets.http.formats import (
+    BodyFormatError,
+    CharsetError,
+    RecordReader,
+    RecordTooLongError,
+    split_pieces,
+)
 from ingestion_assets.http.page import FetchStats, Page
 
 
@@ -165,10 +171,13 @@ def _pieces(stream: Any, result: Any) -> Iterator[tuple[bytes, list[Any]]]:
             yield piece, reader.records(piece)
     except BodyFormatError as exc:
         body.response.close()
+        # A malformed line or row may be a body cut short (transient: the step's retry
+        # fetches the partition again); a wrong charset or an endless line would come again.
+        permanent = isinstance(exc, CharsetError | RecordTooLongError)
         raise InvalidResponseError(
-            f"{stream.body_format.kind} body: {exc}", url=result.response.url,
-            status=result.response.status_code, transient=False,
-            source=stream.client.source, endpoint=stream.endpoint,
+            f"{stream.body_format.kind} body: {exc}" + ("; not retried" if permanent else ""),
+            url=result.response.url, status=result.response.status_code,
+            transient=not permanent, source=stream.client.source, endpoint=stream.endpoint,
         ) from None
     if not sent:
         yield b"", []
