@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import requests
 
 from ingestion_assets.http.budgets import Budgets
@@ -160,15 +161,18 @@ def _pieces(stream: Any, result: Any) -> Iterator[tuple[bytes, list[Any]]]:
     if not isinstance(body, StreamedBody):  # 204 No Content
         yield b"", []
         return
-    content_type = result.response.headers.get("Content-Type")
+    content_type = result.response.headers.get("Content-Type") or ""
     budgets: Budgets = stream.client.budgets
     sent = False
     try:
         reader = RecordReader(stream.body_format, content_type)
         for piece in split_pieces(body.chunks(stream.stats), stream.body_format, content_type,
                                   max_record_bytes=budgets.max_body_bytes):
+            if not sent:
+                _refuse_json_error(stream, result.response, piece, content_type)
+            records = reader.records(piece)
             sent = True
-            yield piece, reader.records(piece)
+            yield piece, records
     except BodyFormatError as exc:
         body.response.close()
         # A malformed line or row may be a body cut short (transient: the step's retry
@@ -181,3 +185,29 @@ def _pieces(stream: Any, result: Any) -> Iterator[tuple[bytes, list[Any]]]:
         ) from None
     if not sent:
         yield b"", []
+
+
+def _refuse_json_error(stream: Any, response: requests.Response, piece: bytes,
+                       content_type: str) -> None:
+    """Raise when the first piece is a JSON error object served instead of the export.
+
+    A gateway may answer 200 with ``{"error": ...}`` as ``application/json``: for CSV any JSON
+    body, for NDJSON a lone object the client's error detector calls an error. Transient, as
+    for a JSON page: the step's retry fetches the partition again.
+    """
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not (stream.body_format.kind == "csv" and "json" in media):
+        return
+    try:
+        value = orjson.loads(piece)
+    except orjson.JSONDecodeError:
+        return  # NDJSON of several lines, labelled application/json
+    error = stream.client.error_detector(value)
+    if stream.body_format.kind == "ndjson" and not error:
+        return
+    raise InvalidResponseError(
+        f"expected a {stream.body_format.kind} export, got a JSON "
+        f"{'error object' if error else 'body'} ({media})",
+        url=response.url, status=response.status_code, body=piece[:2000],
+        source=stream.client.source, endpoint=stream.endpoint,
+    )
