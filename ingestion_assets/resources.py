@@ -17,8 +17,8 @@ from pydantic import PrivateAttr, TypeAdapter
 
 from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy, defaults
 from ingestion_assets.http.budgets import MIB, Budgets
-from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.formats import JSON, BodyFormat, CsvOptions
+from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.records import (
     extract_records,
     page_body,

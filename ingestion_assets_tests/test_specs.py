@@ -502,3 +502,29 @@ def test_custom_pagination_problems_are_load_errors_naming_the_field(
     assert "source 'custompg': endpoint 'charges': field 'pagination'" in problem
     assert class_path in problem
     assert re.search(message, problem), problem
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ("format: ndjson\n        workers: 4\n        pagination: {type: offset, total_header: X-Total}",
+         "`workers` cannot be used with `format: ndjson`"),
+        ("format: csv\n        pagination: {type: cursor, cursor_param: a, cursor_path: next}",
+         "`format: csv` works with pagination single, link"),
+        ("format: ndjson\n        records_path: data", "`records_path` cannot be used"),
+        ("csv: {delimiter: ';'}", "`csv` options are set but `format` is 'json'"),
+        ("format: csv\n        csv: {header: false}", "needs `columns`"),
+        ("format: tsv", "format"),
+    ],
+    ids=["workers", "body-cursor", "records-path", "csv-without-format", "no-header",
+         "unknown-format"],
+)
+def test_body_format_settings_that_cannot_work_are_load_errors(tmp_path, settings, message):
+    path = write(tmp_path, source_yaml("fmt", f"""      - name: export
+        path: /export
+        primary_key: id
+        {settings}
+"""))
+    with pytest.raises(SpecError, match="endpoint 'export'") as info:
+        load_sources(path)
+    assert message in str(info.value)
