@@ -29,7 +29,7 @@ from ingestion_assets.http.budgets import MIB, Budgets
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.plugins import load_object
 from ingestion_assets.http.records import extract_records, page_body
-from ingestion_assets.http.redaction import register_basic_credentials, register_secret
+from ingestion_assets.http.redaction import MASK, register_basic_credentials, register_secret
 from ingestion_assets.normalize import DeadLetters, Normalizer, WindowGuard
 from ingestion_assets.specs import (
     Auth,
@@ -465,3 +465,26 @@ def table_normalizer(endpoint: Endpoint, window: Any) -> Normalizer:
         dead_letters=DeadLetters(),
         window=window_guard(endpoint, window),
     )
+
+
+def mask_columns(pages, columns: list[str]):
+    """Record pages with the named fields (dotted for nested ones) replaced by ``***``.
+
+    An endpoint's ``mask_columns``: for fields that hold credentials or personal data the
+    table should not keep. The raw pages keep what the API sent.
+    """
+    paths = [c.split(".") for c in columns]
+    for records in pages:
+        for record in records:
+            for path in paths:
+                _mask_path(record, path)
+        yield records
+
+
+def _mask_path(node: Any, path: list[str]) -> None:
+    for step in path[:-1]:
+        if not isinstance(node, dict):
+            return
+        node = node.get(step)
+    if isinstance(node, dict) and node.get(path[-1]) is not None:
+        node[path[-1]] = MASK

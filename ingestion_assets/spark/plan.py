@@ -20,6 +20,7 @@ from ingestion_assets.endpoint_io import (
     client_settings,
     discover_keys,
     drop_repeated_records,
+    mask_columns,
     pages_can_shift,
     register_env_secrets,
     table_normalizer,
@@ -327,8 +328,11 @@ def fetch(client: ApiClient, opts: ReadOptions, part: ReadPart) -> PageStream:
 
 
 def record_pages(opts: ReadOptions, stream: PageStream) -> Iterator[list[Any]]:
-    """The records of each page, repeats dropped where offset pages can shift."""
+    """The records of each page: ``mask_columns`` masked, repeats dropped where offset pages
+    can shift (what the Dagster step does before normalizing)."""
     pages: Any = (page.records for page in stream)
+    if opts.endpoint.mask_columns:  # the table does not keep these (as the Parquet table)
+        pages = mask_columns(pages, opts.endpoint.mask_columns)
     if not pages_can_shift(opts.endpoint):
         return pages
     return drop_repeated_records(pages, opts.endpoint.primary_key, {})
