@@ -171,3 +171,47 @@ def test_change_stream_delivers_exactly_the_changed_records_and_resumes(
     second = mutate(update=[first[0]], insert=1)  # one changed again, one new
     assert run_once() == [first, second]  # a restarted query, from its checkpoint
     assert run_once() == [first, second]  # nothing changed since: no batch with records
+
+
+def test_change_stream_offsets_deliver_each_change_once(demo_api_factory, tmp_path, monkeypatch):
+    """The stream reader's offsets and reads driven directly, as Spark drives them (offsets
+    round-tripped through JSON like a checkpoint), without a JVM."""
+    import json
+
+    from pyspark.sql.streaming.datasource import ReadAllAvailable
+
+    from ingestion_assets.demo_api import demo_env
+    from ingestion_assets.spark import IngestionDataSource
+
+    for name, value in demo_env().items():
+        monkeypatch.setenv(name, value)
+    api = demo_api_factory(now=None, records=200)
+    sources = write_sources(tmp_path, api, "commerce")
+    since = (dt.datetime.now(UTC) - dt.timedelta(seconds=2)).replace(microsecond=0)
+    source = IngestionDataSource({"sources": str(sources), "source": "commerce",
+                                  "endpoint": "orders", "since": since.isoformat()})
+    reader = source.streamReader(source.schema())
+
+    def batch(start, end):
+        ids = []
+        for part in reader.partitions(start, end):
+            for records in reader.read(part):
+                ids += [str(i) for i in records.column("id").to_pylist()]
+        return sorted(ids)
+
+    def latest(start):
+        return json.loads(json.dumps(reader.latestOffset(start, ReadAllAvailable())))
+
+    def mutate(**change):
+        time.sleep(1.1)
+        found = api.mutate("commerce", "orders", **change)
+        return sorted(str(i) for i in found["updated"] + found["inserted"])
+
+    start = json.loads(json.dumps(reader.initialOffset()))
+    first = mutate(update=2)
+    end = latest(start)
+    assert batch(start, end) == first
+    assert latest(end) == end  # nothing changed since: no new offset, no batch
+    second = mutate(update=[first[0]], insert=1)
+    after = latest(end)
+    assert batch(end, after) == second
