@@ -30,6 +30,7 @@ from typing import Any
 
 import dagster as dg
 
+from ingestion_assets.endpoint_io import Watermark, to_utc  # noqa: F401 - public here too
 from ingestion_assets.factory import api_resource_key, endpoint_specs
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.jsonpath import compile_path, find
@@ -212,47 +213,6 @@ def build_schedule(
 
 class ChangePollError(RuntimeError):
     """The API could not be polled for changes; the sensor's cursor was left unchanged."""
-
-
-def to_utc(value: Any) -> dt.datetime | None:
-    """A record's timestamp as an aware UTC datetime: ISO strings, unix seconds or milliseconds."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        seconds = value / 1000 if abs(value) > 1e11 else value
-        return dt.datetime.fromtimestamp(seconds, UTC)
-    text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return to_utc(int(text))
-    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-@dataclass
-class Watermark:
-    """The incremental sensor's cursor: newest update seen, and what was seen in the overlap.
-
-    ``seen`` maps record identity -> its update time (ISO, UTC) for records updated within the
-    overlap before the watermark; re-reading the overlap then requests only records that are
-    new or changed again, never the same change twice.
-    """
-
-    watermark: dt.datetime
-    seen: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_cursor(cls, cursor: str | None) -> "Watermark | None":
-        if not cursor:
-            return None
-        data = json.loads(cursor)
-        return cls(to_utc(data["watermark"]), dict(data.get("seen", {})))
-
-    def to_cursor(self) -> str:
-        return json.dumps(
-            {"watermark": self.watermark.isoformat(), "seen": self.seen}, sort_keys=True
-        )
 
 
 @dataclass

@@ -25,12 +25,19 @@ import os
 import queue
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from ingestion_assets.endpoint_io import (  # noqa: F401 - public here before endpoint_io
+    REPEATED_RECORDS_METADATA_KEY,
+    drop_repeated_records,
+    pages_can_shift,
+    table_normalizer,
+    window_guard,
+)
 from ingestion_assets.freshness import freshness_policy, time_columns
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.redaction import redact_text
@@ -43,8 +50,6 @@ from ingestion_assets.partitions import (
 from ingestion_assets.specs import (
     Endpoint,
     MissingSecretError,
-    OffsetPagination,
-    PageNumberPagination,
     Source,
     TimePartitioning,
 )
@@ -301,7 +306,7 @@ def endpoint_assets(
     from ingestion_assets.io_managers.parquet import last_stored_schema
     from ingestion_assets.io_managers.raw import RawPartition
     from ingestion_assets.io_managers.staged import StagedPartitions, partition_folder
-    from ingestion_assets.normalize import DeadLetters, Normalizer, RecordBatchStream
+    from ingestion_assets.normalize import RecordBatchStream
     from ingestion_assets.resources import ApiResource, stored_records
     from ingestion_assets.safe_metadata import mask_columns
 
@@ -321,18 +326,7 @@ def endpoint_assets(
     raw_output, table_output = raw_key.to_python_identifier(), table_key.to_python_identifier()
 
     def normalized(key: str | None, pages: Iterable[list[Any]]) -> RecordBatchStream:
-        normalizer = Normalizer(
-            schema=endpoint.schema_,
-            timestamp_fields=endpoint.timestamp_fields,
-            nested=endpoint.nested,
-            # The contract: records failing it become dead letters, stored beside the
-            # partition and counted by the `contract` check (checks.py).
-            required=[*endpoint.primary_key, *endpoint.required],
-            model=_record_model(endpoint),
-            extra_fields=endpoint.extra_fields,
-            dead_letters=DeadLetters(),
-            window=window_guard(endpoint, partition_request(endpoint, pdef, key).window),
-        )
+        normalizer = table_normalizer(endpoint, partition_request(endpoint, pdef, key).window)
         extra: dict[str, Any] = {}
         if endpoint.mask_columns:  # the table does not keep these (the raw pages do)
             pages = mask_columns(pages, endpoint.mask_columns)
@@ -447,79 +441,6 @@ def endpoint_assets(
             table_staged.discard()
 
     return [endpoint_step]
-
-REPEATED_RECORDS_METADATA_KEY = "drift/repeated_records_dropped"
-
-
-def window_guard(endpoint: Endpoint, window: Any) -> Any:
-    """The window guard of one time partition ``(start, end)`` (None when there is no window
-    or no record field to read the time from; the `window` check then says so)."""
-    from datetime import timedelta
-
-    from ingestion_assets.normalize import WindowGuard
-
-    if window is None or endpoint.window is None or endpoint.window_field is None:
-        return None
-    return WindowGuard(
-        start=window[0], end=window[1], field=endpoint.window_field,
-        tolerance=timedelta(seconds=endpoint.window.tolerance_seconds),
-        policy=endpoint.window.out_of_window, key_fields=endpoint.primary_key,
-    )
-
-
-def pages_can_shift(endpoint: Endpoint) -> bool:
-    """Whether a record can arrive twice unnoticed: offset or page-number pagination with no
-    declared total. (With a total, the HTTP core fails the fetch when the total drifts;
-    cursors, keysets and links do not shift.)"""
-    p = endpoint.pagination
-    if isinstance(p, OffsetPagination):
-        return p.total_path is None
-    if isinstance(p, PageNumberPagination):
-        return p.total_path is None and p.total_pages_path is None
-    return False
-
-
-def drop_repeated_records(
-    pages: Iterable[list[Any]], primary_key: Sequence[str], metadata: dict[str, Any]
-) -> Iterator[list[Any]]:
-    """Keep the first copy of each primary key in a partition; count the repeats.
-
-    Offset and page-number pages shift when the API inserts or deletes records during the
-    fetch, so a record can arrive twice. The count (the drift) is reported on the
-    materialization as ``drift/repeated_records_dropped`` once the pages are consumed.
-    """
-    seen: set[Any] = set()
-    dropped = 0
-    single = primary_key[0] if len(primary_key) == 1 else None  # no tuple per record
-    for records in pages:
-        kept = []
-        for record in records:
-            if not isinstance(record, dict):
-                key = None
-            elif single is not None:
-                key = record.get(single)
-            else:
-                key = tuple(record.get(f) for f in primary_key)
-            if key is not None and key in seen:
-                dropped += 1
-                continue
-            if key is not None:
-                seen.add(key)
-            kept.append(record)
-        yield kept
-    metadata[REPEATED_RECORDS_METADATA_KEY] = dropped
-
-
-def _record_model(endpoint: Endpoint) -> type | None:
-    """The pydantic model named by ``model:`` (imported when a run needs it)."""
-    if endpoint.model is None:
-        return None
-    from pydantic import BaseModel
-
-    from ingestion_assets.http.plugins import load_object
-
-    return load_object(endpoint.model, base=BaseModel, kind="record model")
-
 
 def build_assets(
     sources: list[Source], translator: IngestionTranslator | None = None

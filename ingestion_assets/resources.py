@@ -8,69 +8,25 @@ fails the run that needs it, naming the variable, while the code location still 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import dagster as dg
-from pydantic import PrivateAttr, TypeAdapter
+from pydantic import PrivateAttr
 
-from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy, defaults
-from ingestion_assets.http.budgets import MIB, Budgets
+from ingestion_assets.endpoint_io import (  # noqa: F401 - public here before endpoint_io
+    build_client,
+    client_settings,
+    discover_keys,
+    iter_records,
+    records_of_page,
+    register_env_secrets,
+)
+from ingestion_assets.http import ApiClient, PageStream, defaults
 from ingestion_assets.http.formats import JSON, BodyFormat, CsvOptions
-from ingestion_assets.http.jsonpath import compile_path, find
-from ingestion_assets.http.records import (
-    extract_records,
-    page_body,
-    records_steps,
-    stored_page_records,
-)
-from ingestion_assets.http.redaction import register_basic_credentials, register_secret
+from ingestion_assets.http.records import stored_page_records
 from ingestion_assets.partitions import PartitionRequest
-from ingestion_assets.specs import (
-    Auth,
-    BasicAuth,
-    CsvSpec,
-    DiscoverySpec,
-    Endpoint,
-    EnvSecret,
-    Pagination,
-    Source,
-)
-
-_AUTH = TypeAdapter(Auth)
-
-
-def register_env_secrets(spec: Any) -> None:
-    """Register with the redactor the secrets an auth spec names that are set right now.
-
-    Called when the definitions load, so every process of a run (also a step that never
-    calls the API, like a table rebuilt from raw pages) masks them in metadata and logs.
-    """
-    values: list[str] = []
-    for name in type(spec).model_fields:
-        field = getattr(spec, name, None)
-        items = field if isinstance(field, list) else [field]
-        items = list(field.values()) if isinstance(field, dict) else items  # custom options
-        values += [os.environ.get(i.env) or "" for i in items if isinstance(i, EnvSecret)]
-    register_secret(*values)
-    if isinstance(spec, BasicAuth):
-        user = spec.username
-        user = os.environ.get(user.env) or "" if isinstance(user, EnvSecret) else user
-        password = os.environ.get(spec.password.env) or ""
-        if user and password:
-            register_basic_credentials(user, password)
-
-
-def records_of_page(
-    body: bytes, records_path: str | None, content_type: str | None = None
-) -> list[Any]:
-    """The records of one stored JSON page body, by the very rule the client used when fetching.
-
-    ``{"data": null}`` and an empty (204) body are pages without records, never a ``None``
-    record; see :mod:`ingestion_assets.http.records`.
-    """
-    return extract_records(page_body(body, None, content_type), records_steps(records_path))
+from ingestion_assets.specs import CsvSpec, DiscoverySpec, Endpoint, Pagination, Source
 
 
 def body_format(endpoint: Endpoint) -> BodyFormat:
@@ -123,57 +79,12 @@ class ApiResource(dg.ConfigurableResource):
     @classmethod
     def from_source(cls, source: Source) -> ApiResource:
         register_env_secrets(source.auth)
-        rl = source.rate_limit
-        return cls(
-            source=source.name,
-            base_url=source.base_url,
-            auth=source.auth.model_dump(),
-            requests_per_second=rl.requests_per_second if rl else None,
-            burst=rl.burst if rl else None,
-            max_attempts=source.retry.max_attempts,
-            rate_limit_attempts=source.retry.rate_limit_attempts,
-            backoff_base_seconds=source.retry.backoff_base_seconds,
-            backoff_max_seconds=source.retry.backoff_max_seconds,
-            retry_after_floor_seconds=source.retry.retry_after_floor_seconds,
-            connect_timeout_seconds=source.timeout.connect,
-            read_timeout_seconds=source.timeout.read,
-            headers=source.headers,
-            allowed_origins=source.allowed_origins,
-            max_body_mb=source.limits.max_body_mb,
-            request_deadline_seconds=source.limits.request_deadline_seconds,
-            max_wait_seconds=source.limits.max_wait_seconds,
-            max_redirects=source.limits.max_redirects,
-            max_stream_mb=source.limits.max_stream_mb,
-        )
+        return cls(**client_settings(source))
 
     def client(self) -> ApiClient:
         """The source's pooled client, created on first use (secrets are read then)."""
         if self._client is None:
-            self._client = ApiClient(
-                self.base_url,
-                auth=_AUTH.validate_python(self.auth).build(self.source),
-                headers=self.headers,
-                rate_limiter=RateLimiter(self.requests_per_second, burst=self.burst),
-                retry=RetryPolicy(
-                    max_attempts=self.max_attempts,
-                    rate_limit_attempts=self.rate_limit_attempts,
-                    backoff_base=self.backoff_base_seconds,
-                    backoff_max=self.backoff_max_seconds,
-                    retry_after_floor=self.retry_after_floor_seconds,
-                    retry_after_max=self.max_wait_seconds,
-                ),
-                timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
-                source=self.source,
-                pool_size=32,
-                allowed_origins=self.allowed_origins,
-                budgets=Budgets(
-                    max_body_bytes=int(self.max_body_mb * MIB),
-                    request_deadline_s=self.request_deadline_seconds,
-                    max_wait_s=self.max_wait_seconds,
-                    max_redirects=self.max_redirects,
-                    max_stream_bytes=int(self.max_stream_mb * MIB),
-                ),
-            )
+            self._client = build_client(self.model_dump())
         return self._client
 
     def fetch_pages(self, endpoint: Endpoint, request: PartitionRequest) -> PageStream:
@@ -191,41 +102,14 @@ class ApiResource(dg.ConfigurableResource):
             partition=request.key,
         )
 
-    def iter_records(
-        self,
-        path: str,
-        params: dict[str, Any],
-        pagination: Pagination,
-        records_path: str | None,
-        endpoint: str | None = None,
-    ) -> Iterator[Any]:
-        """Every record of a (small) listing, page after page: the sensors' polls and look-ups.
-
-        Raises the HTTP core's `ApiError` when the API cannot be read completely.
-        """
-        stream = self.client().fetch_pages(
-            path,
-            params={**pagination.size_params(), **params},
-            paginator=pagination.build(self.source),
-            records_path=records_path,
-            on_total_mismatch="warn",
-            endpoint=endpoint,
-        )
-        for page in stream:
-            yield from page.records
+    def iter_records(self, path: str, params: dict[str, Any], pagination: Pagination,
+                     records_path: str | None, endpoint: str | None = None) -> Iterator[Any]:
+        """Every record of a small listing (`endpoint_io.iter_records`): the sensors' polls."""
+        yield from iter_records(self.client(), path, params, pagination, records_path, endpoint)
 
     def discover_keys(self, discovery: DiscoverySpec, endpoint: str | None = None) -> list[str]:
         """The entity keys (e.g. repository names) a dynamic partitioning's discovery lists."""
-        keys: list[str] = []
-        steps = compile_path(discovery.key_field)
-        for record in self.iter_records(
-            discovery.path, dict(discovery.params), discovery.pagination,
-            discovery.records_path, endpoint,
-        ):
-            key = find(record, steps, default=None)
-            if key is not None and str(key) not in keys:
-                keys.append(str(key))
-        return keys
+        return discover_keys(self.client(), discovery, endpoint)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import dagster as dg
 import orjson
 
+from ingestion_assets.endpoint_io import mask_columns  # noqa: F401 - public here too
 from ingestion_assets.http.redaction import (
     MASK,
     is_sensitive_column,
@@ -78,26 +79,3 @@ def safe_json_text(text: Any) -> Any:
     except orjson.JSONDecodeError:
         return redact_text(text)
     return orjson.dumps(redact_record(parsed)).decode()
-
-
-def mask_columns(pages, columns: list[str]):
-    """Record pages with the named fields (dotted for nested ones) replaced by ``***``.
-
-    An endpoint's ``mask_columns``: for fields that hold credentials or personal data the
-    table should not keep. The raw pages keep what the API sent.
-    """
-    paths = [c.split(".") for c in columns]
-    for records in pages:
-        for record in records:
-            for path in paths:
-                _mask_path(record, path)
-        yield records
-
-
-def _mask_path(node: Any, path: list[str]) -> None:
-    for step in path[:-1]:
-        if not isinstance(node, dict):
-            return
-        node = node.get(step)
-    if isinstance(node, dict) and node.get(path[-1]) is not None:
-        node[path[-1]] = MASK
