@@ -103,6 +103,7 @@ class ApiResource(dg.ConfigurableResource):
     auth: dict[str, Any] = {"type": "none"}
     requests_per_second: float | None = None
     burst: int | None = None
+    max_concurrency: int | None = defaults.MAX_CONCURRENCY
     max_attempts: int = defaults.MAX_ATTEMPTS
     rate_limit_attempts: int = defaults.RATE_LIMIT_ATTEMPTS
     backoff_base_seconds: float = defaults.BACKOFF_BASE_SECONDS
@@ -130,6 +131,7 @@ class ApiResource(dg.ConfigurableResource):
             auth=source.auth.model_dump(),
             requests_per_second=rl.requests_per_second if rl else None,
             burst=rl.burst if rl else None,
+            max_concurrency=source.max_concurrency,
             max_attempts=source.retry.max_attempts,
             rate_limit_attempts=source.retry.rate_limit_attempts,
             backoff_base_seconds=source.retry.backoff_base_seconds,
@@ -153,7 +155,10 @@ class ApiResource(dg.ConfigurableResource):
                 self.base_url,
                 auth=_AUTH.validate_python(self.auth).build(self.source),
                 headers=self.headers,
-                rate_limiter=RateLimiter(self.requests_per_second, burst=self.burst),
+                rate_limiter=RateLimiter(
+                    self.requests_per_second, burst=self.burst,
+                    max_in_flight=self.max_concurrency,
+                ),
                 retry=RetryPolicy(
                     max_attempts=self.max_attempts,
                     rate_limit_attempts=self.rate_limit_attempts,
