@@ -72,6 +72,8 @@ class MaterializationLog:
         self._cursor: dict[dg.AssetKey, str | None] = {}
         self._exhausted: set[dg.AssetKey] = set()
         self._history_limit = history_limit
+        #: partition -> its nearest partitions, for uniqueness (filled by the check step)
+        self.neighbours: dict[str | None, list[str]] = {}
 
     def preload(self, key: dg.AssetKey, partitions: Iterable[str | None]) -> None:
         """Load the latest materialization of each partition in as few queries as possible."""

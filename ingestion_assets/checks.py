@@ -415,30 +415,45 @@ def neighbour_partitions(
     instance: dg.DagsterInstance, pdef: dg.PartitionsDefinition, partition: str, count: int
 ) -> list[str]:
     """Up to ``count`` partition keys on each side of ``partition``, nearest first."""
+    return neighbours_of(instance, pdef, [partition], count)[partition]
+
+
+def neighbours_of(
+    instance: dg.DagsterInstance, pdef: dg.PartitionsDefinition, partitions: list[str],
+    count: int,
+) -> dict[str, list[str]]:
+    """:func:`neighbour_partitions` of several partitions, from one listing of the keys."""
+    if not partitions:
+        return {}
     if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
-        keys = _nearby_time_keys(pdef, partition, count)
+        first = min(partitions, key=pdef.time_window_for_partition_key)
+        last = max(partitions, key=pdef.time_window_for_partition_key)
+        keys = _nearby_time_keys(pdef, first, count, last)
     else:
         with dg.partition_loading_context(dynamic_partitions_store=instance):
             keys = pdef.get_partition_keys()
-    try:
-        i = keys.index(partition)
-    except ValueError:
-        return []
-    before = keys[max(0, i - count):i][::-1]
-    after = keys[i + 1:i + 1 + count]
-    out = []
-    for n in range(count):
-        out += [k[n] for k in (before, after) if n < len(k)]
-    return out
+    index = {key: i for i, key in enumerate(keys)}
+    found: dict[str, list[str]] = {}
+    for partition in partitions:
+        i = index.get(partition)
+        if i is None:
+            found[partition] = []
+            continue
+        before = keys[max(0, i - count):i][::-1]
+        after = keys[i + 1:i + 1 + count]
+        found[partition] = [k[n] for n in range(count) for k in (before, after) if n < len(k)]
+    return found
 
 
 def _nearby_time_keys(
-    pdef: dg.TimeWindowPartitionsDefinition, partition: str, count: int
+    pdef: dg.TimeWindowPartitionsDefinition, partition: str, count: int,
+    last: str | None = None,
 ) -> list[str]:
+    """The keys from ``count`` windows before ``partition`` to ``count`` after ``last``."""
     # Walks `count` windows each way instead of listing every key since the start (17,000
     # hourly keys take 0.2 s to list).
-    own = pdef.time_window_for_partition_key(partition)
-    start, end = own.start, own.end
+    start = pdef.time_window_for_partition_key(partition).start
+    end = pdef.time_window_for_partition_key(last or partition).end
     for _ in range(count):
         window = pdef.get_prev_partition_window(start)
         if window is None:
@@ -468,7 +483,10 @@ def evaluate_uniqueness(
         ), "warn"
     found: list[dict[str, Any]] = []
     compared = 0
-    for other in neighbour_partitions(log.instance, pdef, table.partition, cfg.partitions):
+    nearby = log.neighbours.get(table.partition)
+    if nearby is None:
+        nearby = neighbour_partitions(log.instance, pdef, table.partition, cfg.partitions)
+    for other in nearby:
         if other not in sketches:
             mat = log.latest(table_key, other)
             uri = mat.value("dagster/uri") if mat is not None else None
@@ -605,11 +623,9 @@ def preloaded_log(
         log.preload(raw_key, partitions)
     pdef = partitions_def(source, endpoint)
     if UNIQUENESS in names and pdef is not None:
-        count = endpoint.checks.uniqueness.partitions
-        log.preload(table_key, [
-            other for p in partitions if p is not None
-            for other in neighbour_partitions(instance, pdef, p, count)
-        ])
+        log.neighbours = neighbours_of(instance, pdef, [p for p in partitions if p is not None],
+                                       endpoint.checks.uniqueness.partitions)
+        log.preload(table_key, [k for nearby in log.neighbours.values() for k in nearby])
     return log
 
 

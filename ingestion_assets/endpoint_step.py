@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from ingestion_assets.specs import Endpoint, MissingSecretError, Source
 #: Pages between the fetch and the normalizer: enough to ride out jitter on either side,
 #: few enough that memory stays bounded by a handful of pages.
 QUEUE_PAGES = 4
+#: Seconds between two progress lines of a backfill in the run's log.
+PROGRESS_EVERY_S = 10.0
 
 
 def no_retry(exc: Exception) -> dg.Failure:
@@ -327,6 +330,8 @@ class StepRun:
         self.run_id = context.run.run_id
         self.stop = threading.Event()
         self.known_schema: dict[str, Any] = {}  # the last schema staged, for empty partitions
+        self._done: list[str | None] = []
+        self._last_progress = time.monotonic()
 
     def folders(self, key: str | None) -> tuple[Any, Any]:
         from ingestion_assets.io_managers.staged import partition_folder
@@ -405,13 +410,20 @@ class StepRun:
                 f"({keys[0]} ... {keys[-1]}), {at_once} at once")
 
     def on_partition_done(self, key: str | None, staged: Any, error: BaseException | None):
+        """Failures are logged at once, progress at most every few seconds (each log line
+        is an event-log write)."""
         if error is not None:
             self.context.log.error(
                 f"partition {key}: failed ({type(error).__name__}: {redact_text(str(error))})"
             )
             return
-        rows = staged[1].metadata.get("dagster/row_count")
-        self.context.log.info(f"partition {key}: committed ({rows} rows)")
+        self._done.append(key)
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_EVERY_S:
+            self._last_progress = now
+            self.context.log.info(
+                f"{len(self._done)} partition(s) committed so far (latest: {key})"
+            )
 
     def committed_events(self, outcome: RangeOutcome) -> Iterator[dg.AssetMaterialization]:
         """Materializations of the partitions committed by a run that then fails."""
