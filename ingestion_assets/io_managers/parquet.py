@@ -308,9 +308,18 @@ class KeySketch:
         self._parts.append(np.unique(hash_keys(keys)))
 
     def write(self, path: UPath) -> int:
-        hashes = np.unique(np.concatenate(self._parts)) if self._parts else np.empty(0, np.uint64)
+        # One copy at a time (8 bytes a key): the parts go as soon as they are joined, the
+        # join is sorted in place and only the distinct keys are copied out.
+        hashes = np.concatenate(self._parts) if self._parts else np.empty(0, np.uint64)
+        self._parts = []
+        hashes.sort()
+        if hashes.size > 1:
+            distinct = np.empty(hashes.size, dtype=bool)
+            distinct[0] = True
+            np.not_equal(hashes[1:], hashes[:-1], out=distinct[1:])
+            hashes = hashes[distinct]
         with path.open("wb") as f:
-            f.write(hashes.astype("<u8").tobytes())
+            f.write(hashes.astype("<u8", copy=False).tobytes())
         return int(hashes.size)
 
 
