@@ -9,34 +9,30 @@ alive now into a permanent generation the collector skips; ``gc.unfreeze()`` han
 back when the last writer finishes, so garbage cycles among them are still collected
 afterwards.
 
-This is the project's one garbage-collector setting: ``INGESTION_GC_FREEZE=0`` turns it
-off (e.g. to compare, or if a host program manages the collector itself).
+With the parse pause of ``http/fastjson.py`` it is one of the project's two
+garbage-collector settings, both behind one switch: ``INGESTION_GC_TUNING=0`` turns them off
+(e.g. to compare, or if a host program manages the collector itself).
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ingestion_assets.http.fastjson import gc_tuning_enabled
+
 _lock = threading.Lock()
 _writers = 0
 
-#: The environment variable switching the freeze off ("0", "false", "no", "off").
-SWITCH = "INGESTION_GC_FREEZE"
-
-
-def freeze_enabled() -> bool:
-    return os.environ.get(SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 @contextmanager
 def frozen_heap() -> Iterator[None]:
     """Freeze the current heap for the duration of the block (nestable, thread-safe)."""
     global _writers
-    if not freeze_enabled():
+    if not gc_tuning_enabled():
         yield
         return
     with _lock:
