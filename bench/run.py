@@ -58,7 +58,7 @@ SEED = 7
 NOW = "2025-03-01T00:00:00Z"
 ENDPOINT_PATH = "/marketing/v3/emails"
 CRM_PREFIX = "/crm-api"
-VARIANTS = ("ceiling", "ours", "dlt")
+VARIANTS = ("ceiling", "ours", "dlt")  # per size; "backfill" runs once (bench/backfill.py)
 
 
 # -- the demo API as a subprocess ------------------------------------------------------------
@@ -73,16 +73,24 @@ def free_port() -> int:
 class DemoServer:
     """``python -m ingestion_assets.demo_api`` on a free loopback port, stopped by PID."""
 
-    def __init__(self, records: int, latency_ms: float = 0.0, max_page_size: int = PAGE_SIZE):
+    def __init__(
+        self, records: int | None, latency_ms: float = 0.0, max_page_size: int = PAGE_SIZE,
+        extra: list[str] | None = None,
+    ):
+        """``records`` None: the demo data as shipped, rate limits on; ``extra``: more
+        command-line options of the demo API."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [
             sys.executable, "-m", "ingestion_assets.demo_api", "--port", str(self.port),
-            "--records", str(records), "--max-page-size", str(max_page_size),
-            "--no-rate-limit", "--seed", str(SEED), "--now", NOW,
+            "--seed", str(SEED), "--now", NOW,
         ]
+        if records is not None:
+            self.cmd += ["--records", str(records), "--max-page-size", str(max_page_size),
+                         "--no-rate-limit"]
         if latency_ms:
             self.cmd += ["--latency-ms", str(latency_ms)]
+        self.cmd += extra or []
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> DemoServer:
@@ -328,6 +336,12 @@ def variant_dlt(url: str, records: int, workdir: Path) -> dict[str, Any]:
 
 
 def child_main(args: argparse.Namespace) -> None:
+    if args.variant == "backfill":
+        from backfill import variant_backfill
+
+        result = variant_backfill(args.url, Path(args.workdir), days=args.records)
+        Path(args.result).write_text(json.dumps(result))
+        return
     fn = {"ceiling": variant_ceiling, "ours": variant_ours, "dlt": variant_dlt}[args.variant]
     result = fn(args.url, args.records, Path(args.workdir))
     if result["records"] != args.records:
@@ -396,11 +410,32 @@ def bench_latency(records: int, page_size: int, latency_ms: float, runs: int) ->
     }
 
 
+def bench_backfill(days: int) -> dict[str, Any]:
+    """The ``backfill`` variant (bench/backfill.py) in its own process."""
+    from backfill import DAYS, SERVER_ARGS
+
+    with DemoServer(None, extra=SERVER_ARGS) as server:
+        workdir = Path(tempfile.mkdtemp(prefix="bench-backfill-"))
+        try:
+            result = run_variant("backfill", server.url, days or DAYS, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(
+        f"  {result['partitions']} partitions, {result['requests']} requests in "
+        f"{result['seconds']:.2f} s (floor {result['floor_s']:.2f} s: "
+        f"{result['backfill_vs_floor']}x), peak {result['peak_in_flight']} in flight, "
+        f"steps {result['steps_s']}, peak RSS {result['peak_rss_mb']} MB",
+        flush=True,
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few thousand records only")
     parser.add_argument("--sizes", type=int, nargs="+", help="record counts (default 100k 1M)")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=(*VARIANTS, "backfill"),
+                        default=[*VARIANTS, "backfill"])
     parser.add_argument("--skip-dlt", action="store_true")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--latency-records", type=int, default=4000)
@@ -409,7 +444,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds per size, best time kept")
     parser.add_argument("--keep", action="store_true", help="keep the variants' output folders")
     # internal: one variant in this process
-    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=(*VARIANTS, "backfill"), help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--records", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -434,9 +469,39 @@ def main() -> None:
     )
     load_before = os.getloadavg()[0]
     by_size: dict[int, dict[str, dict[str, Any]]] = {}
-    for n in sizes:
-        print(f"{n:,} records:", flush=True)
-        by_size[n] = bench_size(n, variants, args.keep, args.repeat)
+    size_variants = [v for v in variants if v in VARIANTS]
+    summary: dict[str, Any] = {}
+    if size_variants:
+        for n in sizes:
+            print(f"{n:,} records:", flush=True)
+            by_size[n] = bench_size(n, size_variants, args.keep, args.repeat)
+        summary = size_summary(by_size, sizes, latency_variant(args))
+    if "backfill" in variants:
+        from backfill import DAYS
+
+        print(f"backfill: {3 if args.quick else DAYS} daily partitions in one run, cursor "
+              "pages of 100, API latency 200 ms, 100 req/s, max_concurrency 8:", flush=True)
+        backfill = bench_backfill(3 if args.quick else DAYS)
+        summary["backfill_vs_floor"] = backfill["backfill_vs_floor"]
+        summary["backfill"] = backfill
+    summary.update({
+        "repeat": args.repeat,
+        # Other work on the machine slows the CPU-heavier variants most: read wall-clock
+        # ratios together with the load and with cpu_s.
+        "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "cpus": os.cpu_count(),
+        "note": "demo API is a Python server on the same cores; the ceiling uses the same server",
+    })
+    if max(summary["load_avg_1m"]) > (os.cpu_count() or 1):
+        print(
+            f"warning: load average {summary['load_avg_1m']} above {os.cpu_count()} CPUs: "
+            "other work competed for the cores, wall-clock ratios are pessimistic for the "
+            "CPU-heavier variants"
+        )
+    print(json.dumps(summary))
+
+
+def latency_variant(args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"latency: {args.latency_ms:g} ms per page, {args.latency_records:,} records in pages "
         f"of {args.latency_page_size}, workers 1 vs 8 (best of {args.latency_runs}):",
@@ -449,7 +514,13 @@ def main() -> None:
         f"  workers=1 {latency['workers_1_s']:.2f} s, workers=8 {latency['workers_8_s']:.2f} s: "
         f"{latency['speedup']:.2f}x"
     )
+    return latency
 
+
+def size_summary(
+    by_size: dict[int, dict[str, dict[str, Any]]], sizes: list[int], latency: dict[str, Any]
+) -> dict[str, Any]:
+    """The figures of the size variants: ratios at the largest size, memory growth."""
     big, small = max(sizes), min(sizes)
     top = by_size[big]
 
@@ -477,26 +548,14 @@ def main() -> None:
         "cpu_s": {v: r["cpu_s"] for v, r in top.items()},
         "ours_step_peak_rss_mb": top.get("ours", {}).get("step_peak_rss_mb"),
         "sizes": sizes,
-        "repeat": args.repeat,
-        # Other work on the machine slows the CPU-heavier variants most: read wall-clock
-        # ratios together with the load and with cpu_s.
-        "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "latency": latency,
-        "cpus": os.cpu_count(),
-        "note": "demo API is a Python server on the same cores; the ceiling uses the same server",
     }
     print(
         f"ours/ceiling {summary['ours_vs_ceiling']}, ours/dlt {summary['ours_vs_dlt']}, "
         f"ours peak RSS {ours_big} MB at {big:,} (growth from {small:,}: "
         f"{summary['rss_growth_100k_to_1m']}), workers 8 vs 1: {latency['speedup']}x"
     )
-    if max(summary["load_avg_1m"]) > (os.cpu_count() or 1):
-        print(
-            f"warning: load average {summary['load_avg_1m']} above {os.cpu_count()} CPUs: "
-            "other work competed for the cores, wall-clock ratios are pessimistic for the "
-            "CPU-heavier variants"
-        )
-    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

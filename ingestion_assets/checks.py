@@ -31,13 +31,13 @@ freshness policy (`ingestion_assets.freshness.freshness_policy`), and every mate
 import statistics
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 import numpy as np
 
-from ingestion_assets.dagster_shim import check_output_name, materialization_target
+from ingestion_assets.check_events import Materialization, MaterializationLog
+from ingestion_assets.dagster_shim import check_output_name
 from ingestion_assets.factory import endpoint_specs
 from ingestion_assets.http.redaction import redact_text
 from ingestion_assets.io_managers.parquet import (
@@ -104,67 +104,8 @@ def drift_severity(endpoint: Endpoint, kind: str) -> str:
 # --------------------------------------------------------------------------- event log
 
 
-@dataclass
-class _Materialization:
-    storage_id: int
-    run_id: str
-    timestamp: float
-    partition: str | None
-    metadata: dict[str, Any]
-
-    @property
-    def target(self) -> Any:
-        """Links a check result to this materialization (``dagster_shim``)."""
-        return materialization_target(self.storage_id, self.run_id, self.timestamp)
-
-    def value(self, key: str, default: Any = None) -> Any:
-        entry = self.metadata.get(key)
-        return default if entry is None else getattr(entry, "value", entry)
-
-
-def _records(
-    instance: dg.DagsterInstance,
-    key: dg.AssetKey,
-    partition: str | None = None,
-    before: int | None = None,
-    limit: int = 1,
-    cursor: str | None = None,
-):
-    return instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=key,
-            asset_partitions=[partition] if partition is not None else None,
-            before_storage_id=before,
-        ),
-        limit=limit,
-        cursor=cursor,
-    )
-
-
-def _wrap(record) -> _Materialization:
-    mat = record.asset_materialization
-    return _Materialization(
-        storage_id=record.storage_id,
-        run_id=record.run_id,
-        timestamp=record.timestamp,
-        partition=mat.partition,
-        metadata=dict(mat.metadata),
-    )
-
-
-def latest_materialization(
-    instance: dg.DagsterInstance,
-    key: dg.AssetKey,
-    partition: str | None = None,
-    before: int | None = None,
-) -> _Materialization | None:
-    """The newest materialization of ``key`` (of one partition; before a storage id)."""
-    found = _records(instance, key, partition, before).records
-    return _wrap(found[0]) if found else None
-
-
 def recent_partition_row_counts(
-    instance: dg.DagsterInstance,
+    log: MaterializationLog,
     key: dg.AssetKey,
     before: int,
     exclude: str | None,
@@ -172,25 +113,19 @@ def recent_partition_row_counts(
 ) -> list[tuple[str | None, int]]:
     """Row counts of the last ``window`` distinct partitions materialized before a storage id.
 
-    Reads the event log newest first, a page at a time, and stops as soon as it has
-    ``window`` partitions (at most 10 pages): the cost does not grow with the asset's size.
+    Reads the event log newest first (pages shared by every partition of the step) and
+    stops as soon as it has ``window`` partitions: the cost does not grow with the asset's
+    size.
     """
     seen: dict[str | None, int] = {}
-    cursor = None
-    for _ in range(10):
-        result = _records(instance, key, before=before, limit=window * 2, cursor=cursor)
-        for record in result.records:
-            mat = _wrap(record)
-            if mat.partition == exclude or mat.partition in seen:
-                continue
-            rows = mat.value("dagster/row_count")
-            if isinstance(rows, int):
-                seen[mat.partition] = rows
-            if len(seen) >= window:
-                return list(seen.items())
-        if not result.has_more:
+    for mat in log.history(key, before):
+        if mat.partition == exclude or mat.partition in seen:
+            continue
+        rows = mat.value("dagster/row_count")
+        if isinstance(rows, int):
+            seen[mat.partition] = rows
+        if len(seen) >= window:
             break
-        cursor = result.cursor
     return list(seen.items())
 
 
@@ -198,8 +133,8 @@ def recent_partition_row_counts(
 
 
 def evaluate_row_count(
-    instance: dg.DagsterInstance, endpoint: Endpoint, raw_key: dg.AssetKey,
-    table_key: dg.AssetKey, table: _Materialization,
+    log: MaterializationLog, endpoint: Endpoint, raw_key: dg.AssetKey,
+    table_key: dg.AssetKey, table: Materialization,
 ) -> tuple[bool, dict[str, Any], str]:
     cfg = endpoint.checks.row_count
     rows = int(table.value("dagster/row_count", 0))
@@ -207,7 +142,7 @@ def evaluate_row_count(
     meta: dict[str, Any] = {"rows": rows, "dead_letters": dead}
     failures: list[str] = []
 
-    raw = latest_materialization(instance, raw_key, table.partition, before=table.storage_id)
+    raw = log.latest(raw_key, table.partition, before=table.storage_id)
     if raw is not None:
         received = int(raw.value("records", 0))
         meta["raw_records"] = received
@@ -233,7 +168,7 @@ def evaluate_row_count(
 
     if cfg.min_fraction_of_median > 0:
         history = recent_partition_row_counts(
-            instance, table_key, table.storage_id, table.partition, cfg.median_window
+            log, table_key, table.storage_id, table.partition, cfg.median_window
         )
         meta["median_partitions"] = len(history)
         if len(history) >= cfg.median_min_partitions:
@@ -331,11 +266,11 @@ def schema_changes(
 
 
 def evaluate_schema_drift(
-    instance: dg.DagsterInstance, endpoint: Endpoint, table_key: dg.AssetKey,
-    table: _Materialization,
+    log: MaterializationLog, endpoint: Endpoint, table_key: dg.AssetKey,
+    table: Materialization,
 ) -> tuple[bool, dict[str, Any], str, str]:
     current = _columns(table.value("dagster/column_schema"))
-    previous_mat = latest_materialization(instance, table_key, before=table.storage_id)
+    previous_mat = log.latest(table_key, before=table.storage_id)
     previous = _columns(previous_mat.value("dagster/column_schema")) if previous_mat else None
     if previous is not None and not table.value("dagster/row_count", 0):
         # An empty partition has only its declared columns (nothing to infer the others
@@ -390,7 +325,7 @@ def evaluate_schema_drift(
 
 
 def evaluate_contract(
-    endpoint: Endpoint, table: _Materialization
+    endpoint: Endpoint, table: Materialization
 ) -> tuple[bool, dict[str, Any], str]:
     cfg = endpoint.checks.contract
     dead = int(table.value("dead_letters", 0) or 0)
@@ -436,7 +371,7 @@ def evaluate_contract(
 
 
 def evaluate_window(
-    endpoint: Endpoint, table: _Materialization
+    endpoint: Endpoint, table: Materialization
 ) -> tuple[bool, dict[str, Any], str, str]:
     outside = table.value("window/out_of_window")
     if outside is None:
@@ -480,30 +415,45 @@ def neighbour_partitions(
     instance: dg.DagsterInstance, pdef: dg.PartitionsDefinition, partition: str, count: int
 ) -> list[str]:
     """Up to ``count`` partition keys on each side of ``partition``, nearest first."""
+    return neighbours_of(instance, pdef, [partition], count)[partition]
+
+
+def neighbours_of(
+    instance: dg.DagsterInstance, pdef: dg.PartitionsDefinition, partitions: list[str],
+    count: int,
+) -> dict[str, list[str]]:
+    """:func:`neighbour_partitions` of several partitions, from one listing of the keys."""
+    if not partitions:
+        return {}
     if isinstance(pdef, dg.TimeWindowPartitionsDefinition):
-        keys = _nearby_time_keys(pdef, partition, count)
+        first = min(partitions, key=pdef.time_window_for_partition_key)
+        last = max(partitions, key=pdef.time_window_for_partition_key)
+        keys = _nearby_time_keys(pdef, first, count, last)
     else:
         with dg.partition_loading_context(dynamic_partitions_store=instance):
             keys = pdef.get_partition_keys()
-    try:
-        i = keys.index(partition)
-    except ValueError:
-        return []
-    before = keys[max(0, i - count):i][::-1]
-    after = keys[i + 1:i + 1 + count]
-    out = []
-    for n in range(count):
-        out += [k[n] for k in (before, after) if n < len(k)]
-    return out
+    index = {key: i for i, key in enumerate(keys)}
+    found: dict[str, list[str]] = {}
+    for partition in partitions:
+        i = index.get(partition)
+        if i is None:
+            found[partition] = []
+            continue
+        before = keys[max(0, i - count):i][::-1]
+        after = keys[i + 1:i + 1 + count]
+        found[partition] = [k[n] for n in range(count) for k in (before, after) if n < len(k)]
+    return found
 
 
 def _nearby_time_keys(
-    pdef: dg.TimeWindowPartitionsDefinition, partition: str, count: int
+    pdef: dg.TimeWindowPartitionsDefinition, partition: str, count: int,
+    last: str | None = None,
 ) -> list[str]:
+    """The keys from ``count`` windows before ``partition`` to ``count`` after ``last``."""
     # Walks `count` windows each way instead of listing every key since the start (17,000
     # hourly keys take 0.2 s to list).
-    own = pdef.time_window_for_partition_key(partition)
-    start, end = own.start, own.end
+    start = pdef.time_window_for_partition_key(partition).start
+    end = pdef.time_window_for_partition_key(last or partition).end
     for _ in range(count):
         window = pdef.get_prev_partition_window(start)
         if window is None:
@@ -518,8 +468,8 @@ def _nearby_time_keys(
 
 
 def evaluate_uniqueness(
-    instance: dg.DagsterInstance, endpoint: Endpoint, table_key: dg.AssetKey,
-    pdef: dg.PartitionsDefinition | None, table: _Materialization,
+    log: MaterializationLog, endpoint: Endpoint, table_key: dg.AssetKey,
+    pdef: dg.PartitionsDefinition | None, table: Materialization,
     sketches: dict[str, Any],
 ) -> tuple[bool, dict[str, Any], str, str]:
     cfg = endpoint.checks.uniqueness
@@ -533,9 +483,12 @@ def evaluate_uniqueness(
         ), "warn"
     found: list[dict[str, Any]] = []
     compared = 0
-    for other in neighbour_partitions(instance, pdef, table.partition, cfg.partitions):
+    nearby = log.neighbours.get(table.partition)
+    if nearby is None:
+        nearby = neighbour_partitions(log.instance, pdef, table.partition, cfg.partitions)
+    for other in nearby:
         if other not in sketches:
-            mat = latest_materialization(instance, table_key, other)
+            mat = log.latest(table_key, other)
             uri = mat.value("dagster/uri") if mat is not None else None
             sketches[other] = read_key_sketch(uri) if uri else None
         theirs = sketches[other]
@@ -592,7 +545,7 @@ def _sample_markdown(rows: list[dict[str, Any]]) -> str:
 def _evaluation(
     table_key: dg.AssetKey, name: str, passed: bool, severity: str, blocking: bool,
     meta: dict[str, Any], description: str, partition: str | None,
-    table: _Materialization | None,
+    table: Materialization | None,
 ) -> dg.AssetCheckEvaluation:
     # An evaluation per partition (AssetCheckResult can only name the step's one partition,
     # and a single-run backfill covers many).
@@ -610,22 +563,26 @@ def _evaluation(
 
 
 def evaluate_partition(
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance | None,
     source: Source,
     endpoint: Endpoint,
     partition: str | None,
     names: Sequence[str],
     sketches: dict[str, Any] | None = None,
     translator: IngestionTranslator | None = None,
+    log: MaterializationLog | None = None,
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """Every selected check on the latest materialization of one partition.
 
     ``sketches`` caches the key sketches read by ``uniqueness`` across the partitions of one
-    check step (a backfill's partitions are each other's neighbours).
+    check step (a backfill's partitions are each other's neighbours); ``log`` the event-log
+    records (see :func:`preloaded_log`).
     """
     raw_key, table_key = (s.key for s in endpoint_specs(source, endpoint, translator))
-    table = latest_materialization(instance, table_key, partition)
+    log = log or MaterializationLog(instance)
+    table = log.latest(table_key, partition)
     sketches = {} if sketches is None else sketches
+    pdef = partitions_def(source, endpoint) if UNIQUENESS in names else None
     for name in names:
         blocking = check_blocking(endpoint, name)
         if table is None:
@@ -635,23 +592,41 @@ def evaluate_partition(
             )
             continue
         if name == ROW_COUNT:
-            passed, meta, text = evaluate_row_count(instance, endpoint, raw_key, table_key, table)
+            passed, meta, text = evaluate_row_count(log, endpoint, raw_key, table_key, table)
             severity = check_severity(endpoint, name)
         elif name == SCHEMA_DRIFT:
-            passed, meta, text, severity = evaluate_schema_drift(
-                instance, endpoint, table_key, table
-            )
+            passed, meta, text, severity = evaluate_schema_drift(log, endpoint, table_key, table)
         elif name == WINDOW:
             passed, meta, text, severity = evaluate_window(endpoint, table)
         elif name == UNIQUENESS:
             passed, meta, text, severity = evaluate_uniqueness(
-                instance, endpoint, table_key, partitions_def(source, endpoint), table, sketches
+                log, endpoint, table_key, pdef, table, sketches
             )
         else:
             passed, meta, text = evaluate_contract(endpoint, table)
             severity = check_severity(endpoint, name)
         yield _evaluation(table_key, name, passed, severity, blocking, meta, text, partition,
                           table)
+
+
+def preloaded_log(
+    instance: dg.DagsterInstance, source: Source, endpoint: Endpoint,
+    partitions: list[str | None], names: Sequence[str],
+    translator: IngestionTranslator | None = None,
+) -> MaterializationLog:
+    """The event-log records the checks of these partitions read, loaded in a few queries:
+    each partition's table and raw materializations, and its neighbours' for uniqueness."""
+    raw_key, table_key = (s.key for s in endpoint_specs(source, endpoint, translator))
+    log = MaterializationLog(instance)
+    log.preload(table_key, partitions)
+    if ROW_COUNT in names:
+        log.preload(raw_key, partitions)
+    pdef = partitions_def(source, endpoint)
+    if UNIQUENESS in names and pdef is not None:
+        log.neighbours = neighbours_of(instance, pdef, [p for p in partitions if p is not None],
+                                       endpoint.checks.uniqueness.partitions)
+        log.preload(table_key, [k for nearby in log.neighbours.values() for k in nearby])
+    return log
 
 
 _DESCRIPTIONS = {
@@ -717,9 +692,10 @@ def table_checks(
         selected = [n for n in names
                     if dg.AssetCheckKey(table_key, n) in context.selected_asset_check_keys]
         sketches: dict[str, Any] = {}
+        log = preloaded_log(context.instance, source, endpoint, partitions, selected, translator)
         for partition in partitions:
             yield from evaluate_partition(context.instance, source, endpoint, partition,
-                                          selected, sketches, translator)
+                                          selected, sketches, translator, log)
         # Outputs last: they are what blocking gates downstream steps on.
         for spec in specs:
             if spec.name in selected:

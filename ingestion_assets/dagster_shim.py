@@ -26,6 +26,7 @@ __all__ = [
     "check_output_name",
     "materialization_target",
     "output_instance",
+    "partition_status",
 ]
 
 # ``TranslatorResolvingInfo`` (from ``dagster.components.utils.translation``, not exported by
@@ -84,3 +85,26 @@ def output_instance(context: dg.OutputContext) -> dg.DagsterInstance:
     ``OutputContext.instance`` property.
     """
     return context.step_context.instance
+
+
+def partition_status(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partitions_def: dg.PartitionsDefinition
+) -> tuple[set[str], set[str]]:
+    """``(materialized, failed)`` partition keys of an asset, as the UI's partition bar shows.
+
+    A partition is failed when its latest planned materialization was in a failed run that
+    did not materialize it. The asset status cache computing this is not public in 1.13
+    (``instance.get_materialized_partitions`` gives only the first set). Public
+    replacement: a failed-partitions method on ``DagsterInstance``.
+    """
+    from dagster._core.storage.partition_status_cache import (
+        get_and_update_asset_status_cache_value,
+    )
+
+    value = get_and_update_asset_status_cache_value(instance, asset_key, partitions_def)
+    if value is None:
+        return set(), set()
+    return (
+        set(value.deserialize_materialized_partition_subsets(partitions_def).get_partition_keys()),
+        set(value.deserialize_failed_partition_subsets(partitions_def).get_partition_keys()),
+    )

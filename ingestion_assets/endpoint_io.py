@@ -97,6 +97,7 @@ def client_settings(source: Source) -> dict[str, Any]:
         auth=source.auth.model_dump(),
         requests_per_second=rl.requests_per_second if rl else None,
         burst=rl.burst if rl else None,
+        max_concurrency=source.max_concurrency,
         max_attempts=source.retry.max_attempts,
         rate_limit_attempts=source.retry.rate_limit_attempts,
         backoff_base_seconds=source.retry.backoff_base_seconds,
@@ -121,7 +122,9 @@ def build_client(settings: dict[str, Any], pool_size: int = 32) -> ApiClient:
         s["base_url"],
         auth=_AUTH.validate_python(s["auth"]).build(s["source"]),
         headers=s["headers"],
-        rate_limiter=RateLimiter(s["requests_per_second"], burst=s["burst"]),
+        rate_limiter=RateLimiter(
+            s["requests_per_second"], burst=s["burst"], max_in_flight=s["max_concurrency"]
+        ),
         retry=RetryPolicy(
             max_attempts=s["max_attempts"],
             rate_limit_attempts=s["rate_limit_attempts"],

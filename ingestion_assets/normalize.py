@@ -37,8 +37,11 @@ This module imports nothing from Dagster.
 
 from __future__ import annotations
 
+import importlib.abc
 import itertools
 import re
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -283,6 +286,39 @@ class DeadLetters:
         return [{"rule": r, "field": f, "count": n} for (r, f), n in items]
 
 
+class _HoldBackPandas(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas is not needed to build Arrow batches", name=name)
+        return None
+
+
+_pandas_probe = threading.Lock()
+_pandas_probed = False
+
+
+def arrow_without_pandas() -> None:
+    """Keep ``pa.array`` from importing pandas (about 30 MB) in a process that does not use it.
+
+    On its first conversion of a Python list, pyarrow imports pandas only to ask whether
+    the list is a pandas object. That first probe is answered here with "no pandas", once
+    per process, while pandas is not imported yet; everything of pyarrow that really needs
+    pandas (``to_pandas``, ``from_pandas``) imports it as usual when called, and a process
+    that has imported pandas already is left alone.
+    """
+    global _pandas_probed
+    with _pandas_probe:
+        if _pandas_probed or "pandas" in sys.modules:
+            return
+        _pandas_probed = True
+        finder = _HoldBackPandas()
+        sys.meta_path.insert(0, finder)
+        try:
+            pa.array([None])
+        finally:
+            sys.meta_path.remove(finder)
+
+
 def parse_type(spec: Any) -> pa.DataType | str:
     """Parse a declared column type.
 
@@ -401,6 +437,7 @@ class Normalizer:
         # Undeclared columns: the page that set each column's type, and type conflicts seen.
         self._since: dict[str, int] = {}
         self.type_conflicts: list[dict[str, Any]] = []
+        arrow_without_pandas()
 
     @property
     def schema(self) -> pa.Schema:

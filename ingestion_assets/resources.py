@@ -59,6 +59,7 @@ class ApiResource(dg.ConfigurableResource):
     auth: dict[str, Any] = {"type": "none"}
     requests_per_second: float | None = None
     burst: int | None = None
+    max_concurrency: int | None = defaults.MAX_CONCURRENCY
     max_attempts: int = defaults.MAX_ATTEMPTS
     rate_limit_attempts: int = defaults.RATE_LIMIT_ATTEMPTS
     backoff_base_seconds: float = defaults.BACKOFF_BASE_SECONDS

@@ -1237,6 +1237,11 @@ class Source(_Model):
     description: str | None = None
     auth: Auth = NoAuth(type="none")
     rate_limit: RateLimitSpec | None = None
+    max_concurrency: int = Field(
+        default=defaults.MAX_CONCURRENCY, ge=1, le=64,
+        description="requests of this source open at once, across every partition of a run "
+        "(a backfill fetches that many partitions side by side, under rate_limit)",
+    )
     retry: RetrySpec = RetrySpec()
     timeout: TimeoutSpec = TimeoutSpec()
     headers: dict[str, str] = {}

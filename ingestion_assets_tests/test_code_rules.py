@@ -14,14 +14,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ingestion_assets"
 MAX_LINES = 80
 #: Not held to the rule: the demo API (a test double, not the product).
 EXEMPT_FOLDERS = {"demo_api"}
-#: Still longer than MAX_LINES, each split by another change; an entry that is no longer too
-#: long fails the test, so the list cannot outlive the splits.
-ALLOWED = {
-    # removed when issue 17's split lands
-    "factory.endpoint_assets",
-    "factory.endpoint_step",
-    "io_managers/parquet.stage_partition",
-}
 
 
 def function_lengths() -> dict[str, tuple[str, int]]:
@@ -49,16 +41,7 @@ def test_no_function_is_longer_than_80_lines():
     too_long = sorted(
         f"{where} is {length} lines (at most {MAX_LINES})"
         for name, (where, length) in lengths.items()
-        if length > MAX_LINES and name not in ALLOWED
+        if length > MAX_LINES
     )
     assert not too_long, "split these functions:\n" + "\n".join(too_long)
 
-
-def test_the_allow_list_names_only_functions_still_too_long():
-    lengths = function_lengths()
-    stale = sorted(
-        f"{name}: {'no such function' if name not in lengths else f'{lengths[name][1]} lines'}"
-        for name in ALLOWED
-        if lengths.get(name, ("", 0))[1] <= MAX_LINES
-    )
-    assert not stale, "remove from ALLOWED (now within the rule):\n" + "\n".join(stale)

@@ -110,6 +110,22 @@ def test_output_instance():
         raise AssertionError("dagster_shim.output_instance: expected an error without a run")
 
 
+def test_partition_status():
+    pdef = dg.StaticPartitionsDefinition(["a", "b", "c"])
+
+    @dg.asset(partitions_def=pdef)
+    def letters(context):
+        if context.partition_key == "b":
+            raise RuntimeError("b fails")
+
+    with entry("partition_status"), dg.instance_for_test() as instance:
+        assert dagster_shim.partition_status(instance, letters.key, pdef) == (set(), set())
+        for key in ("a", "b"):
+            dg.materialize([letters], instance=instance, partition_key=key,
+                           raise_on_error=False)
+        assert dagster_shim.partition_status(instance, letters.key, pdef) == ({"a"}, {"b"})
+
+
 def test_TranslatorResolvingInfo():  # noqa: N802 - named after the shim entry
     with entry("TranslatorResolvingInfo"):
         for attributes in (dg.AssetAttributesModel(group_name="{{ role }}_g", key_prefix="p"),

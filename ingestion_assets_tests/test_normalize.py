@@ -330,3 +330,25 @@ def test_page_boundaries_do_not_change_the_table(records, cuts):
     assert paged.schema == whole.schema
     assert paged.to_pylist() == whole.to_pylist()
     assert paged.num_rows == len(records)
+
+
+def test_normalizing_does_not_import_pandas_and_pandas_still_works_after():
+    """pyarrow's first list conversion would import pandas (~30 MB) only to probe the list;
+    a process that never uses pandas does not pay for it, one that does still can."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from ingestion_assets.normalize import Normalizer\n"
+        "batch = Normalizer().normalize_page([{'id': 1, 'name': 'a'}, {'id': 2, 'name': None}])\n"
+        "assert batch.num_rows == 2\n"
+        "print('pandas' in sys.modules)\n"
+        "import pyarrow as pa\n"
+        "frame = pa.Table.from_batches([batch]).to_pandas()\n"
+        "print(list(frame['id']), pa.Table.from_pandas(frame).num_rows)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["False", "[1, 2] 2"]

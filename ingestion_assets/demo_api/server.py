@@ -22,6 +22,7 @@ from . import credentials as creds
 from .base import ApiError, Request, Response, Source
 from .config import DemoConfig
 from .faults import Fault, FaultError, FaultSet
+from .stats import RequestStats
 from .timeutil import _tod, http_date, to_epoch
 from .webhooks import WebhookSender
 
@@ -50,6 +51,7 @@ class DemoApi:
     def __init__(self, config: DemoConfig | None = None) -> None:
         self.config = config or DemoConfig()
         self.faults = FaultSet()
+        self.stats = RequestStats()  # requests answered, and the most at once
         _tod()  # build the time-of-day table now, not during the first request
         self.sources: dict[str, Source] = {}
         for cls in _source_classes():
@@ -145,8 +147,9 @@ class DemoApi:
         return [f.to_dict() for f in self.faults.list()]
 
     def reset(self) -> None:
-        """Clears faults, mutations, rate-limit buckets and issued tokens."""
+        """Clears faults, mutations, rate-limit buckets, issued tokens and request stats."""
         self.faults.clear()
+        self.stats.reset()
         for s in self.sources.values():
             s.reset()
 
@@ -251,7 +254,10 @@ class DemoApi:
                 "GET /_control/faults": "list active faults",
                 "POST /_control/faults": "add a fault (object) or faults (list)",
                 "DELETE /_control/faults": "remove every fault",
-                "POST /_control/reset": "faults, mutations, rate limits and tokens back to start",
+                "POST /_control/reset": "faults, mutations, rate limits, tokens and stats back "
+                "to start",
+                "GET /_control/stats": "requests answered, in flight now, and the peak in flight",
+                "POST /_control/stats/reset": "the request stats back to zero",
                 "POST /_control/mutations": "insert records / bump updated_at",
                 "GET /_control/webhooks": "the webhook sender's settings and delivery counts",
                 "POST /_control/webhooks": "set url, duplicates, out_of_order, bad_signatures",
@@ -294,6 +300,11 @@ class DemoApi:
                 "message": f"No source at {path}; GET / lists the sources.",
                 "sources": [s.base_path for s in self.sources.values()],
             }))
+        with self.stats.track(src.name):
+            return self._answer(h, method, src, path, query, headers, body, root)
+
+    def _answer(self, h: _Handler, method: str, src: Source, path: str, query: dict,
+                headers: dict, body: bytes, root: str) -> None:
         rel = path[len(src.base_path):] or "/"
         now = self.config.current_now()
         req = Request(method, path, rel, query, headers, body, root, now)
@@ -396,6 +407,11 @@ class DemoApi:
             elif path == "/_control/reset" and method == "POST":
                 self.reset()
                 return Response.json(200, {"reset": True})
+            elif path == "/_control/stats" and method == "GET":
+                return Response.json(200, self.stats.snapshot())
+            elif path == "/_control/stats/reset" and method == "POST":
+                self.stats.reset()
+                return Response.json(200, self.stats.snapshot())
             elif path == "/_control/mutations" and method == "POST":
                 if not isinstance(data, dict) or "source" not in data or "endpoint" not in data:
                     raise ValueError("mutations need 'source' and 'endpoint'")

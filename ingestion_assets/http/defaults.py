@@ -20,6 +20,9 @@ BACKOFF_MAX_SECONDS = 30.0
 RETRY_AFTER_FLOOR_SECONDS = 0.5
 """Shortest wait after a 429, whatever Retry-After says (doubles per consecutive 429)."""
 
+# Requests of one source open at once, across the partitions of a run (Source, ApiResource)
+MAX_CONCURRENCY = 4
+
 # Timeouts (ApiClient, TimeoutSpec, ApiResource)
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0

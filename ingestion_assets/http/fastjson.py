@@ -9,12 +9,17 @@ that made parsing a 300 kB page 4x slower than orjson itself (8.5 ms instead of 
 JSON cannot contain reference cycles, so pausing the collector while a body is parsed
 loses nothing; it runs again as soon as the parse returns. Safe across threads: the
 collector is re-enabled when the last concurrent parse ends, and only if it was on.
+
+This and the heap freeze of an endpoint's step (``io_managers/heap.py``) are the project's
+only garbage-collector settings, both behind one switch: ``INGESTION_GC_TUNING=0`` turns
+them off (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -26,9 +31,21 @@ _active = 0
 _was_enabled = False
 
 
+#: The one switch of the project's garbage-collector settings ("0", "false", "no", "off").
+SWITCH = "INGESTION_GC_TUNING"
+
+
+def gc_tuning_enabled() -> bool:
+    """Whether the garbage-collector settings are on (``$INGESTION_GC_TUNING``, default on)."""
+    return os.environ.get(SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     global _active, _was_enabled
+    if not gc_tuning_enabled():
+        yield
+        return
     with _lock:
         if _active == 0:
             _was_enabled = gc.isenabled()

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+from ingestion_assets.http.concurrency import ConcurrencyGate
 from ingestion_assets.http.errors import WaitTooLongError
 
 # A reset value from this on is an epoch timestamp in seconds (GitHub), below it a delta
@@ -70,6 +71,8 @@ class RateLimiter:
         limit_header: Header holding the window's size, used to scale the slow-down.
         low_watermark: Fraction of the limit below which the limiter starts spreading the
             remaining requests over the time left before the reset.
+        max_in_flight: Requests allowed on the wire at once (a `ConcurrencyGate` taken by
+            :meth:`acquire`, freed by :meth:`release`); None for no bound.
     """
 
     def __init__(
@@ -81,6 +84,7 @@ class RateLimiter:
         reset_header: str | None = "X-RateLimit-Reset",
         limit_header: str | None = "X-RateLimit-Limit",
         low_watermark: float = 0.1,
+        max_in_flight: int | None = None,
     ) -> None:
         if rate is not None and rate <= 0:
             raise ValueError("rate must be positive (or None for unlimited)")
@@ -96,6 +100,7 @@ class RateLimiter:
         self._not_before = 0.0  # monotonic time before which nobody may send
         self._pause_reason: str | None = None  # the headers that imposed the latest pause
         self._in_flight = 0
+        self.gate = ConcurrencyGate(max_in_flight)
 
     def __repr__(self) -> str:
         return f"RateLimiter(rate={self.rate}, burst={self.burst})"
@@ -110,6 +115,14 @@ class RateLimiter:
             WaitTooLongError: The API's headers imposed a pause longer than ``max_wait``
                 seconds (nothing is acquired then, and no release is due).
         """
+        self.gate.enter()  # at most `max_in_flight` requests of the source on the wire
+        try:
+            return self._acquire_token(max_wait)
+        except BaseException:
+            self.gate.leave()
+            raise
+
+    def _acquire_token(self, max_wait: float) -> float:
         started = time.monotonic()
         with self._lock:
             ahead = self._not_before - started
@@ -151,6 +164,7 @@ class RateLimiter:
         """The request of a matching :meth:`acquire` is done."""
         with self._lock:
             self._in_flight = max(0, self._in_flight - 1)
+        self.gate.leave()
 
     @property
     def in_flight(self) -> int:

@@ -308,9 +308,18 @@ class KeySketch:
         self._parts.append(np.unique(hash_keys(keys)))
 
     def write(self, path: UPath) -> int:
-        hashes = np.unique(np.concatenate(self._parts)) if self._parts else np.empty(0, np.uint64)
+        # One copy at a time (8 bytes a key): the parts go as soon as they are joined, the
+        # join is sorted in place and only the distinct keys are copied out.
+        hashes = np.concatenate(self._parts) if self._parts else np.empty(0, np.uint64)
+        self._parts = []
+        hashes.sort()
+        if hashes.size > 1:
+            distinct = np.empty(hashes.size, dtype=bool)
+            distinct[0] = True
+            np.not_equal(hashes[1:], hashes[:-1], out=distinct[1:])
+            hashes = hashes[distinct]
         with path.open("wb") as f:
-            f.write(hashes.astype("<u8").tobytes())
+            f.write(hashes.astype("<u8", copy=False).tobytes())
         return int(hashes.size)
 
 
@@ -360,6 +369,126 @@ def _lag_metadata(newest: datetime | None, now: datetime) -> dict[str, Any]:
         "newest_record_at": dg.MetadataValue.timestamp(newest),
         "lag_hours": round((now - newest).total_seconds() / 3600, 3),
     }
+
+
+class _PartitionWrite:
+    """The files of one partition's new version as its batches arrive: part files, dead
+    letters, key sketch, column counts and preview; then its marker and metadata."""
+
+    def __init__(self, manager: Any, writer: storage.PartitionWriter, obj: Any,
+                 provenance: dict[str, Any], primary_key: list[str]):
+        self.manager, self.writer, self.obj = manager, writer, obj
+        self.provenance = provenance
+        self.primary_key = primary_key
+        self.parts = _PartWriter(writer.open, manager.row_group_size, manager.compression)
+        self.sketch = KeySketch(primary_key) if primary_key else None
+        self.sketch_keys: int | None = None
+        self.non_null: dict[str, int] = {}
+        self.preview: list[pa.RecordBatch] = []
+        self.preview_rows = 0
+        self.extra_names: list[str] = []
+        self.dead_letters = getattr(obj, "dead_letters", None)
+        self.dead_writer: _DeadLetterWriter | None = None
+        if isinstance(self.dead_letters, DeadLetters):
+            self.dead_writer = _DeadLetterWriter(
+                lambda: writer.open(DEAD_LETTERS_FILE), provenance, manager.compression
+            )
+            self.dead_letters.attach(self.dead_writer)
+
+    def batches(self, batches: Iterable[pa.RecordBatch]) -> None:
+        limit = self.manager.preview_rows
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            for name, column in zip(batch.schema.names, batch.columns, strict=True):
+                # Values per column, to name the columns that hold none (drift check).
+                self.non_null[name] = (
+                    self.non_null.get(name, 0) + len(column) - column.null_count
+                )
+            if self.sketch is not None:
+                self.sketch.add(batch)
+            batch = ParquetIOManager._with_provenance(batch, self.provenance)
+            if self.preview_rows < limit:
+                self.preview.append(batch.slice(0, limit - self.preview_rows))
+                self.preview_rows += self.preview[-1].num_rows
+            self.parts.write(batch)
+
+    def close(self, hint: pa.Schema | None, last: Callable[[], pa.Schema | None]) -> pa.Schema:
+        """Close every file of the version; returns the partition's (unified) schema."""
+        if not self.parts.files:  # an empty partition still gets the table's columns
+            hint = _full_empty_schema(hint, last(), self.primary_key)
+        empty = ParquetIOManager._with_provenance(
+            pa.RecordBatch.from_pylist([], schema=hint or pa.schema([])), self.provenance
+        ).schema
+        self.parts.close(empty)
+        if self.sketch is not None:
+            self.sketch_keys = self.sketch.write(self.writer.folder / KEY_SKETCH_FILE)
+        if self.dead_writer is not None:
+            self.dead_letters.flush()
+            self.dead_writer.close()
+        self.extra_names = _write_extra_files(self.writer, self.obj)
+        return _partition_schema(self.parts.schemas, hint, self.provenance)
+
+    def abort(self) -> None:
+        self.parts.abort()
+        if self.dead_writer is not None:
+            self.dead_writer.close()
+
+    def marker(self, run_id: str, schema: pa.Schema) -> bytes:
+        """The ``_SUCCESS`` file: files, rows, dead letters, key sketch, schema."""
+        marker: dict[str, Any] = {
+            "run_id": run_id,
+            "partition": self.provenance["_partition"],
+            "written_at": datetime.now(timezone.utc).isoformat(),
+            "rows": self.parts.rows,
+            "row_groups": self.parts.row_groups,
+            "files": self.parts.files,
+            "schema": _encode_schema(schema),
+        }
+        if self.dead_writer is not None:
+            rows = self.dead_writer.rows
+            marker["dead_letters"] = {"rows": rows, "file": DEAD_LETTERS_FILE if rows else None}
+        if self.sketch_keys is not None:
+            marker["key_sketch"] = {"file": KEY_SKETCH_FILE, "keys": self.sketch_keys,
+                                    "columns": self.primary_key}
+        if self.extra_names:
+            marker["extra_files"] = self.extra_names
+        return orjson.dumps(marker, option=orjson.OPT_INDENT_2)
+
+    def metadata(self, folder: UPath, schema: pa.Schema) -> dict[str, Any]:
+        """What the partition's materialization shows."""
+        parts = self.parts
+        metadata: dict[str, Any] = {
+            "dagster/row_count": parts.rows,
+            "dagster/column_schema": table_schema_metadata(schema),
+            "dagster/uri": storage.display_uri(folder),
+            "uri": storage.uri_metadata(folder),
+            "files": len(parts.files),
+            "row_groups": parts.row_groups,
+        }
+        if parts.rows:
+            metadata["null_columns"] = dg.MetadataValue.json(
+                sorted(name for name, count in self.non_null.items() if count == 0)
+            )
+        if self.dead_writer is not None:
+            metadata["dead_letters"] = self.dead_writer.rows
+            if self.dead_writer.rows:
+                metadata["dead_letter_reasons"] = dg.MetadataValue.json(
+                    self.dead_letters.summary()
+                )
+                metadata["dead_letters_uri"] = storage.uri_metadata(
+                    self.writer.folder / DEAD_LETTERS_FILE  # the new version's folder
+                )
+        metadata.update(_lag_metadata(getattr(self.obj, "newest_record_at", None),
+                                      self.provenance["_ingested_at"]))
+        if self.preview:
+            metadata["preview"] = dg.MetadataValue.md(
+                _markdown_preview(_concat_preview(self.preview), self.manager.preview_rows)
+            )
+        extra = getattr(self.obj, "metadata", None)
+        if isinstance(extra, dict):
+            metadata.update(extra)
+        return metadata
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -431,114 +560,27 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         """
         batches, schema_hint = _to_batches(obj, self.row_group_size)
         provenance = self._provenance(key, obj, asset_key_path, run_id, definition_metadata)
-        preview: list[pa.RecordBatch] = []
-        preview_rows = 0
-        dead_letters = getattr(obj, "dead_letters", None)
-        dead_writer = None
-        non_null: dict[str, int] = {}
-        primary_key = _primary_key(definition_metadata)
-        sketch = KeySketch(primary_key) if primary_key else None
         known = {} if known is None else known
         grace = timedelta(seconds=self.version_grace_seconds)
         writer = storage.PartitionWriter(folder, MARKER, grace=grace).__enter__()
         try:
-            parts = _PartWriter(writer.open, self.row_group_size, self.compression)
-            if isinstance(dead_letters, DeadLetters):
-                dead_writer = _DeadLetterWriter(
-                    lambda: writer.open(DEAD_LETTERS_FILE), provenance, self.compression
-                )
-                dead_letters.attach(dead_writer)
+            write = _PartitionWrite(self, writer, obj, provenance,
+                                    _primary_key(definition_metadata))
             try:
-                for batch in batches:
-                    if batch.num_rows == 0:
-                        continue
-                    for name, column in zip(batch.schema.names, batch.columns, strict=True):
-                        # Values per column, to name the columns that hold none (drift check).
-                        non_null[name] = non_null.get(name, 0) + len(column) - column.null_count
-                    if sketch is not None:
-                        sketch.add(batch)
-                    batch = self._with_provenance(batch, provenance)
-                    if preview_rows < self.preview_rows:
-                        preview.append(batch.slice(0, self.preview_rows - preview_rows))
-                        preview_rows += preview[-1].num_rows
-                    parts.write(batch)
-                final_hint = getattr(obj, "schema", None) if schema_hint is None else schema_hint
-                if not parts.files:
-                    final_hint = _full_empty_schema(
-                        final_hint, known.get("last") or last_schema(),
-                        primary_key,
-                    )
-                empty = self._with_provenance(
-                    pa.RecordBatch.from_pylist([], schema=final_hint or pa.schema([])), provenance
-                ).schema
-                parts.close(empty)
-                sketch_keys = sketch.write(writer.folder / KEY_SKETCH_FILE) if sketch else None
-                if dead_writer is not None:
-                    dead_letters.flush()
-                    dead_writer.close()
-                extra_names = _write_extra_files(writer, obj)
+                write.batches(batches)
+                hint = getattr(obj, "schema", None) if schema_hint is None else schema_hint
+                schema = write.close(hint, lambda: known.get("last") or last_schema())
             except BaseException:
-                parts.abort()
-                if dead_writer is not None:
-                    dead_writer.close()
+                write.abort()
                 raise
-            schema = _partition_schema(parts.schemas, final_hint, provenance)
-            marker = {
-                "run_id": run_id,
-                "partition": provenance["_partition"],
-                "written_at": datetime.now(timezone.utc).isoformat(),
-                "rows": parts.rows,
-                "row_groups": parts.row_groups,
-                "files": parts.files,
-                "schema": _encode_schema(schema),
-            }
-            if dead_writer is not None:
-                marker["dead_letters"] = {
-                    "rows": dead_writer.rows,
-                    "file": DEAD_LETTERS_FILE if dead_writer.rows else None,
-                }
-            if sketch_keys is not None:
-                marker["key_sketch"] = {"file": KEY_SKETCH_FILE, "keys": sketch_keys,
-                                        "columns": primary_key}
-            if extra_names:
-                marker["extra_files"] = extra_names
-            marker_bytes = orjson.dumps(marker, option=orjson.OPT_INDENT_2)
+            marker_bytes = write.marker(run_id, schema)
         except BaseException:
             writer.__exit__(None, None, None)  # not committed: the version's files go
             raise
         known["last"] = schema
-
-        metadata: dict[str, Any] = {
-            "dagster/row_count": parts.rows,
-            "dagster/column_schema": table_schema_metadata(schema),
-            "dagster/uri": storage.display_uri(folder),
-            "uri": storage.uri_metadata(folder),
-            "files": len(parts.files),
-            "row_groups": parts.row_groups,
-        }
-        if parts.rows:
-            metadata["null_columns"] = dg.MetadataValue.json(
-                sorted(name for name, count in non_null.items() if count == 0)
-            )
-        if dead_writer is not None:
-            metadata["dead_letters"] = dead_writer.rows
-            if dead_writer.rows:
-                metadata["dead_letter_reasons"] = dg.MetadataValue.json(dead_letters.summary())
-                metadata["dead_letters_uri"] = storage.uri_metadata(
-                    writer.folder / DEAD_LETTERS_FILE  # the new version's folder
-                )
-        metadata.update(
-            _lag_metadata(getattr(obj, "newest_record_at", None), provenance["_ingested_at"])
-        )
-        if preview:
-            metadata["preview"] = dg.MetadataValue.md(
-                _markdown_preview(_concat_preview(preview), self.preview_rows)
-            )
-        extra = getattr(obj, "metadata", None)
-        if isinstance(extra, dict):
-            metadata.update(extra)
+        metadata = write.metadata(folder, schema)
         return StagedPartition(writer, marker_bytes, redact_metadata(metadata),
-                               commit_kwargs={"rows": parts.rows})
+                               commit_kwargs={"rows": write.parts.rows})
 
     @staticmethod
     def _provenance(

@@ -6,6 +6,8 @@ versions while the pages arrive. Only when both are complete does the step retur
 :class:`StagedPartitions`, and each IO manager's ``handle_output`` commits its own (the raw
 archive first, then the table) and records the metadata. A failure anywhere before that
 discards both new versions, so every partition stored before stays exactly as it was.
+(A backfill of a range commits each partition itself as soon as both are complete; the
+IO managers then only record them: see ``endpoint_step.py``.)
 """
 
 from __future__ import annotations
@@ -37,19 +39,24 @@ class StagedPartition:
     metadata: dict[str, Any] = field(default_factory=dict)
     commit_kwargs: dict[str, Any] = field(default_factory=dict)
     done: bool = False
+    committed: bool = False
 
     @property
     def folder(self) -> UPath:
         return self.writer.leaf
 
     def commit(self) -> dict[str, Any]:
+        """Make the version current; returns the metadata (again, if committed already:
+        a backfill commits each partition as it completes, the IO manager records it)."""
+        if self.committed:
+            return self.metadata
         if self.done:
             raise dg.DagsterInvariantViolationError(
-                f"staged partition {storage.display_uri(self.folder)} was already "
-                "committed or discarded"
+                f"staged partition {storage.display_uri(self.folder)} was discarded"
             )
         try:
             version = self.writer.commit(self.marker, **self.commit_kwargs)
+            self.committed = True
         finally:
             self.done = True
             self.writer.__exit__(None, None, None)
