@@ -34,6 +34,7 @@ from pydantic import Field
 from ingestion_assets.freshness import freshness_policy, time_columns
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.redaction import redact_text
+from ingestion_assets.parents import parent_deps, parent_pages
 from ingestion_assets.partitions import (
     PartitionKeyError,
     partition_dimension,
@@ -96,6 +97,7 @@ def endpoint_specs(
     table_key = dg.AssetKey([source.name, endpoint.name])
     raw = translate(EndpointSpecData(source, endpoint, "raw", dg.AssetSpec(
         key=raw_key,
+        deps=parent_deps(source, endpoint, translator),  # a child reads its parent's table
         description=f"Raw API pages — {what}. Every response exactly as the API sent it "
         f"(zstd), with a manifest; written by the step that builds "
         f"{table_key.to_user_string()}.",
@@ -398,7 +400,9 @@ def endpoint_assets(
                 context.log.info(
                     f"fetching {source.name} {request.path} for partition {key or '(snapshot)'}"
                 )
-                pages = RetryClassifiedPages(api.fetch_pages(endpoint, request))
+                pages = RetryClassifiedPages(
+                    parent_pages(api, source, endpoint, request, table_io.base_path, translator)
+                    if endpoint.parent else api.fetch_pages(endpoint, request))
             except (MissingSecretError, PartitionKeyError) as exc:
                 raise _no_retry(exc) from exc
             hand_over = PageHandOver()

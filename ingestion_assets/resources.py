@@ -17,6 +17,7 @@ from pydantic import PrivateAttr, TypeAdapter
 
 from ingestion_assets.http import ApiClient, PageStream, RateLimiter, RetryPolicy, defaults
 from ingestion_assets.http.budgets import MIB, Budgets
+from ingestion_assets.http.headers import header_value_problem
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.records import extract_records, page_body
 from ingestion_assets.http.redaction import register_basic_credentials, register_secret
@@ -27,6 +28,7 @@ from ingestion_assets.specs import (
     DiscoverySpec,
     Endpoint,
     EnvSecret,
+    MissingSecretError,
     Pagination,
     Source,
 )
@@ -53,6 +55,41 @@ def register_env_secrets(spec: Any) -> None:
         password = os.environ.get(spec.password.env) or ""
         if user and password:
             register_basic_credentials(user, password)
+
+
+_HEADERS = TypeAdapter(dict[str, str | EnvSecret])
+
+
+def header_config(headers: dict[str, Any]) -> dict[str, Any]:
+    """Headers as resource configuration: values, or ``{"env": NAME}`` for secrets."""
+    return {k: v.model_dump() if isinstance(v, EnvSecret) else v for k, v in headers.items()}
+
+
+def resolve_headers(headers: dict[str, Any], what: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``(plain, secret)`` header values; secrets are read from the environment now and
+    registered with the redactor (they are then masked wherever they would appear)."""
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for name, value in _HEADERS.validate_python(headers).items():
+        if not isinstance(value, EnvSecret):
+            plain[name] = value
+            continue
+        text = value.resolve(f"header {name} of {what}")
+        register_secret(text)
+        if header_value_problem(name, text):
+            raise MissingSecretError(
+                f"environment variable {value.env} (header {name} of {what}) holds a line "
+                "break or control character, which a header value cannot"
+            )
+        secret[name] = text
+    return plain, secret
+
+
+def register_header_secrets(source: Source) -> None:
+    """Register the header secrets of a source and its endpoints that are set right now."""
+    for headers in [source.headers, *(e.headers for e in source.endpoints)]:
+        register_secret(*(os.environ.get(v.env) or "" for v in headers.values()
+                          if isinstance(v, EnvSecret)))
 
 
 def records_of_page(body: bytes, records_path: str | None) -> list[Any]:
@@ -83,7 +120,9 @@ class ApiResource(dg.ConfigurableResource):
     retry_after_floor_seconds: float = defaults.RETRY_AFTER_FLOOR_SECONDS
     connect_timeout_seconds: float = defaults.CONNECT_TIMEOUT_SECONDS
     read_timeout_seconds: float = defaults.READ_TIMEOUT_SECONDS
-    headers: dict[str, str] = {}
+    headers: dict[str, Any] = {}
+    user_agent: str | None = None
+    endpoint_headers: dict[str, dict[str, Any]] = {}
     allowed_origins: list[str] = []
     max_body_mb: float = defaults.MAX_BODY_MB
     request_deadline_seconds: float = defaults.REQUEST_DEADLINE_SECONDS
@@ -95,6 +134,7 @@ class ApiResource(dg.ConfigurableResource):
     @classmethod
     def from_source(cls, source: Source) -> ApiResource:
         register_env_secrets(source.auth)
+        register_header_secrets(source)
         rl = source.rate_limit
         return cls(
             source=source.name,
@@ -109,7 +149,10 @@ class ApiResource(dg.ConfigurableResource):
             retry_after_floor_seconds=source.retry.retry_after_floor_seconds,
             connect_timeout_seconds=source.timeout.connect,
             read_timeout_seconds=source.timeout.read,
-            headers=source.headers,
+            headers=header_config(source.headers),
+            user_agent=source.user_agent,
+            endpoint_headers={e.name: header_config(e.headers) for e in source.endpoints
+                              if e.headers},
             allowed_origins=source.allowed_origins,
             max_body_mb=source.limits.max_body_mb,
             request_deadline_seconds=source.limits.request_deadline_seconds,
@@ -120,10 +163,15 @@ class ApiResource(dg.ConfigurableResource):
     def client(self) -> ApiClient:
         """The source's pooled client, created on first use (secrets are read then)."""
         if self._client is None:
+            # Plain headers go on the session (also to a token endpoint); secret ones only
+            # with each API request (`request_headers`), which the origin rule guards.
+            plain, _ = resolve_headers(self.headers, f"source '{self.source}'")
+            if self.user_agent:
+                plain = {"User-Agent": self.user_agent, **plain}
             self._client = ApiClient(
                 self.base_url,
                 auth=_AUTH.validate_python(self.auth).build(self.source),
-                headers=self.headers,
+                headers=plain,
                 rate_limiter=RateLimiter(self.requests_per_second, burst=self.burst),
                 retry=RetryPolicy(
                     max_attempts=self.max_attempts,
@@ -146,6 +194,17 @@ class ApiResource(dg.ConfigurableResource):
             )
         return self._client
 
+    def request_headers(self, endpoint: str | None, headers: dict[str, Any] | None = None
+                        ) -> dict[str, str]:
+        """The headers sent with each request of an endpoint, besides the session's: the
+        source's secret ones, then the endpoint's (``headers``, or its configured ones)."""
+        _, secret = resolve_headers(self.headers, f"source '{self.source}'")
+        own = self.endpoint_headers.get(endpoint or "", {}) if headers is None else headers
+        plain, own_secret = resolve_headers(
+            own, f"endpoint '{endpoint}' of source '{self.source}'"
+        )
+        return {**secret, **plain, **own_secret}
+
     def fetch_pages(self, endpoint: Endpoint, request: PartitionRequest) -> PageStream:
         """Stream every page of one partition of an endpoint (lazily: nothing is sent yet)."""
         return self.client().fetch_pages(
@@ -157,6 +216,7 @@ class ApiResource(dg.ConfigurableResource):
             max_pages=endpoint.max_pages,
             on_total_mismatch=endpoint.on_total_mismatch,
             endpoint=endpoint.name,
+            headers=self.request_headers(endpoint.name, header_config(endpoint.headers)),
         )
 
     def iter_records(
@@ -178,6 +238,7 @@ class ApiResource(dg.ConfigurableResource):
             records_path=records_path,
             on_total_mismatch="warn",
             endpoint=endpoint,
+            headers=self.request_headers(endpoint),
         )
         for page in stream:
             yield from page.records

@@ -29,6 +29,10 @@ DEVHUB_TOKEN_2 = "ghp_demoDevhubToken000000000000000000B"
 DEVHUB_TOKENS = (DEVHUB_TOKEN, DEVHUB_TOKEN_2)
 DEVHUB_USER = "demo-user"
 
+#: helpdesk (Zendesk-like): an API token (bearer) and the account's app key header.
+HELPDESK_TOKEN = "hd_demo_api_token_7c1e9b2f4a"
+HELPDESK_APP_KEY = "hdapp_demo_key_3b8d5e0c91"
+
 #: Webhook signing secrets, per source (the demo API signs the events it sends with them).
 PAYMENTS_WEBHOOK_SECRET = "whsec_demo_payments_signing_a"
 COMMERCE_WEBHOOK_SECRET = "shpss_demo_commerce_signing_a"
@@ -48,6 +52,8 @@ ENV_VARS = {
     "DEMO_CRM_CLIENT_ID": CRM_CLIENT_ID,
     "DEMO_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
     "DEMO_DEVHUB_TOKEN": DEVHUB_TOKEN,
+    "DEMO_HELPDESK_TOKEN": HELPDESK_TOKEN,
+    "DEMO_HELPDESK_APP_KEY": HELPDESK_APP_KEY,
     "DEMO_PAYMENTS_WEBHOOK_SECRET": PAYMENTS_WEBHOOK_SECRET,
     "DEMO_COMMERCE_WEBHOOK_SECRET": COMMERCE_WEBHOOK_SECRET,
     "DEMO_DEVHUB_WEBHOOK_SECRET": DEVHUB_WEBHOOK_SECRET,
@@ -67,6 +73,7 @@ def credentials(source: str) -> dict:
         "commerce": {"access_token": COMMERCE_TOKEN, "access_token_2": COMMERCE_TOKEN_2},
         "crm": {"client_id": CRM_CLIENT_ID, "client_secret": CRM_CLIENT_SECRET},
         "devhub": {"token": DEVHUB_TOKEN, "token_2": DEVHUB_TOKEN_2, "username": DEVHUB_USER},
+        "helpdesk": {"token": HELPDESK_TOKEN, "app_key": HELPDESK_APP_KEY},
     }
     if source not in table:
         raise KeyError(f"unknown source {source!r}")

@@ -453,9 +453,10 @@ def _source_classes() -> list:
     from .commerce import Commerce
     from .crm import Crm
     from .devhub import Devhub
+    from .helpdesk import Helpdesk
     from .payments import Payments
 
-    return [Payments, Commerce, Crm, Devhub]
+    return [Payments, Commerce, Crm, Devhub, Helpdesk]
 
 
 def _fmt_seconds(s) -> str:
