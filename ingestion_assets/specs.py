@@ -1020,6 +1020,10 @@ def inherit_parent_partitioning(source: Any) -> Any:
     return {**source, "endpoints": endpoints}
 
 
+def unknown_parent_text(name: str, names: Sequence[Any]) -> str:
+    return f"unknown parent endpoint {name!r} (this source's endpoints: {', '.join(map(str, names))})"
+
+
 def parent_problem(endpoints: Sequence[Endpoint]) -> LocatedValueError | None:
     """The first problem of the parent -> child declarations of a source's endpoints."""
     by_name = {e.name: e for e in endpoints}
@@ -1031,8 +1035,8 @@ def parent_problem(endpoints: Sequence[Endpoint]) -> LocatedValueError | None:
         parent = by_name.get(child.parent.endpoint)
         if parent is None:
             return LocatedValueError(
-                f"{where}unknown parent endpoint {child.parent.endpoint!r} (this source's "
-                f"endpoints: {', '.join(by_name)})", (*at, "endpoint"))
+                where + unknown_parent_text(child.parent.endpoint, list(by_name)),
+                (*at, "endpoint"))
         chain = [child.name]
         up: Endpoint | None = parent
         while up is not None and up.name not in chain:
@@ -1588,9 +1592,10 @@ def _validate_source(
             try:
                 Endpoint.model_validate(ep)
             except ValidationError as exc:
-                problems += _validation_problems(
-                    exc, file, lines, (*base, "endpoints", j), f"{prefix}endpoint '{ep_name}': ",
-                )
+                # A child whose parent is unknown took no partitioning: say that, not its effects.
+                problems += _unknown_parent(endpoints_raw, j, file, lines, base, prefix) or \
+                    _validation_problems(exc, file, lines, (*base, "endpoints", j),
+                                         f"{prefix}endpoint '{ep_name}': ")
     try:
         return Source.model_validate(raw), problems
     except ValidationError as exc:
@@ -1604,6 +1609,20 @@ def _validate_source(
                 ValidationError.from_exception_data(exc.title, own), file, lines, base, prefix
             )
         return None, problems
+
+
+def _unknown_parent(
+    endpoints: list, j: int, file: str, lines: dict[tuple, int], base: tuple, prefix: str
+) -> list[str]:
+    """The problem of endpoint ``j`` naming a parent the source does not have (or none)."""
+    names = [e.get("name") for e in endpoints if isinstance(e, dict)]
+    parent = endpoints[j].get("parent") if isinstance(endpoints[j], dict) else None
+    wanted = parent.get("endpoint") if isinstance(parent, dict) else None
+    if not isinstance(wanted, str) or wanted in names:
+        return []
+    line = _nearest_line(lines, (*base, "endpoints", j, "parent", "endpoint"))
+    return [f"{file}:{line}: {prefix}endpoint '{names[j]}': field 'parent.endpoint': "
+            f"{unknown_parent_text(wanted, names)}"]
 
 
 COMPONENT_TYPE_SUFFIX = "RestApiSource"
