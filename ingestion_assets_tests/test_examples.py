@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from ingestion_assets.parents import child_request
 from ingestion_assets.partitions import partition_request, partitions_def
 from ingestion_assets.resources import ApiResource
 from ingestion_assets.specs import EXAMPLES_DIR, load_sources
@@ -19,6 +20,7 @@ CASES = {
     "shopify": ("commerce", {"SHOPIFY_ACCESS_TOKEN": "access_token"}),
     "hubspot": ("crm", {"HUBSPOT_CLIENT_ID": "client_id", "HUBSPOT_CLIENT_SECRET": "client_secret"}),
     "github": ("devhub", {"GITHUB_TOKEN": "token"}),
+    "helpdesk": ("helpdesk", {"HELPDESK_API_TOKEN": "token", "HELPDESK_APP_KEY": "app_key"}),
 }
 
 
@@ -33,6 +35,7 @@ def test_example_runs_against_the_demo_api_with_only_the_base_url_changed(
     (source,) = load_sources(EXAMPLES / f"{example}.yaml")
     source = source.model_copy(update={"base_url": demo_api.base_url(demo_source)})
     resource = ApiResource.from_source(source)
+    fetched: dict[str, list] = {}  # endpoint -> its records, for the children that follow
     for endpoint in source.endpoints:
         pdef = partitions_def(source, endpoint)
         if endpoint.partitioning.type == "dynamic":
@@ -49,6 +52,13 @@ def test_example_runs_against_the_demo_api_with_only_the_base_url_changed(
                                                            endpoint.path.split("/")[-1])
             scope = {"org": "demo-org"} if demo_source == "devhub" else {}
             truth = demo_api.records(demo_source, name.removesuffix(".json"), **scope)
-        stream = resource.fetch_pages(endpoint, partition_request(endpoint, pdef, key))
-        got = sorted(str(r["id"]) for page in stream for r in page.records)
+        request = partition_request(endpoint, pdef, key)
+        requests = [request]
+        if endpoint.parent:  # one request per record of the parent (as the step does)
+            requests = [child_request(endpoint, request, str(r[endpoint.parent.field]), "parent")
+                        for r in fetched[endpoint.parent.endpoint]]
+        records = [r for req in requests for page in resource.fetch_pages(endpoint, req)
+                   for r in page.records]
+        fetched[endpoint.name] = records
+        got = sorted(str(r["id"]) for r in records)
         assert got and got == sorted(str(r["id"]) for r in truth), endpoint.name
