@@ -551,29 +551,18 @@ def test_parent_mistakes_name_file_line_source_endpoint_and_field(tmp_path, chil
         ("- name: refunds", "parent:", "partitioning:", "automation:")), problem
 
 
+def _endpoint(name: str, path: str, setting: str) -> str:
+    return f"      - name: {name}\n        path: {path}\n        primary_key: id\n        {setting}\n"
+
+
 def test_a_parent_cycle_and_a_dynamic_or_masked_parent_are_load_errors(tmp_path):
-    cycle = source_yaml("shop", """\
-      - name: a
-        path: /a/{x}
-        primary_key: id
-        parent: {endpoint: b, field: id, as: x}
-      - name: b
-        path: /b/{x}
-        primary_key: id
-        parent: {endpoint: a, field: id, as: x}
-""")
+    cycle = source_yaml("shop", _endpoint("a", "/a/{x}", "parent: {endpoint: b, field: id, as: x}")
+                        + _endpoint("b", "/b/{x}", "parent: {endpoint: a, field: id, as: x}"))
     with pytest.raises(SpecError, match=r"endpoint 'a': the parent chain loops: a -> b -> a"):
         load_sources(write(tmp_path, cycle))
-    dynamic = source_yaml("shop", """\
-      - name: repos
-        path: /repos/{repo}
-        primary_key: id
-        partitioning: {type: dynamic, path_placeholder: repo}
-      - name: issues
-        path: /issues/{n}
-        primary_key: id
-        parent: {endpoint: repos, field: number, as: n}
-""")
+    dynamic = source_yaml("shop", _endpoint(
+        "repos", "/repos/{repo}", "partitioning: {type: dynamic, path_placeholder: repo}")
+        + _endpoint("issues", "/issues/{n}", "parent: {endpoint: repos, field: number, as: n}"))
     with pytest.raises(SpecError, match=r"parent 'repos' is dynamically partitioned"):
         load_sources(write(tmp_path, dynamic))
     masked = source_yaml("shop", CHILD).replace(

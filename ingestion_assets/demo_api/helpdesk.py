@@ -292,10 +292,7 @@ class Helpdesk(Source):
 
     def listing(self) -> dict:
         cap = self.config.page_cap(self.vendor_cap)
-        return {
-            "name": self.name,
-            "imitates": self.vendor,
-            "base_path": self.base_path,
+        return self.listing_of(**{
             "auth": {
                 "model": self.auth_model,
                 "header": f"Authorization: Bearer <API token>; {APP_KEY_HEADER}: <app key>",
@@ -319,4 +316,4 @@ class Helpdesk(Source):
                  "default_page_size": self.default_limit, "max_page_size": cap,
                  "note": f"1 to {MAX_COMMENTS} comments per ticket, the first when it opens"},
             ],
-        }
+        })
