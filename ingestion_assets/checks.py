@@ -647,7 +647,7 @@ def applicable_checks(endpoint: Endpoint) -> list[str]:
     """The checks an endpoint gets: window needs a time partition, uniqueness a partition."""
     cfg = endpoint.checks
     names = [n for n in (ROW_COUNT, SCHEMA_DRIFT, CONTRACT) if getattr(cfg, n).enabled]
-    if cfg.window.enabled and endpoint.time_partitioning is not None:
+    if cfg.window.enabled and endpoint.time_partitioning is not None and endpoint.window:
         names.append(WINDOW)
     if (cfg.uniqueness.enabled and endpoint.primary_key
             and endpoint.partitioning.type != "none"):

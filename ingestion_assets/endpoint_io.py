@@ -26,6 +26,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from ingestion_assets.http import ApiClient, RateLimiter, RetryPolicy
 from ingestion_assets.http.budgets import MIB, Budgets
+from ingestion_assets.http.headers import header_value_problem
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.plugins import load_object
 from ingestion_assets.http.records import extract_records, page_body, records_steps
@@ -37,6 +38,7 @@ from ingestion_assets.specs import (
     DiscoverySpec,
     Endpoint,
     EnvSecret,
+    MissingSecretError,
     OffsetPagination,
     PageNumberPagination,
     Pagination,
@@ -85,6 +87,53 @@ def records_of_page(
 
 
 
+_HEADERS = TypeAdapter(dict[str, str | EnvSecret])
+
+
+def header_config(headers: dict[str, Any]) -> dict[str, Any]:
+    """Headers as plain settings: values, or ``{"env": NAME}`` for secrets."""
+    return {k: v.model_dump() if isinstance(v, EnvSecret) else v for k, v in headers.items()}
+
+
+def resolve_headers(headers: dict[str, Any], what: str) -> tuple[dict[str, str], dict[str, str]]:
+    """``(plain, secret)`` header values; secrets are read from the environment now and
+    registered with the redactor (they are then masked wherever they would appear)."""
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for name, value in _HEADERS.validate_python(headers).items():
+        if not isinstance(value, EnvSecret):
+            plain[name] = value
+            continue
+        text = value.resolve(f"header {name} of {what}")
+        register_secret(text)
+        if header_value_problem(name, text):
+            raise MissingSecretError(
+                f"environment variable {value.env} (header {name} of {what}) holds a line "
+                "break or control character, which a header value cannot"
+            )
+        secret[name] = text
+    return plain, secret
+
+
+def register_header_secrets(source: Source) -> None:
+    """Register the header secrets of a source and its endpoints that are set right now."""
+    for headers in [source.headers, *(e.headers for e in source.endpoints)]:
+        register_secret(*(os.environ.get(v.env) or "" for v in headers.values()
+                          if isinstance(v, EnvSecret)))
+
+
+def request_headers(settings: dict[str, Any], endpoint: str | None,
+                    headers: dict[str, Any] | None = None) -> dict[str, str]:
+    """The headers sent with each request of an endpoint, besides the client session's: the
+    source's secret ones, then the endpoint's (``headers``, or those in ``settings``)."""
+    source = settings["source"]
+    _, secret = resolve_headers(settings["headers"], f"source '{source}'")
+    own = settings.get("endpoint_headers", {}).get(endpoint or "", {}) if headers is None \
+        else headers
+    plain, own_secret = resolve_headers(own, f"endpoint '{endpoint}' of source '{source}'")
+    return {**secret, **plain, **own_secret}
+
+
 def client_settings(source: Source) -> dict[str, Any]:
     """The settings of a source's client, as plain values (no secret: auth names variables).
 
@@ -105,7 +154,10 @@ def client_settings(source: Source) -> dict[str, Any]:
         retry_after_floor_seconds=source.retry.retry_after_floor_seconds,
         connect_timeout_seconds=source.timeout.connect,
         read_timeout_seconds=source.timeout.read,
-        headers=source.headers,
+        headers=header_config(source.headers),
+        user_agent=source.user_agent,
+        endpoint_headers={e.name: header_config(e.headers) for e in source.endpoints
+                          if e.headers},
         allowed_origins=source.allowed_origins,
         max_body_mb=source.limits.max_body_mb,
         request_deadline_seconds=source.limits.request_deadline_seconds,
@@ -118,10 +170,15 @@ def client_settings(source: Source) -> dict[str, Any]:
 def build_client(settings: dict[str, Any], pool_size: int = 32) -> ApiClient:
     """The HTTP core's client for `client_settings`; secrets are read from the environment now."""
     s = settings
+    # Plain headers go on the session (also to a token endpoint); secret ones only with each
+    # API request (`request_headers`), which the origin rule guards.
+    plain, _ = resolve_headers(s["headers"], f"source '{s['source']}'")
+    if s.get("user_agent"):
+        plain = {"User-Agent": s["user_agent"], **plain}
     return ApiClient(
         s["base_url"],
         auth=_AUTH.validate_python(s["auth"]).build(s["source"]),
-        headers=s["headers"],
+        headers=plain,
         rate_limiter=RateLimiter(
             s["requests_per_second"], burst=s["burst"], max_in_flight=s["max_concurrency"]
         ),
@@ -154,8 +211,10 @@ def iter_records(
     pagination: Pagination,
     records_path: str | None,
     endpoint: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[Any]:
     """Every record of a (small) listing, page after page: the sensors' polls and look-ups.
+    ``headers``: the request headers of the endpoint (`request_headers`).
 
     Raises the HTTP core's `ApiError` when the API cannot be read completely.
     """
@@ -166,20 +225,22 @@ def iter_records(
         records_path=records_path,
         on_total_mismatch="warn",
         endpoint=endpoint,
+        headers=headers,
     )
     for page in stream:
         yield from page.records
 
 
 def discover_keys(
-    client: ApiClient, discovery: DiscoverySpec, endpoint: str | None = None
+    client: ApiClient, discovery: DiscoverySpec, endpoint: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> list[str]:
     """The entity keys (e.g. repository names) a dynamic partitioning's discovery lists."""
     keys: list[str] = []
     steps = compile_path(discovery.key_field)
     for record in iter_records(
         client, discovery.path, dict(discovery.params), discovery.pagination,
-        discovery.records_path, endpoint,
+        discovery.records_path, endpoint, headers,
     ):
         key = find(record, steps, default=None)
         if key is not None and str(key) not in keys:

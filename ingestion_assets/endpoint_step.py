@@ -309,6 +309,7 @@ class StepPlan:
     resource_key: str
     raw_io_key: str
     table_io_key: str
+    translator: Any = None  # the asset keys' translator (a child finds its parent's table)
 
 
 def partition_keys(context: dg.AssetExecutionContext) -> list[str | None]:
@@ -378,13 +379,17 @@ class StepRun:
 
     def ingest(self, key: str | None) -> tuple[Any, Any]:
         """Fetch one partition, staging its raw archive and its table side by side."""
+        from ingestion_assets.parents import parent_pages
         from ingestion_assets.partitions import PartitionKeyError, partition_request
 
         p = self.plan
         raw_folder, table_folder = self.folders(key)
         try:
             request = partition_request(p.endpoint, p.partitions_def, key)
-            pages = RetryClassifiedPages(self.api.fetch_pages(p.endpoint, request))
+            pages = RetryClassifiedPages(
+                parent_pages(self.api, p.source, p.endpoint, request, self.table_io.base_path,
+                             p.translator)
+                if p.endpoint.parent else self.api.fetch_pages(p.endpoint, request))
         except (MissingSecretError, PartitionKeyError) as exc:
             raise no_retry(exc) from exc
         return tee_stage(

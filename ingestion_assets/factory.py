@@ -18,6 +18,7 @@ import dagster as dg
 from pydantic import Field
 
 from ingestion_assets.freshness import freshness_policy
+from ingestion_assets.parents import parent_deps
 from ingestion_assets.partitions import partition_dimension, partitions_def
 from ingestion_assets.specs import Endpoint, Source, TimePartitioning
 from ingestion_assets.translation import (
@@ -68,6 +69,7 @@ def endpoint_specs(
     table_key = dg.AssetKey([source.name, endpoint.name])
     raw = translate(EndpointSpecData(source, endpoint, "raw", dg.AssetSpec(
         key=raw_key,
+        deps=parent_deps(source, endpoint, translator),  # a child reads its parent's table
         description=f"Raw API pages — {what}. Every response exactly as the API sent it "
         f"(zstd), with a manifest; written by the step that builds "
         f"{table_key.to_user_string()}.",
@@ -158,6 +160,7 @@ def endpoint_assets(
         raw_key=raw_spec.key, table_key=table_spec.key,
         metadata=_common_metadata(source, endpoint), resource_key=api_resource_key(source),
         raw_io_key=RAW_IO_MANAGER_KEY, table_io_key=PARQUET_IO_MANAGER_KEY,
+        translator=translator,
     )
     what = _sentence(endpoint.description or f"{source.name} {endpoint.path}")
 

@@ -117,6 +117,6 @@ def partition_request(
         assert isinstance(time_def, dg.TimeWindowPartitionsDefinition)
         tw = time_def.time_window_for_partition_key(time_key)
         window = (tw.start.astimezone(dt.timezone.utc), tw.end.astimezone(dt.timezone.utc))
-        assert endpoint.window is not None  # enforced by the spec
-        params.update(window_params(endpoint.window, *window))
+        if endpoint.window is not None:  # required, except of a child (its parent's window)
+            params.update(window_params(endpoint.window, *window))
     return PartitionRequest(key=key, path=path, params=params, window=window)

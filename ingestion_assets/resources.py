@@ -18,9 +18,12 @@ from ingestion_assets.endpoint_io import (  # noqa: F401 - public here before en
     build_client,
     client_settings,
     discover_keys,
+    header_config,
     iter_records,
     records_of_page,
     register_env_secrets,
+    register_header_secrets,
+    request_headers,
 )
 from ingestion_assets.http import ApiClient, PageStream, defaults
 from ingestion_assets.http.formats import JSON, BodyFormat, CsvOptions
@@ -67,7 +70,9 @@ class ApiResource(dg.ConfigurableResource):
     retry_after_floor_seconds: float = defaults.RETRY_AFTER_FLOOR_SECONDS
     connect_timeout_seconds: float = defaults.CONNECT_TIMEOUT_SECONDS
     read_timeout_seconds: float = defaults.READ_TIMEOUT_SECONDS
-    headers: dict[str, str] = {}
+    headers: dict[str, Any] = {}  # values, or {"env": NAME} for secrets
+    user_agent: str | None = None
+    endpoint_headers: dict[str, dict[str, Any]] = {}
     allowed_origins: list[str] = []
     max_body_mb: float = defaults.MAX_BODY_MB
     request_deadline_seconds: float = defaults.REQUEST_DEADLINE_SECONDS
@@ -80,6 +85,7 @@ class ApiResource(dg.ConfigurableResource):
     @classmethod
     def from_source(cls, source: Source) -> ApiResource:
         register_env_secrets(source.auth)
+        register_header_secrets(source)
         return cls(**client_settings(source))
 
     def client(self) -> ApiClient:
@@ -101,16 +107,21 @@ class ApiResource(dg.ConfigurableResource):
             endpoint=endpoint.name,
             body_format=body_format(endpoint),
             partition=request.key,
+            headers=request_headers(
+                self.model_dump(), endpoint.name, header_config(endpoint.headers)
+            ),
         )
 
     def iter_records(self, path: str, params: dict[str, Any], pagination: Pagination,
                      records_path: str | None, endpoint: str | None = None) -> Iterator[Any]:
         """Every record of a small listing (`endpoint_io.iter_records`): the sensors' polls."""
-        yield from iter_records(self.client(), path, params, pagination, records_path, endpoint)
+        yield from iter_records(self.client(), path, params, pagination, records_path, endpoint,
+                                headers=request_headers(self.model_dump(), endpoint))
 
     def discover_keys(self, discovery: DiscoverySpec, endpoint: str | None = None) -> list[str]:
         """The entity keys (e.g. repository names) a dynamic partitioning's discovery lists."""
-        return discover_keys(self.client(), discovery, endpoint)
+        return discover_keys(self.client(), discovery, endpoint,
+                             headers=request_headers(self.model_dump(), endpoint))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._client is not None:

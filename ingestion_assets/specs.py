@@ -40,6 +40,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -78,7 +79,7 @@ class SpecError(ValueError):
 
 
 class MissingSecretError(RuntimeError):
-    """A secret's environment variable is not set when a request needs it."""
+    """A secret's environment variable is not set (or unusable) when a request needs it."""
 
 
 class _Model(BaseModel):
@@ -981,6 +982,136 @@ def _streamed_format_problem(endpoint: Any) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- headers, parent
+
+
+def _header_text(value: Any) -> Any:
+    # `X-Api-Version: 2` in YAML is a number; a header value is its text.
+    if isinstance(value, dict):
+        return {k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+                for k, v in value.items()}
+    return value
+
+
+def _checked_headers(value: dict[str, Any]) -> dict[str, Any]:
+    from ingestion_assets.http.headers import header_name_problem, header_value_problem
+    from ingestion_assets.http.redaction import is_sensitive_name
+
+    for name, item in value.items():
+        problem = header_name_problem(name) or (
+            header_value_problem(name, item) if isinstance(item, str) else None
+        )
+        if problem:
+            raise ValueError(problem)
+        if isinstance(item, str) and is_sensitive_name(name):
+            raise ValueError(
+                f"header {name!r} carries a credential: its value must come from the "
+                "environment, written as {env: VARIABLE_NAME}, not as a literal value in the file"
+            )
+    return value
+
+
+Headers = Annotated[
+    dict[str, str | EnvSecret], BeforeValidator(_header_text), AfterValidator(_checked_headers)
+]
+"""Request headers: name -> text, or ``{env: NAME}`` (a secret: masked like credentials)."""
+
+
+class ParentSpec(_Model):
+    """A child endpoint's parent: each record of the parent's stored partition fills one
+    request of the child with one of its fields."""
+
+    endpoint: str = Field(pattern=_NAME, description="the parent endpoint, of the same source")
+    field: str = Field(
+        min_length=1, description="the parent records' field (a column of its table; a dotted "
+        "path goes into a struct column)",
+    )
+    as_: str = Field(
+        alias="as", pattern=r"^[A-Za-z_][A-Za-z0-9_.\-\[\]]*$",
+        description="the {placeholder} of the child's path the value fills (escaped as one "
+        "path segment); without one in the path, the query parameter carrying it",
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def in_path(self, path: str) -> bool:
+        return "{" + self.as_ + "}" in path
+
+
+class LocatedValueError(ValueError):
+    """A problem a model validator found below its model, at ``loc`` (reported there)."""
+
+    def __init__(self, message: str, loc: tuple):
+        super().__init__(message)
+        self.loc = loc
+
+
+def inherit_parent_partitioning(source: Any) -> Any:
+    """A source mapping whose child endpoints without `partitioning` take their parent's
+    (a child's partition is its parent's partition). Other input is returned unchanged."""
+    if not isinstance(source, dict) or not isinstance(source.get("endpoints"), list):
+        return source
+    endpoints = list(source["endpoints"])
+    by_name = {e.get("name"): i for i, e in enumerate(endpoints) if isinstance(e, dict)}
+    for _ in endpoints:  # a chain of n children settles in n passes (a cycle is refused later)
+        changed = False
+        for i, ep in enumerate(endpoints):
+            parent = ep.get("parent") if isinstance(ep, dict) else None
+            up = by_name.get(parent.get("endpoint")) if isinstance(parent, dict) else None
+            if up is None or "partitioning" in ep or up == i:
+                continue
+            if "partitioning" in endpoints[up]:
+                endpoints[i] = {**ep, "partitioning": endpoints[up]["partitioning"]}
+                changed = True
+        if not changed:
+            break
+    return {**source, "endpoints": endpoints}
+
+
+def unknown_parent_text(name: str, names: Sequence[Any]) -> str:
+    return f"unknown parent endpoint {name!r} (this source's endpoints: {', '.join(map(str, names))})"
+
+
+def parent_problem(endpoints: Sequence[Endpoint]) -> LocatedValueError | None:
+    """The first problem of the parent -> child declarations of a source's endpoints."""
+    by_name = {e.name: e for e in endpoints}
+    for i, child in enumerate(endpoints):
+        if child.parent is None:
+            continue
+        at = ("endpoints", i, "parent")
+        where = f"endpoint {child.name!r}: "
+        parent = by_name.get(child.parent.endpoint)
+        if parent is None:
+            return LocatedValueError(
+                where + unknown_parent_text(child.parent.endpoint, list(by_name)),
+                (*at, "endpoint"))
+        chain = [child.name]
+        up: Endpoint | None = parent
+        while up is not None and up.name not in chain:
+            chain.append(up.name)
+            up = by_name.get(up.parent.endpoint) if up.parent else None
+        if up is not None:
+            return LocatedValueError(
+                f"{where}the parent chain loops: {' -> '.join([*chain, up.name])}",
+                (*at, "endpoint"))
+        if parent.partitioning.type == "dynamic":
+            return LocatedValueError(
+                f"{where}parent {parent.name!r} is dynamically partitioned; a child can follow "
+                "a time, static, multi or unpartitioned parent", (*at, "endpoint"))
+        if child.partitioning != parent.partitioning:
+            return LocatedValueError(
+                f"{where}its partitioning ({child.partitioning.type}) differs from its parent "
+                f"{parent.name!r}'s ({parent.partitioning.type}): a child's partition is its "
+                "parent's; remove `partitioning` to take the parent's",
+                ("endpoints", i, "partitioning"))
+        column = child.parent.field.split(".")[0]
+        if child.parent.field in parent.mask_columns or column in parent.mask_columns:
+            return LocatedValueError(
+                f"{where}field {child.parent.field!r} is masked in {parent.name!r}'s table "
+                "(mask_columns), so its values cannot fill requests", (*at, "field"))
+    return None
+
+
 #: Partitioning types whose partitions are time windows (``multi`` has a time dimension).
 TIME_PARTITION_TYPES = ("hourly", "daily", "weekly", "monthly", "multi")
 
@@ -1040,6 +1171,13 @@ class Endpoint(_Model):
         "line by line; every line or row a record)",
     )
     csv: CsvSpec | None = Field(default=None, description="CSV dialect (`format: csv`)")
+    headers: Headers = Field(
+        default={}, description="headers of this endpoint's requests; override the source's"
+    )
+    parent: ParentSpec | None = Field(
+        default=None, description="a child endpoint: one request per record of the parent "
+        "endpoint's stored partition, filled with one of its fields",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -1066,11 +1204,26 @@ class Endpoint(_Model):
     def _window_matches_partitioning(self) -> Endpoint:
         kind = self.partitioning.type
         timed = kind in TIME_PARTITION_TYPES
-        if timed and self.window is None:
+        if timed and self.window is None and self.parent is None:
             raise ValueError(
                 f"a {kind!r} partitioned endpoint needs `window` (the API's filter parameters "
                 "for a time window)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _child_settings(self) -> Endpoint:
+        if self.parent is None:
+            return self
+        name = self.parent.as_
+        if not self.parent.in_path(self.path) and name in self.params:
+            raise LocatedValueError(
+                f"parent.as {name!r} is not a {{placeholder}} of the path, so it is sent as a "
+                f"query parameter, which `params.{name}` also sets", ("parent", "as"))
+        if self.automation.incremental is not None:
+            raise LocatedValueError(
+                "a child endpoint cannot be polled for changes (each request needs a parent "
+                "record); schedule it after its parent instead", ("automation", "incremental"))
         return self
 
     # Conflicting settings, each reported at the line of the later of the two (the fields
@@ -1244,7 +1397,11 @@ class Source(_Model):
     )
     retry: RetrySpec = RetrySpec()
     timeout: TimeoutSpec = TimeoutSpec()
-    headers: dict[str, str] = {}
+    headers: Headers = Field(default={}, description="headers of every request")
+    user_agent: str | None = Field(
+        default=None, min_length=1, pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="the User-Agent of every request (default: ingestion_assets/<version>)",
+    )
     allowed_origins: list[str] = Field(
         default=[],
         description="origins besides base_url's that may receive the credentials "
@@ -1272,6 +1429,15 @@ class Source(_Model):
         if not re.match(r"^https?://[^/]+", value):
             raise ValueError(f"base_url {value!r} must be an http(s) URL")
         return value.rstrip("/")
+
+    _inherit = model_validator(mode="before")(inherit_parent_partitioning)
+
+    @model_validator(mode="after")
+    def _parents(self) -> Source:
+        problem = parent_problem(self.endpoints)
+        if problem is not None:
+            raise problem
+        return self
 
     @model_validator(mode="after")
     def _unique_endpoints(self) -> Source:
@@ -1392,6 +1558,7 @@ def _validation_problems(
         loc = tuple(
             p for p in e["loc"] if not (isinstance(p, str) and p in _UNION_TAGS)
         )
+        loc += getattr((e.get("ctx") or {}).get("error"), "loc", ())  # LocatedValueError
         line = _nearest_line(lines, base + loc)
         where = f"{file}:{line}" if line else file
         field = _format_loc(loc) or "(whole entry)"
@@ -1484,6 +1651,7 @@ def _validate_source(
         return None, [f"{file}:{lines.get(base, 1)}: {prefix}{exc}"]
     if not isinstance(raw, dict):
         return None, [f"{file}:{lines.get(base, 1)}: {prefix}expected a mapping"]
+    raw = inherit_parent_partitioning(raw)  # before each endpoint is checked on its own
     # Validate endpoints one by one so that one bad endpoint does not hide the others'
     # problems, and each message names its endpoint.
     endpoints_raw = raw.get("endpoints")
@@ -1494,9 +1662,10 @@ def _validate_source(
             try:
                 Endpoint.model_validate(ep)
             except ValidationError as exc:
-                problems += _validation_problems(
-                    exc, file, lines, (*base, "endpoints", j), f"{prefix}endpoint '{ep_name}': ",
-                )
+                # A child whose parent is unknown took no partitioning: say that, not its effects.
+                problems += _unknown_parent(endpoints_raw, j, file, lines, base, prefix) or \
+                    _validation_problems(exc, file, lines, (*base, "endpoints", j),
+                                         f"{prefix}endpoint '{ep_name}': ")
     try:
         return Source.model_validate(raw), problems
     except ValidationError as exc:
@@ -1510,6 +1679,20 @@ def _validate_source(
                 ValidationError.from_exception_data(exc.title, own), file, lines, base, prefix
             )
         return None, problems
+
+
+def _unknown_parent(
+    endpoints: list, j: int, file: str, lines: dict[tuple, int], base: tuple, prefix: str
+) -> list[str]:
+    """The problem of endpoint ``j`` naming a parent the source does not have (or none)."""
+    names = [e.get("name") for e in endpoints if isinstance(e, dict)]
+    parent = endpoints[j].get("parent") if isinstance(endpoints[j], dict) else None
+    wanted = parent.get("endpoint") if isinstance(parent, dict) else None
+    if not isinstance(wanted, str) or wanted in names:
+        return []
+    line = _nearest_line(lines, (*base, "endpoints", j, "parent", "endpoint"))
+    return [f"{file}:{line}: {prefix}endpoint '{names[j]}': field 'parent.endpoint': "
+            f"{unknown_parent_text(wanted, names)}"]
 
 
 COMPONENT_TYPE_SUFFIX = "RestApiSource"

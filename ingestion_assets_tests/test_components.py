@@ -114,14 +114,15 @@ def test_dg_check_defs_list_components_and_list_defs_on_the_repo(tmp_path):
 
     listed = run_dg("list", "defs", "--json", cwd=REPO_ROOT, home=tmp_path)
     assert listed.returncode == 0, listed.stderr
-    for source in ("payments", "commerce", "crm", "devhub", "exports"):  # the component instances
+    for source in ("payments", "commerce", "crm", "devhub", "exports", "helpdesk"):  # six
         assert f'"{source}/' in listed.stdout and f'"raw/{source}/' in listed.stdout
 
 
 def test_the_demo_sources_are_component_files_and_the_same_loader_reads_them():
     files = sorted(p.relative_to(DEFAULT_SOURCES_DIR).as_posix()
                    for p in DEFAULT_SOURCES_DIR.glob("*/defs.yaml"))
-    assert files == [f"{s}/defs.yaml" for s in ("commerce", "crm", "devhub", "exports", "payments")]
+    assert files == [f"{s}/defs.yaml"
+                     for s in ("commerce", "crm", "devhub", "exports", "helpdesk", "payments")]
     for path in DEFAULT_SOURCES_DIR.glob("*/defs.yaml"):
         assert yaml.safe_load(path.read_text())["type"] == COMPONENT
     # $INGESTION_SOURCES may name a component file: the same sources come out.

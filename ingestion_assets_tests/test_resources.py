@@ -37,7 +37,7 @@ CASES = [
     ("payments", "charges"), ("payments", "customers"), ("payments", "refunds"),
     ("commerce", "orders"), ("commerce", "products"), ("commerce", "customers"),
     ("crm", "contacts"), ("crm", "companies"), ("crm", "emails"), ("crm", "daily_report"),
-    ("devhub", "repos"), ("devhub", "events"),
+    ("devhub", "repos"), ("devhub", "events"), ("helpdesk", "tickets"),
 ]
 
 

@@ -13,6 +13,7 @@ from ingestion_assets.specs import (
     SOURCES_ENV_VAR,
     EnvSecret,
     MissingSecretError,
+    Source,
     SpecError,
     interpolate,
     load_sources,
@@ -46,7 +47,7 @@ def write(tmp_path: Path, text: str, name: str = "sources.yaml") -> Path:
 def test_bundled_demo_sources_load():
     sources = load_sources(DEFAULT_SOURCES_DIR)
     names = {s.name: [e.name for e in s.endpoints] for s in sources}
-    assert set(names) == {"payments", "commerce", "crm", "devhub", "exports"}
+    assert set(names) == {"payments", "commerce", "crm", "devhub", "exports", "helpdesk"}
     assert "charges" in names["payments"] and "orders" in names["commerce"]
 
 
@@ -528,3 +529,106 @@ def test_body_format_settings_that_cannot_work_are_load_errors(tmp_path, setting
     with pytest.raises(SpecError, match="endpoint 'export'") as info:
         load_sources(path)
     assert message in str(info.value)
+CHILD = """\
+      - name: refunds
+        path: /v1/charges/{charge}/refunds
+        primary_key: id
+        parent: {endpoint: charges, field: id, as: charge}
+"""
+
+
+def test_a_child_takes_its_parents_partitioning_and_needs_no_window(tmp_path):
+    (source,) = load_sources(write(tmp_path, source_yaml("shop", CHILD)))
+    charges, refunds = source.endpoints
+    assert refunds.partitioning == charges.partitioning and refunds.window is None
+    assert refunds.parent.endpoint == "charges" and refunds.parent.as_ == "charge"
+    # the Python API: the same model, the same inheritance
+    again = Source.model_validate(source.model_dump(by_alias=True, exclude={"endpoints": {
+        1: {"partitioning"}}}))
+    assert again.endpoints[1].partitioning == charges.partitioning
+
+
+@pytest.mark.parametrize(("child", "field", "message"), [
+    (CHILD.replace("endpoint: charges", "endpoint: charge"), "parent.endpoint",
+     "unknown parent endpoint 'charge' (this source's endpoints: charges, refunds)"),
+    (CHILD.replace("endpoint: charges", "endpoint: refunds"), "parent.endpoint",
+     "the parent chain loops: refunds -> refunds"),
+    (CHILD + "        partitioning: {type: weekly, start: '2025-01-06'}\n"
+     "        window: {start_param: a}\n", "partitioning",
+     "its partitioning (weekly) differs from its parent 'charges''s (daily)"),
+    (CHILD + "        params: {charge: x}\n", "parent.as",
+     "parent.as 'charge' is not a {placeholder} of the path, so it is sent as a query "
+     "parameter, which `params.charge` also sets"),
+    (CHILD + "        automation: {incremental: {updated_since_param: since, updated_field: u, "
+     "partition_field: c}}\n", "automation.incremental", "cannot be polled for changes"),
+], ids=["unknown", "self", "partitioning", "as-conflict", "incremental"])
+def test_parent_mistakes_name_file_line_source_endpoint_and_field(tmp_path, child, field, message):
+    path = write(tmp_path, source_yaml("shop", child.replace("{charge}", "{charge}" if
+                                                             "params" not in child else "")))
+    with pytest.raises(SpecError) as info:
+        load_sources(path)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}:") and "source 'shop'" in problem, problem
+    assert "refunds" in problem and field in problem and message in problem, problem
+    line = int(problem.split(":")[1])
+    assert path.read_text().splitlines()[line - 1].strip().startswith(
+        ("- name: refunds", "parent:", "partitioning:", "automation:")), problem
+
+
+def _endpoint(name: str, path: str, setting: str) -> str:
+    return f"      - name: {name}\n        path: {path}\n        primary_key: id\n        {setting}\n"
+
+
+def test_a_parent_cycle_and_a_dynamic_or_masked_parent_are_load_errors(tmp_path):
+    cycle = source_yaml("shop", _endpoint("a", "/a/{x}", "parent: {endpoint: b, field: id, as: x}")
+                        + _endpoint("b", "/b/{x}", "parent: {endpoint: a, field: id, as: x}"))
+    with pytest.raises(SpecError, match=r"endpoint 'a': the parent chain loops: a -> b -> a"):
+        load_sources(write(tmp_path, cycle))
+    dynamic = source_yaml("shop", _endpoint(
+        "repos", "/repos/{repo}", "partitioning: {type: dynamic, path_placeholder: repo}")
+        + _endpoint("issues", "/issues/{n}", "parent: {endpoint: repos, field: number, as: n}"))
+    with pytest.raises(SpecError, match=r"parent 'repos' is dynamically partitioned"):
+        load_sources(write(tmp_path, dynamic))
+    masked = source_yaml("shop", CHILD).replace(
+        "        window:", "        mask_columns: [id]\n        window:", 1)
+    with pytest.raises(SpecError, match=r"field 'id' is masked in 'charges''s table"):
+        load_sources(write(tmp_path, masked))
+
+
+def test_headers_and_user_agent_are_checked_when_loading(tmp_path):
+    good = source_yaml("shop").replace("    endpoints:", """\
+    user_agent: shop-sync/1.0 (+mailto:data@shop.example)
+    headers: {X-Api-Version: 3, X-Tenant-Key: "{{ env.SHOP_TENANT }}"}
+    endpoints:""").replace("        window:", "        headers: {x-api-version: '4'}\n        window:")
+    (source,) = load_sources(write(tmp_path, good))
+    assert source.user_agent == "shop-sync/1.0 (+mailto:data@shop.example)"
+    assert source.headers == {"X-Api-Version": "3", "X-Tenant-Key": EnvSecret(env="SHOP_TENANT")}
+    assert source.endpoints[0].headers == {"x-api-version": "4"}
+    for bad, message in [
+        ("headers: {Authorization: Bearer abc123}", "header 'Authorization' carries a credential"),
+        ("headers: {X-Shop-Token: abc}", "value must come from the environment"),
+        ('headers: {"Bad Name": x}', "'Bad Name' is not a valid HTTP header name"),
+        ('headers: {X-A: "one\\r\\nX-Injected: two"}', "contains a line break"),
+        ('user_agent: "a\\nb"', "user_agent"),
+    ]:
+        text = source_yaml("shop").replace("    endpoints:", f"    {bad}\n    endpoints:")
+        with pytest.raises(SpecError) as info:
+            load_sources(write(tmp_path, text))
+        (problem,) = info.value.problems
+        assert message in problem and problem.startswith(f"{tmp_path}/sources.yaml:4:"), problem
+
+
+def test_an_unknown_parent_is_named_rather_than_its_consequences(tmp_path):
+    # Without its parent the child has no partitioning, so its schedule would need a cron:
+    # the message names the cause.
+    child = CHILD.replace("endpoint: charges", "endpoint: charge") + (
+        "        automation: {schedule: {delay_minutes: 40}}\n")
+    path = write(tmp_path, source_yaml("shop", child))
+    with pytest.raises(SpecError) as info:
+        load_sources(path)
+    (problem,) = info.value.problems
+    line = path.read_text().splitlines().index(
+        "        parent: {endpoint: charge, field: id, as: charge}") + 1
+    assert problem == (f"{path}:{line}: source 'shop': endpoint 'refunds': field "
+                       "'parent.endpoint': unknown parent endpoint 'charge' (this source's "
+                       "endpoints: charges, refunds)")

@@ -1,4 +1,4 @@
-"""A bundled local demo API imitating Stripe, Shopify, HubSpot and GitHub contracts.
+"""A bundled local demo API imitating Stripe, Shopify, HubSpot, GitHub and Zendesk contracts.
 
 Start it with ``python -m ingestion_assets.demo_api --port 8765`` or in-process::
 

@@ -125,6 +125,11 @@ class Source:
     def collection_for(self, endpoint: str, **scope) -> Collection:
         raise NotImplementedError
 
+    def listing_of(self, **details) -> dict:
+        """The source's entry in ``GET /``: who it imitates and where, then ``details``."""
+        return {"name": self.name, "imitates": self.vendor, "base_path": self.base_path,
+                **details}
+
     def extra_headers(self, req: Request) -> list[tuple[str, str]]:
         """Vendor headers on every response (request ids, API versions)."""
         return []

@@ -31,6 +31,9 @@ DEVHUB_USER = "demo-user"
 
 #: exports (a reporting/export API): an API key in ``X-Api-Key``.
 EXPORTS_KEY = "exp_demo_key_0000000000000001"
+#: helpdesk (Zendesk-like): an API token (bearer) and the account's app key header.
+HELPDESK_TOKEN = "hd_demo_api_token_7c1e9b2f4a"
+HELPDESK_APP_KEY = "hdapp_demo_key_3b8d5e0c91"
 
 #: Webhook signing secrets, per source (the demo API signs the events it sends with them).
 PAYMENTS_WEBHOOK_SECRET = "whsec_demo_payments_signing_a"
@@ -52,6 +55,8 @@ ENV_VARS = {
     "DEMO_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
     "DEMO_DEVHUB_TOKEN": DEVHUB_TOKEN,
     "DEMO_EXPORTS_KEY": EXPORTS_KEY,
+    "DEMO_HELPDESK_TOKEN": HELPDESK_TOKEN,
+    "DEMO_HELPDESK_APP_KEY": HELPDESK_APP_KEY,
     "DEMO_PAYMENTS_WEBHOOK_SECRET": PAYMENTS_WEBHOOK_SECRET,
     "DEMO_COMMERCE_WEBHOOK_SECRET": COMMERCE_WEBHOOK_SECRET,
     "DEMO_DEVHUB_WEBHOOK_SECRET": DEVHUB_WEBHOOK_SECRET,
@@ -72,6 +77,7 @@ def credentials(source: str) -> dict:
         "crm": {"client_id": CRM_CLIENT_ID, "client_secret": CRM_CLIENT_SECRET},
         "devhub": {"token": DEVHUB_TOKEN, "token_2": DEVHUB_TOKEN_2, "username": DEVHUB_USER},
         "exports": {"api_key": EXPORTS_KEY},
+        "helpdesk": {"token": HELPDESK_TOKEN, "app_key": HELPDESK_APP_KEY},
     }
     if source not in table:
         raise KeyError(f"unknown source {source!r}")

@@ -470,9 +470,10 @@ def _source_classes() -> list:
     from .crm import Crm
     from .devhub import Devhub
     from .exports import Exports
+    from .helpdesk import Helpdesk
     from .payments import Payments
 
-    return [Payments, Commerce, Crm, Devhub, Exports]
+    return [Payments, Commerce, Crm, Devhub, Exports, Helpdesk]
 
 
 def _fmt_seconds(s) -> str:

@@ -49,6 +49,7 @@ from ingestion_assets.http.errors import (
     WaitTooLongError,
 )
 from ingestion_assets.http.formats import JSON, BodyFormat
+from ingestion_assets.http.headers import default_user_agent
 from ingestion_assets.http.origins import OriginPolicy
 from ingestion_assets.http.page import FetchStats, Page
 from ingestion_assets.http.paginators import PageRequest, Paginator, PlannedPage, SinglePage
@@ -62,7 +63,7 @@ log = get_logger()
 # urllib3 logs request lines (with query strings) at DEBUG: mask secrets there too.
 get_logger("urllib3.connectionpool")
 
-USER_AGENT = "ingestion_assets/0.1 (+requests)"
+USER_AGENT = default_user_agent()  # a source's `user_agent:` replaces it
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SELECTED_HEADERS = frozenset(
     {"content-type", "date", "link", "retry-after", "etag", "x-request-id"}

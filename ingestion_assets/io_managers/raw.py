@@ -213,6 +213,10 @@ def _partition_metadata(
     return redact_metadata(metadata)
 
 
+PARENTS_VISITED_METADATA_KEY = "parents/visited"
+"""A child endpoint's partition: how many parent records its requests were made for."""
+
+
 def _stats_metadata(stats: dict[str, Any]) -> dict[str, Any]:
     """The HTTP statistics of a fetch as separate entries, so the UI can show and plot them."""
     elapsed = stats.get("elapsed_s") or 0.0
@@ -228,6 +232,8 @@ def _stats_metadata(stats: dict[str, Any]) -> dict[str, Any]:
     }
     if stats.get("declared_total") is not None:
         metadata["api/declared_total"] = stats["declared_total"]
+    if isinstance(stats.get("parents"), dict):  # a child endpoint (parents.py)
+        metadata[PARENTS_VISITED_METADATA_KEY] = stats["parents"].get("visited", 0)
     return metadata
 
 

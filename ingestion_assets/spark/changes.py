@@ -26,7 +26,13 @@ from ingestion_assets.endpoint_io import (
     to_utc,
 )
 from ingestion_assets.http.jsonpath import compile_path, find
-from ingestion_assets.spark.plan import ReadOptions, ReadPart, SparkReadError, open_client
+from ingestion_assets.spark.plan import (
+    ReadOptions,
+    ReadPart,
+    SparkReadError,
+    endpoint_request_headers,
+    open_client,
+)
 from ingestion_assets.specs import MultiPartitioning, StaticPartitioning
 
 
@@ -91,7 +97,8 @@ class _Changes:
                   self.spec.updated_since_param: self.since(state.watermark)}
         for key, path, scoped in scopes(self.opts, params):
             records = iter_records(client, path, scoped, endpoint.pagination,
-                                   endpoint.records_path, endpoint.name)
+                                   endpoint.records_path, endpoint.name,
+                                   headers=endpoint_request_headers(self.opts))
             yield from self.stamped(key, records)
 
     def advance(self, client: Any, state: Watermark, baseline: bool = False) -> Watermark:

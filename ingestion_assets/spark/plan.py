@@ -23,6 +23,8 @@ from ingestion_assets.endpoint_io import (
     mask_columns,
     pages_can_shift,
     register_env_secrets,
+    register_header_secrets,
+    request_headers,
     table_normalizer,
     time_windows,
     window_params,
@@ -170,7 +172,8 @@ def _key_values(opts: ReadOptions, client: ApiClient | None) -> list[str]:
             f"{opts.where} is partitioned by dynamic keys without discovery: name them with "
             'option("keys", "a,b,c")'
         )
-    return discover_keys(client, p.discovery, opts.endpoint.name)
+    return discover_keys(client, p.discovery, opts.endpoint.name,
+                         headers=endpoint_request_headers(opts))
 
 
 def partition_requests(opts: ReadOptions, client: ApiClient | None = None) -> list[ReadPart]:
@@ -222,6 +225,7 @@ def page_ranges(opts: ReadOptions, client: ApiClient) -> list[ReadPart]:
         endpoint.path, params={**endpoint.pagination.size_params(), **endpoint.params},
         paginator=endpoint.pagination.build(opts.source.name),
         records_path=endpoint.records_path, endpoint=endpoint.name,
+        headers=endpoint_request_headers(opts),
     )
     pages = iter(stream)
     first = next(pages)
@@ -305,7 +309,13 @@ def task_settings(source: Source, tasks: int) -> dict[str, Any]:
 def open_client(source: Source, tasks: int = 1) -> ApiClient:
     """A client of the source for one task (secrets from this process's environment)."""
     register_env_secrets(source.auth)  # masked in this worker's logs and errors
+    register_header_secrets(source)
     return build_client(task_settings(source, tasks), pool_size=8)
+
+
+def endpoint_request_headers(opts: ReadOptions) -> dict[str, str]:
+    """The read endpoint's request headers, as the Dagster step sends them."""
+    return request_headers(client_settings(opts.source), opts.endpoint.name)
 
 
 def fetch(client: ApiClient, opts: ReadOptions, part: ReadPart) -> PageStream:
@@ -318,12 +328,14 @@ def fetch(client: ApiClient, opts: ReadOptions, part: ReadPart) -> PageStream:
             url, params=dict(params),
             paginator=PageRange(endpoint.pagination.build(opts.source.name), part, where),
             records_path=endpoint.records_path, endpoint=endpoint.name,
+            headers=endpoint_request_headers(opts),
         )
     return client.fetch_pages(
         part.path, params={**endpoint.pagination.size_params(), **part.params},
         paginator=endpoint.pagination.build(opts.source.name), records_path=endpoint.records_path,
         workers=endpoint.workers, max_pages=endpoint.max_pages,
         on_total_mismatch=endpoint.on_total_mismatch, endpoint=endpoint.name,
+        headers=endpoint_request_headers(opts),
     )
 
 

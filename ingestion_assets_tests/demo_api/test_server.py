@@ -23,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_root_lists_every_source_and_endpoint(demo_api):
     body = requests.get(demo_api.url + "/").json()
     sources = {s["name"]: s for s in body["sources"]}
-    assert set(sources) == {"payments", "commerce", "crm", "devhub", "exports"}
+    assert set(sources) == {"payments", "commerce", "crm", "devhub", "exports", "helpdesk"}
     assert {s["auth"]["model"] for s in sources.values()} >= {
         "api_key_bearer", "api_key_header", "oauth2_client_credentials",
     }
@@ -117,6 +117,7 @@ def test_credentials_and_env_names(demo_api):
         "DEMO_CRM_CLIENT_SECRET", "DEMO_DEVHUB_TOKEN", "DEMO_PAYMENTS_WEBHOOK_SECRET",
         "DEMO_COMMERCE_WEBHOOK_SECRET", "DEMO_DEVHUB_WEBHOOK_SECRET", "DEMO_CRM_WEBHOOK_SECRET",
         "DEMO_EXPORTS_KEY",
+        "DEMO_HELPDESK_TOKEN", "DEMO_HELPDESK_APP_KEY",
     }
     with pytest.raises(KeyError):
         demo_api.credentials("nope")

@@ -1,5 +1,7 @@
-"""Property: for any page size, record count and sequence of transient faults, a fetch
-yields every record exactly once (or raises); never a silent loss or duplicate."""
+"""Properties: for any page size, record count and sequence of transient faults, a fetch
+yields every record exactly once (or raises), never a silent loss or duplicate; and any
+parent record's value fills a child's request as exactly one path segment (or one query
+value) on the source's own origin, or is refused."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ import io
 from collections import Counter
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ingestion_assets.demo_api import DemoApi, DemoConfig
-from ingestion_assets.http import RetryPolicy, paginators
+from ingestion_assets.http import ApiClient, RetryPolicy, paginators
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.formats import BodyFormat, CsvOptions, RecordReader, split_pieces
 
@@ -75,6 +78,15 @@ STYLES = {
         lambda n: paginators.PageNumberPaginator(page_size=n, last_page_from_link=True),
         lambda n: {},
         "repos",
+    ),
+    "zendesk_cursor": (
+        "helpdesk",
+        "/api/v2/tickets",
+        "tickets",
+        lambda n: paginators.JsonCursor("meta.after_cursor", "page[after]",
+                                        has_more_path="meta.has_more"),
+        lambda n: {"page[size]": n},
+        "tickets",
     ),
     "keyset": (
         "commerce",
@@ -257,3 +269,50 @@ def test_pieces_reread_to_the_records_whatever_the_chunks(rows, kind, charset, d
     if kind == "csv":  # text as written; an empty field reads as null
         records = [{"n": str(r["n"]), "a": r["a"] or None, "b": r["b"] or None} for r in records]
     assert got == records
+# --------------------------------------------------------------------------- parent values
+
+#: Any text a parent record may hold (Parquet strings are UTF-8: no lone surrogates), with
+#: the characters that would change a URL's meaning made likely.
+PARENT_VALUES = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+    st.lists(st.sampled_from(["/", "..", ".", "?", "#", "%", "%2F", "@", ":", "//", "\\",
+                              "{id}", " ", "\n", "é", "a"]), max_size=8).map("".join),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(value=PARENT_VALUES, in_path=st.booleans())
+def test_a_parent_value_fills_one_segment_or_one_query_value_on_the_same_origin(
+    value, in_path
+):
+    from urllib.parse import unquote
+
+    from ingestion_assets.parents import ParentError, child_request
+    from ingestion_assets.partitions import PartitionRequest
+    from ingestion_assets.specs import Endpoint
+    from ingestion_assets_tests.hostile import HostileServer, Reply
+
+    child = Endpoint.model_validate({
+        "name": "children", "primary_key": "id",
+        "path": "/items/{id}/children" if in_path else "/children",
+        "parent": {"endpoint": "items", "field": "id", "as": "id"},
+    })
+    base = PartitionRequest(key=None, path=child.path, params={"limit": 5})
+    if in_path and value in ("", ".", ".."):
+        with pytest.raises(ParentError, match="cannot fill the path placeholder"):
+            child_request(child, base, value, "parent items")
+        return
+    request = child_request(child, base, value, "parent items")
+    with HostileServer({"/*": lambda seen: Reply.json([])}) as server:
+        client = ApiClient(server.url + "/api", retry=RETRY, timeout=(2, 5))
+        list(client.fetch_pages(request.path, params=request.params))
+        client.close()
+        (seen,) = server.seen  # one request, to this server: the origin did not change
+    if in_path:
+        segment = seen.path.removeprefix("/api/items/").removesuffix("/children")
+        assert seen.path == f"/api/items/{segment}/children" and "/" not in segment
+        assert unquote(segment) == value
+        assert seen.query == {"limit": ["5"]}
+    else:
+        assert seen.path == "/api/children"
+        assert seen.query == {"limit": ["5"], "id": [value]}

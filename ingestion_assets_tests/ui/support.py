@@ -90,6 +90,7 @@ class DemoEndpoint:
     source: str
     endpoint: str
     partitioning: str
+    parent: str | None = None  # a child endpoint's parent endpoint
 
     @property
     def raw_key(self) -> str:
@@ -102,7 +103,7 @@ class DemoEndpoint:
 
 def demo_endpoints() -> list[DemoEndpoint]:
     return [
-        DemoEndpoint(s.name, e.name, e.partitioning.type)
+        DemoEndpoint(s.name, e.name, e.partitioning.type, e.parent and e.parent.endpoint)
         for s in load_sources()
         for e in s.endpoints
     ]

@@ -174,6 +174,11 @@ def test_lineage_shows_raw_to_table_edges(page):
             assert (name, "raw", name, "table") in edges, (
                 f"no raw -> table edge for {source}/{name}: {sorted(edges)}"
             )
+        for e in mine:  # a child endpoint: its parent's table -> its raw asset
+            if e.parent:
+                assert (e.parent, "table", e.endpoint, "raw") in edges, (
+                    f"no parent -> child edge for {source}/{e.endpoint}: {sorted(edges)}"
+                )
         # the checks attached to each table show on its node ("0 / 3 Passed"); raw: none
         checks = checks_by_asset()
         for node in graph["nodes"]:

@@ -66,9 +66,11 @@ def test_catalog_holds_exactly_the_yaml_endpoints_grouped_by_source_with_raw_to_
         raw, table = nodes[e.raw_key], nodes[e.table_key]
         assert raw["groupName"] == table["groupName"] == e.source
         assert "api" in raw["kinds"] and "parquet" in table["kinds"]
-        # lineage: the table is built from its raw asset, and the raw asset from nothing
+        # lineage: the table is built from its raw asset, and the raw asset from nothing,
+        # or (a child endpoint) from its parent's table
         assert table["dependencyKeys"] == [{"path": e.raw_key.split("/")}]
-        assert raw["dependencyKeys"] == []
+        assert raw["dependencyKeys"] == (
+            [{"path": [e.source, e.parent]}] if e.parent else [])
         assert raw["isPartitioned"] == table["isPartitioned"] == (e.partitioning != "none")
     # the checks attached to each asset, as the lineage graph and the Checks tab list them
     for key, names in checks_by_asset().items():
