@@ -114,6 +114,12 @@ def parse_options(options: Mapping[str, str]) -> ReadOptions:
             f"source {source.name!r} has no endpoint {options['endpoint']!r}; endpoints: "
             f"{', '.join(e.name for e in source.endpoints)}"
         )
+    if endpoint.parent is not None:
+        raise SparkReadError(
+            f"endpoint {endpoint.name!r} of source {source.name!r} is a child endpoint (parent: "
+            f"{endpoint.parent.endpoint}): its requests come from the parent's stored table, "
+            "which the Spark reader does not read; materialize it with Dagster"
+        )
     on_dead = options.get("on_dead_letter") or "fail"
     if on_dead not in ("fail", "drop"):
         raise SparkReadError(f"option on_dead_letter={on_dead!r} must be 'fail' or 'drop'")
