@@ -302,7 +302,7 @@ class LoginAuth(_AuthSpec):
     token_path: str = "access_token"
     header: str = "Authorization"
     scheme: str = Field(default="Bearer", description='text before the token; "" for none')
-    expires_in_path: str | None = "expires_in"
+    expires_in_path: str = Field(default="expires_in", description='"" to ignore it')
     expires_at_path: str | None = None
     refresh_ahead_seconds: float = Field(default=60, ge=0)
     default_expires_in: float = Field(default=3600, gt=0)

@@ -541,7 +541,7 @@ def _one_source(tmp_path, auth_yaml: str, pagination: str = "{type: single}"):
     path.write_text(
         "sources:\n  - name: s\n    base_url: http://127.0.0.1:1\n"
         f"    auth: {auth_yaml}\n"
-        f"    endpoints:\n      - {{name: e, path: /e, pagination: {pagination}}}\n"
+        f"    endpoints:\n      - {{name: e, path: /e, primary_key: id, pagination: {pagination}}}\n"
     )
     return load_sources([path])[0]
 
