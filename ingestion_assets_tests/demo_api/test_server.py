@@ -111,10 +111,11 @@ def test_millions_of_records_cost_no_memory(demo_api_factory):
 
 def test_credentials_and_env_names(demo_api):
     assert demo_api.credentials("payments")["api_key"] == credentials.PAYMENTS_KEY
-    assert set(demo_api.credentials("crm")) == {"client_id", "client_secret"}
+    assert set(demo_api.credentials("crm")) == {"client_id", "client_secret", "username",
+                                                 "password"}
     assert set(ENV_VARS) == {
         "DEMO_PAYMENTS_KEY", "DEMO_COMMERCE_TOKEN", "DEMO_CRM_CLIENT_ID",
-        "DEMO_CRM_CLIENT_SECRET", "DEMO_DEVHUB_TOKEN", "DEMO_PAYMENTS_WEBHOOK_SECRET",
+        "DEMO_CRM_CLIENT_SECRET", "DEMO_CRM_USERNAME", "DEMO_CRM_PASSWORD", "DEMO_DEVHUB_TOKEN", "DEMO_PAYMENTS_WEBHOOK_SECRET",
         "DEMO_COMMERCE_WEBHOOK_SECRET", "DEMO_DEVHUB_WEBHOOK_SECRET", "DEMO_CRM_WEBHOOK_SECRET",
         "DEMO_EXPORTS_KEY",
     }
