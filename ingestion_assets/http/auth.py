@@ -219,15 +219,21 @@ MAX_TOKEN_CHARS = 16 * 1024
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: safe in a header, no CR/LF
 
 
-def bounded_lifetime(value: Any) -> float | None:
-    """A server's token lifetime in seconds, clamped; None when it is not a finite number."""
+def _finite(value: Any) -> float | None:
+    """A number (or numeric text) as a finite float; None for anything else (booleans too)."""
     if isinstance(value, bool):
         return None
     try:
-        seconds = float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
-    if not math.isfinite(seconds):
+    return number if math.isfinite(number) else None
+
+
+def bounded_lifetime(value: Any) -> float | None:
+    """A server's token lifetime in seconds, clamped; None when it is not a finite number."""
+    seconds = _finite(value)
+    if seconds is None:
         return None
     return min(max(seconds, MIN_TOKEN_LIFETIME_S), MAX_TOKEN_LIFETIME_S)
 
@@ -246,9 +252,7 @@ def jwt_expiry(token: str) -> float | None:
     except (ValueError, orjson.JSONDecodeError):
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
-    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
-        return None
-    return float(exp)
+    return _finite(exp) if isinstance(exp, int | float) else None
 
 
 def _epoch_of(value: Any) -> float | None:
@@ -261,13 +265,10 @@ def _epoch_of(value: Any) -> float | None:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=dt.timezone.utc)
         return moment.timestamp()
-    try:
-        epoch = float(value)
-    except (TypeError, ValueError):
+    epoch = _finite(value)
+    if epoch is None:
         return None
-    if not math.isfinite(epoch):
-        return None
-    return epoch / 1000 if epoch > 1e11 else epoch
+    return epoch / 1000 if epoch > 1e11 else epoch  # epoch milliseconds
 
 
 def _keys_of(payload: Any) -> str:
