@@ -547,14 +547,14 @@ def _one_source(tmp_path, auth_yaml: str, pagination: str = "{type: single}"):
 
 
 def test_login_auth_from_yaml_reads_every_credential_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("LOGIN_USER", "ada")
+    monkeypatch.setenv("LOGIN_USER", "login-user-ada")
     monkeypatch.setenv("LOGIN_PASSWORD", "login-pw-SECRET-55")
     source = _one_source(
         tmp_path, '{type: login, login_url: /auth/login, token_path: data.token, '
         'header: X-Auth, scheme: "", body_format: form, extra_fields: {grant: password}, '
         'credentials: {username: "{{ env.LOGIN_USER }}", password: {env: LOGIN_PASSWORD}}}')
     built = source.auth.build("s")
-    assert built._credentials == {"username": "ada", "password": "login-pw-SECRET-55"}
+    assert built._credentials == {"username": "login-user-ada", "password": "login-pw-SECRET-55"}
     assert (built.header, built.scheme, built.body_format) == ("X-Auth", "", "form")
     assert built.extra_fields == {"grant": "password"}
     assert "login-pw-SECRET-55" not in repr(built) and "login-pw-SECRET-55" not in str(
@@ -582,8 +582,8 @@ def test_a_missing_login_secret_names_the_variable_and_field(monkeypatch):
 
 
 def test_oauth2_settings_scope_audience_extra_params_and_basic(tmp_path, monkeypatch):
-    monkeypatch.setenv("OA_ID", "id-1")
-    monkeypatch.setenv("OA_SECRET", "secret-1")
+    monkeypatch.setenv("OA_ID", "oauth-client-id-SECRET-1")
+    monkeypatch.setenv("OA_SECRET", "oauth-client-SECRET-1")
     source = _one_source(
         tmp_path, "{type: oauth2_client_credentials, token_url: /t, client_id: {env: OA_ID}, "
         "client_secret: {env: OA_SECRET}, scopes: [read, write], audience: https://api, "

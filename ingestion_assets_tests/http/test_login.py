@@ -35,7 +35,7 @@ def _client(server: HostileServer, auth_obj: auth.ApiAuth, **kw) -> ApiClient:
 
 
 def _login(**kw) -> auth.LoginAuth:
-    kw.setdefault("credentials", {"username": "ada", "password": PASSWORD})
+    kw.setdefault("credentials", {"username": "login-user-ada", "password": PASSWORD})
     return auth.LoginAuth("/login", **kw)
 
 
@@ -61,7 +61,7 @@ def test_json_login_token_at_a_path_sent_as_bearer():
     assert len(logins) == 1  # one login serves every request while the token is valid
     assert logins[0].method == "POST"
     assert logins[0].headers["Content-Type"] == "application/json"
-    assert orjson.loads(logins[0].body) == {"username": "ada", "password": PASSWORD,
+    assert orjson.loads(logins[0].body) == {"username": "login-user-ada", "password": PASSWORD,
                                             "remember": True}
     assert "Authorization" not in logins[0].headers
 
@@ -75,7 +75,7 @@ def test_form_login_token_in_a_named_header_without_scheme():
         assert len(list(_client(server, login).fetch_pages("/items").iter_records())) == 2
     (sent,) = [s for s in server.seen if s.path == "/login"]
     assert sent.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert sent.body.decode() == f"username=ada&password={PASSWORD}"
+    assert sent.body.decode() == f"username=login-user-ada&password={PASSWORD}"
 
 
 def _iso(epoch: float) -> str:
@@ -227,7 +227,7 @@ def test_demo_login_jwt_expiry_drives_a_new_login(demo_api_factory):
 
 
 def test_demo_login_with_wrong_password_is_refused(demo_api):
-    login = auth.LoginAuth("/accounts/v1/login", {"username": "demo-partner", "password": "no"},
+    login = auth.LoginAuth("/accounts/v1/login", {"username": "demo-partner", "password": "wrong-password-for-the-test"},
                            token_path="data.token")
     client = ApiClient(demo_api.base_url("crm"), auth=login, source="crm", timeout=(2, 5))
     with pytest.raises(errors.AuthenticationError, match="login endpoint refused.*status=401"):

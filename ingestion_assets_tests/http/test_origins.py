@@ -37,7 +37,7 @@ def _auths(home: str) -> dict[str, auth.ApiAuth]:
         "api_key_query": auth.ApiKey(SECRETS["query_key"], name="api_key", location="query"),
         "oauth2": auth.OAuth2ClientCredentials("/token", "client-1", SECRETS["client_secret"]),
         "rotation": auth.RotatingApiKeys([SECRETS["rotation"]], name="X-Api-Key", prefix=""),
-        "login": auth.LoginAuth("/login", {"user": "u1", "password": SECRETS["login_password"]},
+        "login": auth.LoginAuth("/login", {"user": "login-user-u1", "password": SECRETS["login_password"]},
                                 token_path="data.token"),
     }
 
