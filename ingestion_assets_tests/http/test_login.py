@@ -1,4 +1,5 @@
-"""Login-flow auth: credentials POSTed to a login URL, the token read from the answer.
+"""Login-flow auth: credentials POSTed to a login URL, the token read from the answer (and
+the OAuth2 settings: scope, audience, extra_params, client_auth).
 
 Against a loopback server that records what it receives: the body (JSON or form) and the
 header the token goes in, the expiry read from ``expires_in``, a path, or the JWT ``exp``
@@ -232,3 +233,29 @@ def test_demo_login_with_wrong_password_is_refused(demo_api):
     client = ApiClient(demo_api.base_url("crm"), auth=login, source="crm", timeout=(2, 5))
     with pytest.raises(errors.AuthenticationError, match="login endpoint refused.*status=401"):
         _activities(client)
+
+
+@pytest.mark.parametrize("client_auth", ["body", "basic"])
+def test_oauth2_sends_scope_audience_extra_params_and_the_client_where_asked(client_auth):
+    from urllib.parse import parse_qs
+
+    secret = "oauth-client-secret-SECRET-5151"
+    with HostileServer() as server:
+        server.routes["/token"] = lambda s: Reply.json({"access_token": TOKEN, "expires_in": 60})
+        server.routes["/items"] = _data_route(TOKEN)
+        oauth = auth.OAuth2ClientCredentials(
+            "/token", "oauth-client-id-7", secret, scope=["read", "write"],
+            audience="https://api.example.com", extra_params={"resource": "r1"},
+            client_auth=client_auth)
+        assert len(list(_client(server, oauth).fetch_pages("/items").iter_records())) == 2
+    (sent,) = [s for s in server.seen if s.path == "/token"]
+    form = {k: v[0] for k, v in parse_qs(sent.body.decode()).items()}
+    expected = {"grant_type": "client_credentials", "scope": "read write",
+                "audience": "https://api.example.com", "resource": "r1"}
+    if client_auth == "body":
+        assert form == {**expected, "client_id": "oauth-client-id-7", "client_secret": secret}
+        assert "Authorization" not in sent.headers
+    else:
+        assert form == expected
+        basic = base64.b64encode(f"oauth-client-id-7:{secret}".encode()).decode()
+        assert sent.headers["Authorization"] == f"Basic {basic}"
