@@ -53,6 +53,8 @@ class DemoApi:
         self.faults = FaultSet()
         self.stats = RequestStats()  # requests answered, and the most at once
         _tod()  # build the time-of-day table now, not during the first request
+        self._initial_settings = {"token_ttl": self.config.token_ttl,
+                                  "login_token_ttl": self.config.login_token_ttl}
         self.sources: dict[str, Source] = {}
         for cls in _source_classes():
             src = cls(self)
@@ -147,7 +149,9 @@ class DemoApi:
         return [f.to_dict() for f in self.faults.list()]
 
     def reset(self) -> None:
-        """Clears faults, mutations, rate-limit buckets, issued tokens and request stats."""
+        """Clears faults, mutations, rate-limit buckets, issued tokens and request stats;
+        puts the settings (token lifetimes) back."""
+        self.settings(self._initial_settings)
         self.faults.clear()
         self.stats.reset()
         for s in self.sources.values():
