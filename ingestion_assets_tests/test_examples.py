@@ -20,6 +20,7 @@ CASES = {
     "hubspot": ("crm", {"HUBSPOT_CLIENT_ID": "client_id", "HUBSPOT_CLIENT_SECRET": "client_secret"}),
     "github": ("devhub", {"GITHUB_TOKEN": "token"}),
     "exports": ("exports", {"EXPORT_API_KEY": "api_key"}),
+    "session_login": ("crm", {"PARTNER_USERNAME": "username", "PARTNER_PASSWORD": "password"}),
 }
 
 
