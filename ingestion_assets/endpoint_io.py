@@ -143,7 +143,7 @@ def client_settings(source: Source) -> dict[str, Any]:
     return dict(
         source=source.name,
         base_url=source.base_url,
-        auth=source.auth.model_dump(),
+        auth=source.auth.model_dump(exclude_none=True),  # Dagster config holds no null
         requests_per_second=rl.requests_per_second if rl else None,
         burst=rl.burst if rl else None,
         max_concurrency=source.max_concurrency,

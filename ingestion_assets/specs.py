@@ -192,6 +192,9 @@ class _AuthSpec(_Model):
                 value = value.resolve(f"auth.{name} {what}")
             elif isinstance(value, list) and any(isinstance(v, EnvSecret) for v in value):
                 value = [v.resolve(f"auth.{name}[{i}] {what}") for i, v in enumerate(value)]
+            elif isinstance(value, dict) and any(isinstance(v, EnvSecret) for v in value.values()):
+                value = {k: v.resolve(f"auth.{name}.{k} {what}") if isinstance(v, EnvSecret)
+                         else v for k, v in value.items()}
             options[name] = value
         return self._core(**options)
 
@@ -249,15 +252,68 @@ class OAuth2ClientCredentials(_AuthSpec):
     token_url: str
     client_id: EnvSecret
     client_secret: EnvSecret
-    scopes: list[str] = []
+    scope: str | list[str] | None = Field(
+        default=None, description="a list is sent space-separated; `scopes` is accepted too"
+    )
+    audience: str | None = None
+    extra_params: dict[str, str] = Field(default={}, description="more token-request fields")
+    client_auth: Literal["body", "basic"] = Field(
+        default="body", description="client id and secret in the form body, or as HTTP Basic"
+    )
     refresh_ahead_seconds: float = Field(default=60, ge=0)
+    default_expires_in: float = Field(default=3600, gt=0)
 
     _literal = field_validator("client_id", "client_secret", mode="before")(
         lambda v: _no_literal_secret(v, "auth client credentials")
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scopes_alias(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "scopes" in value:
+            if value.get("scope") is not None:
+                raise ValueError("write `scope` or `scopes`, not both")
+            value = {**value, "scope": value["scopes"]}
+            del value["scopes"]
+        return value
+
     def _core(self, **options: Any) -> http_auth.ApiAuth:
         return http_auth.OAuth2ClientCredentials(**options)
+
+
+def _no_literal_secrets(value: Any, field: str) -> Any:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_literal_secret(item, f"{field}.{key}")
+    return value
+
+
+class LoginAuth(_AuthSpec):
+    """``type: login``: credentials POSTed to a login URL answer a token (see LoginAuth)."""
+
+    type: Literal["login"]
+    login_url: str
+    credentials: dict[str, EnvSecret] = Field(
+        min_length=1, description="posted fields whose values are secrets ({env: NAME})"
+    )
+    extra_fields: dict[str, str | int | float | bool] = Field(
+        default={}, description="posted fields with plain values"
+    )
+    body_format: Literal["json", "form"] = "json"
+    token_path: str = "access_token"
+    header: str = "Authorization"
+    scheme: str = Field(default="Bearer", description='text before the token; "" for none')
+    expires_in_path: str = Field(default="expires_in", description='"" to ignore it')
+    expires_at_path: str | None = None
+    refresh_ahead_seconds: float = Field(default=60, ge=0)
+    default_expires_in: float = Field(default=3600, gt=0)
+
+    _literal = field_validator("credentials", mode="before")(
+        lambda v: _no_literal_secrets(v, "auth.credentials")
+    )
+
+    def _core(self, **options: Any) -> http_auth.ApiAuth:
+        return http_auth.LoginAuth(**options)
 
 
 class KeyRotationAuth(_AuthSpec):
@@ -286,7 +342,7 @@ class CustomAuth(_Custom):
 # Register a new auth style here (see "styles" above).
 Auth = Annotated[
     NoAuth | BearerAuth | ApiKeyAuth | BasicAuth | OAuth2ClientCredentials | KeyRotationAuth
-    | CustomAuth,
+    | LoginAuth | CustomAuth,
     Field(discriminator="type"),
 ]
 
@@ -464,6 +520,22 @@ class LinkPagination(_PaginationSpec):
         return "pages are planned from the rel=\"last\" link's `page_param`, which is null"
 
 
+class NextUrlPagination(_PaginationSpec):
+    """The next page's URL in the body; relative URLs resolve against the request URL."""
+
+    type: Literal["next_url"]
+    next_url_path: str = Field(description="path to the next URL; missing or null: the end")
+    total_path: str | None = None
+    page_size: int | None = Field(default=None, gt=0)
+    size_param: str = "limit"
+
+    def _core(self) -> pg.Paginator:
+        return pg.JsonLink(**self._options(*_SIZE))
+
+    def why_sequential(self) -> str | None:
+        return "each request needs the next URL that the previous page returned"
+
+
 class SinglePage(_PaginationSpec):
     type: Literal["single"]
 
@@ -499,7 +571,7 @@ class CustomPagination(_Custom, _PaginationSpec):
 # Register a new pagination style here (see "styles" above).
 Pagination = Annotated[
     OffsetPagination | PageNumberPagination | CursorPagination | HeaderCursorPagination
-    | KeysetPagination | LinkPagination | SinglePage | CustomPagination,
+    | KeysetPagination | LinkPagination | NextUrlPagination | SinglePage | CustomPagination,
     Field(discriminator="type"),
 ]
 

@@ -22,6 +22,7 @@ CASES = {
     "github": ("devhub", {"GITHUB_TOKEN": "token"}),
     "exports": ("exports", {"EXPORT_API_KEY": "api_key"}),
     "helpdesk": ("helpdesk", {"HELPDESK_API_TOKEN": "token", "HELPDESK_APP_KEY": "app_key"}),
+    "session_login": ("crm", {"PARTNER_USERNAME": "username", "PARTNER_PASSWORD": "password"}),
 }
 
 

@@ -26,6 +26,16 @@ from ingestion_assets_tests.hostile import HostileServer, Reply
 
 BEARER = "echo-bearer-SECRET-a1b2c3d4e5"
 QUERY_KEY = "echo-query-SECRET-f6g7h8i9"
+LOGIN_PASSWORD = "echo-login-password-SECRET-j1k2"
+LOGIN_TOKEN = "echo-session-token-SECRET-l3m4n5"  # issued by the server, never in the config
+
+
+def _login(seen) -> Reply:
+    import orjson
+
+    if orjson.loads(seen.body).get("password") != LOGIN_PASSWORD:
+        return Reply.json({"error": "bad password"}, 401)
+    return Reply.json({"data": {"token": LOGIN_TOKEN, "expires_in": 600}})
 
 
 def _echo(seen) -> Reply:
@@ -64,6 +74,13 @@ def _sources(url: str) -> list[Source]:
                      "key": {"env": "ECHO_QUERY_KEY"}},
             "endpoints": endpoints,
         }),
+        Source.model_validate({
+            "name": "echo_login", "base_url": url, "retry": {"op_retries": 0},
+            "auth": {"type": "login", "login_url": "/login", "token_path": "data.token",
+                     "extra_fields": {"user": "echo"},
+                     "credentials": {"password": {"env": "ECHO_LOGIN_PASSWORD"}}},
+            "endpoints": endpoints,
+        }),
     ]
 
 
@@ -84,10 +101,11 @@ def test_echoed_secrets_stay_out_of_metadata_logs_and_manifests(
 ):
     monkeypatch.setenv("ECHO_BEARER", BEARER)
     monkeypatch.setenv("ECHO_QUERY_KEY", QUERY_KEY)
+    monkeypatch.setenv("ECHO_LOGIN_PASSWORD", LOGIN_PASSWORD)
     caplog.set_level(logging.DEBUG)  # every log line the project and urllib3 emit
     home, data = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
-    with HostileServer({"/echo": _echo}) as server:
+    with HostileServer({"/echo": _echo, "/login": _login}) as server:
         sources = _sources(server.url)
         defs = build_definitions(sources, str(data))
         with dg.DagsterInstance.local_temp(str(home)) as instance:
@@ -101,10 +119,11 @@ def test_echoed_secrets_stay_out_of_metadata_logs_and_manifests(
                 for e in result.get_asset_materialization_events()
                 if "preview" in e.materialization.metadata
             ]
-        assert len(server.seen) == 4  # both sources and endpoints really asked the API
-    assert BEARER in server.everything_seen() and QUERY_KEY in server.everything_seen()
+        assert len(server.seen) == 7  # every source and endpoint really asked the API (+ login)
+    seen = server.everything_seen()
+    assert all(s in seen for s in (BEARER, QUERY_KEY, LOGIN_PASSWORD, LOGIN_TOKEN))
 
-    secrets = [BEARER, QUERY_KEY]
+    secrets = [BEARER, QUERY_KEY, LOGIN_PASSWORD, LOGIN_TOKEN]
     out, err = capfd.readouterr()
     leaks = _hits(home, secrets)
     leaks += [f"{f}: {s}" for f, text in (("stdout", out), ("stderr", err), ("logs", caplog.text))
@@ -117,7 +136,7 @@ def test_echoed_secrets_stay_out_of_metadata_logs_and_manifests(
         leaks += [f"{file}: {s}" for s in secrets if any(f in file.read_bytes() for f in _forms(s))]
     assert not leaks, "\n".join(leaks)
     # The previews exist and show the echoed records, masked.
-    assert len(previews) == 4 and all("***" in p for p in previews)
+    assert len(previews) == 6 and all("***" in p for p in previews)
 
     # The tables keep what the API sent, except the endpoint's mask_columns.
     def table(source: str, endpoint: str) -> list[dict]:
@@ -125,11 +144,12 @@ def test_echoed_secrets_stay_out_of_metadata_logs_and_manifests(
 
     assert table("echo_bearer", "echo")[0]["Authorization"] == f"Bearer {BEARER}"
     assert QUERY_KEY in table("echo_query", "echo")[0]["requested"]
-    for source in ("echo_bearer", "echo_query"):
+    assert table("echo_login", "echo")[0]["Authorization"] == f"Bearer {LOGIN_TOKEN}"
+    for source in ("echo_bearer", "echo_query", "echo_login"):
         for row in table(source, "echo_masked"):
             assert row["headers"].get("Authorization") in ("***", None)
             assert row["note"] == row["requested"] == "***"
-            assert BEARER not in str(row) and QUERY_KEY not in str(row)
+            assert not [s for s in secrets if s in str(row)]
 
 
 def test_loading_the_definitions_registers_the_sources_secrets(monkeypatch):

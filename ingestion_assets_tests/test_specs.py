@@ -404,6 +404,8 @@ PAGINATION_STYLES = [
       "tiebreak_param": "since"}, "KeysetPaginator",
      {"sort_field": "u", "sort_param": "u_min", "tiebreak_field": "id", "tiebreak_param": "since"}),
     ({"type": "link"}, "LinkHeader", {}),
+    ({"type": "next_url", "next_url_path": "links.next"}, "JsonLink",
+     {"next_url_path": "links.next"}),
 ]
 
 
@@ -433,6 +435,10 @@ AUTH_STYLES = [
      {"token_url": "/t", "client_id": "secret-a", "client_secret": "secret-b"}),
     ({"type": "key_rotation", "keys": [{"env": "STYLE_A"}, {"env": "STYLE_B"}]},
      "RotatingApiKeys", {"keys": ["secret-a", "secret-b"]}),
+    ({"type": "login", "login_url": "/login",
+      "credentials": {"username": {"env": "STYLE_A"}, "password": {"env": "STYLE_B"}}},
+     "LoginAuth", {"login_url": "/login",
+                   "credentials": {"username": "secret-a", "password": "secret-b"}}),
 ]
 
 
@@ -632,3 +638,74 @@ def test_an_unknown_parent_is_named_rather_than_its_consequences(tmp_path):
     assert problem == (f"{path}:{line}: source 'shop': endpoint 'refunds': field "
                        "'parent.endpoint': unknown parent endpoint 'charge' (this source's "
                        "endpoints: charges, refunds)")
+
+
+def _one_source(tmp_path, auth_yaml: str, pagination: str = "{type: single}"):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "sources:\n  - name: s\n    base_url: http://127.0.0.1:1\n"
+        f"    auth: {auth_yaml}\n"
+        f"    endpoints:\n      - {{name: e, path: /e, primary_key: id, pagination: {pagination}}}\n"
+    )
+    return load_sources([path])[0]
+
+
+def test_login_auth_from_yaml_reads_every_credential_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOGIN_USER", "login-user-ada")
+    monkeypatch.setenv("LOGIN_PASSWORD", "login-pw-SECRET-55")
+    source = _one_source(
+        tmp_path, '{type: login, login_url: /auth/login, token_path: data.token, '
+        'header: X-Auth, scheme: "", body_format: form, extra_fields: {grant: password}, '
+        'credentials: {username: "{{ env.LOGIN_USER }}", password: {env: LOGIN_PASSWORD}}}')
+    built = source.auth.build("s")
+    assert built._credentials == {"username": "login-user-ada", "password": "login-pw-SECRET-55"}
+    assert (built.header, built.scheme, built.body_format) == ("X-Auth", "", "form")
+    assert built.extra_fields == {"grant": "password"}
+    assert "login-pw-SECRET-55" not in repr(built) and "login-pw-SECRET-55" not in str(
+        source.auth.model_dump())
+
+
+def test_a_literal_login_password_is_refused_naming_the_field(tmp_path):
+    with pytest.raises(SpecError, match=r"auth.credentials.password must come from the "
+                       "environment") as caught:
+        _one_source(tmp_path, "{type: login, login_url: /l, credentials: {password: hunter2}}")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_missing_login_secret_names_the_variable_and_field(monkeypatch):
+    from pydantic import TypeAdapter
+
+    from ingestion_assets.specs import Auth
+
+    monkeypatch.delenv("LOGIN_UNSET", raising=False)
+    spec = TypeAdapter(Auth).validate_python(
+        {"type": "login", "login_url": "/l", "credentials": {"password": {"env": "LOGIN_UNSET"}}})
+    with pytest.raises(MissingSecretError, match=r"LOGIN_UNSET is not set.*"
+                       r"auth.credentials.password of source 's'"):
+        spec.build("s")
+
+
+def test_oauth2_settings_scope_audience_extra_params_and_basic(tmp_path, monkeypatch):
+    monkeypatch.setenv("OA_ID", "oauth-client-id-SECRET-1")
+    monkeypatch.setenv("OA_SECRET", "oauth-client-SECRET-1")
+    source = _one_source(
+        tmp_path, "{type: oauth2_client_credentials, token_url: /t, client_id: {env: OA_ID}, "
+        "client_secret: {env: OA_SECRET}, scopes: [read, write], audience: https://api, "
+        "extra_params: {resource: r1}, client_auth: basic}")
+    built = source.auth.build("s")
+    assert (built.scope, built.audience, built.client_auth) == ("read write", "https://api",
+                                                                 "basic")
+    assert built.extra_params == {"resource": "r1"}
+    with pytest.raises(SpecError, match="client_auth"):
+        _one_source(tmp_path, "{type: oauth2_client_credentials, token_url: /t, "
+                    "client_id: {env: A}, client_secret: {env: B}, client_auth: header}")
+
+
+def test_next_url_pagination_from_yaml(tmp_path):
+    source = _one_source(tmp_path, "{type: none}",
+                         "{type: next_url, next_url_path: links.next, total_path: total}")
+    built = source.endpoints[0].pagination.build("s")
+    assert (built.next_url_path, built.total_path) == ("links.next", "total")
+    assert "next URL" in source.endpoints[0].pagination.why_sequential()
+    with pytest.raises(SpecError, match="next_url_path.*required field is missing"):
+        _one_source(tmp_path, "{type: none}", "{type: next_url}")

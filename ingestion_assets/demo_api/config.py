@@ -28,6 +28,8 @@ class DemoConfig:
         rate_limits: per-source override of the allowance (requests per the vendor's
             window/burst), e.g. ``{"payments": 5}``.
         token_ttl: lifetime in seconds of crm OAuth access tokens.
+        login_token_ttl: lifetime in seconds of crm session-login tokens (the JWT ``exp``);
+            ``POST /_control/settings {"login_token_ttl": 2}`` changes it at run time.
         latency_ms: added to every response.
         faults: faults active from the start (Fault objects or dicts).
         webhooks_to: base URL of a webhook receiver; records inserted or updated by
@@ -45,6 +47,7 @@ class DemoConfig:
     rate_limit_scale: float = 1.0
     rate_limits: dict = field(default_factory=dict)
     token_ttl: int = 1800
+    login_token_ttl: float = 900
     latency_ms: float = 0.0
     faults: list = field(default_factory=list)
     webhooks_to: str | None = None

@@ -22,6 +22,10 @@ COMMERCE_TOKENS = (COMMERCE_TOKEN, COMMERCE_TOKEN_2)
 CRM_CLIENT_ID = "demo-crm-client"
 CRM_CLIENT_SECRET = "demo-crm-secret"
 CRM_CLIENTS = {CRM_CLIENT_ID: CRM_CLIENT_SECRET}
+#: crm session login (``POST /crm-api/accounts/v1/login``): user name -> password.
+CRM_USERNAME = "demo-partner"
+CRM_PASSWORD = "demo-partner-password"
+CRM_LOGINS = {CRM_USERNAME: CRM_PASSWORD}
 
 #: devhub (GitHub-like): personal access tokens; basic auth uses any user name.
 DEVHUB_TOKEN = "ghp_demoDevhubToken000000000000000000A"
@@ -53,6 +57,8 @@ ENV_VARS = {
     "DEMO_COMMERCE_TOKEN": COMMERCE_TOKEN,
     "DEMO_CRM_CLIENT_ID": CRM_CLIENT_ID,
     "DEMO_CRM_CLIENT_SECRET": CRM_CLIENT_SECRET,
+    "DEMO_CRM_USERNAME": CRM_USERNAME,
+    "DEMO_CRM_PASSWORD": CRM_PASSWORD,
     "DEMO_DEVHUB_TOKEN": DEVHUB_TOKEN,
     "DEMO_EXPORTS_KEY": EXPORTS_KEY,
     "DEMO_HELPDESK_TOKEN": HELPDESK_TOKEN,
@@ -74,7 +80,8 @@ def credentials(source: str) -> dict:
     table = {
         "payments": {"api_key": PAYMENTS_KEY, "api_key_rotated": PAYMENTS_KEY_ROTATED},
         "commerce": {"access_token": COMMERCE_TOKEN, "access_token_2": COMMERCE_TOKEN_2},
-        "crm": {"client_id": CRM_CLIENT_ID, "client_secret": CRM_CLIENT_SECRET},
+        "crm": {"client_id": CRM_CLIENT_ID, "client_secret": CRM_CLIENT_SECRET,
+                "username": CRM_USERNAME, "password": CRM_PASSWORD},
         "devhub": {"token": DEVHUB_TOKEN, "token_2": DEVHUB_TOKEN_2, "username": DEVHUB_USER},
         "exports": {"api_key": EXPORTS_KEY},
         "helpdesk": {"token": HELPDESK_TOKEN, "app_key": HELPDESK_APP_KEY},

@@ -4,16 +4,29 @@ OAuth2 client credentials (``POST /oauth/v1/token``) issuing expiring bearer
 tokens and refresh tokens; CRM objects paged with an ``after`` cursor
 (``paging.next.after``, absent on the last page); marketing emails paged by
 ``offset``/``limit`` with a ``total``; a daily analytics report keyed by date.
+
+Beside them, a session-login family (``/accounts/v1/...``, a legacy partner API):
+``POST /accounts/v1/login`` takes a user name and password (JSON or form) and answers a
+JWT whose ``exp`` claim is its only expiry (lifetime ``login_token_ttl``, settable at run
+time with ``POST /_control/settings``); ``GET /accounts/v1/activities`` takes that token
+(``Authorization: Bearer`` or ``X-Session-Token``) and pages with a next URL in the body
+(``links.next``: relative on odd pages, absolute on even ones, null on the last) and a
+``total``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import secrets
 import threading
 import time
 import uuid
 from datetime import date
+
+import orjson
 
 from . import credentials as creds
 from .base import ApiError, Request, Response, Source
@@ -44,7 +57,30 @@ def props_id(i: int) -> str:
     return str(_ID_BASE + i)
 
 
+_ACCOUNTS = "/accounts/v1"
+_LOGIN = _ACCOUNTS + "/login"
+_ACTIVITY_TYPES = ("call", "meeting", "email", "note", "task", "demo")
+_JWT_KEY = b"demo-crm-login-signing-key"  # the demo's own signing key, not a secret
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def make_jwt(claims: dict) -> str:
+    """An HS256 JWT signed with the demo's key (the client never verifies it)."""
+    head = _b64url(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
+    body = _b64url(orjson.dumps(claims))
+    sig = hmac.new(_JWT_KEY, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{_b64url(sig)}"
+
+
 CHANNELS = ("direct", "organic_search", "paid_search", "email", "social", "referral")
+
+
+def q_total(q: Query) -> Query:
+    """The query of a whole listing (its window), without the page position."""
+    return Query(now=q.now, created_min=q.created_min, created_max=q.created_max)
 
 
 class Crm(Source):
@@ -52,19 +88,23 @@ class Crm(Source):
     base_path = "/crm-api"
     auth_model = "oauth2_client_credentials"
     vendor = "HubSpot"
-    intervals = {"contacts": 300, "companies": 3600, "deals": 1200, "emails": 7200}
+    intervals = {"contacts": 300, "companies": 3600, "deals": 1200, "emails": 7200,
+                 "activities": 1800}
     default_limit, vendor_cap = 10, 100
 
     def __init__(self, api) -> None:
         super().__init__(api)
         self._tokens: dict[str, tuple[str, float]] = {}  # access token -> (client, expires_at)
         self._refresh: dict[str, str] = {}  # refresh token -> client
+        self._sessions: dict[str, tuple[str, float]] = {}  # login token -> (user, expires_at)
+        self.logins = 0  # successful logins (tests count them)
         self._tok_lock = threading.Lock()
         self.renderers = {
             "contacts": self.render_contact,
             "companies": self.render_company,
             "deals": self.render_deal,
             "emails": self.render_email,
+            "activities": self.render_activity,
         }
 
     def make_limiter(self):
@@ -79,20 +119,25 @@ class Crm(Source):
         return Response.json(status, body)
 
     def is_token_endpoint(self, rel):
-        return rel.rstrip("/") == "/oauth/v1/token"
+        return rel.rstrip("/") in ("/oauth/v1/token", _LOGIN)
 
     def expire_tokens(self):
         with self._tok_lock:
             past = time.time() - 1
             self._tokens = {t: (c, min(e, past)) for t, (c, e) in self._tokens.items()}
+            self._sessions = {t: (u, min(e, past)) for t, (u, e) in self._sessions.items()}
 
     def reset(self):
         super().reset()
         with self._tok_lock:
             self._tokens.clear()
             self._refresh.clear()
+            self._sessions.clear()
+            self.logins = 0
 
     def authenticate(self, req):
+        if req.rel.startswith(_ACCOUNTS + "/"):
+            return self.session_user(req)
         auth = req.headers.get("authorization", "")
         if not auth.lower().startswith("bearer "):
             raise ApiError(self.error(
@@ -146,7 +191,9 @@ class Crm(Source):
         if self.is_token_endpoint(rel):
             if req.method != "POST":
                 return self.error(405, "Method not allowed", category="METHOD_NOT_ALLOWED")
-            return self.token(req)
+            return self.login(req) if rel == _LOGIN else self.token(req)
+        if rel == _ACCOUNTS + "/activities" and req.method == "GET":
+            return self.activities(req)
         if req.method != "GET":
             return self.not_found(req)
         m = _OBJ_RE.match(rel)
@@ -200,6 +247,70 @@ class Crm(Source):
             self._refresh[refresh] = client
         return Response.json(200, {"access_token": access, "token_type": "bearer",
                                    "expires_in": ttl, "refresh_token": refresh})
+
+    # ---- session login (accounts) ---------------------------------------------------------
+
+    def login(self, req: Request) -> Response:
+        ctype = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            body = orjson.loads(req.body) if ctype == "application/json" else req.form()
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return Response.json(400, {"error": "bad_request", "message": "expected a JSON "
+                                       "object or a form with username and password"})
+        user, password = body.get("username"), body.get("password")
+        if creds.CRM_LOGINS.get(str(user)) != password:
+            return Response.json(401, {"error": "invalid_credentials",
+                                       "message": "unknown user name or wrong password"})
+        issued = time.time()
+        expires = issued + self.config.login_token_ttl
+        token = make_jwt({"sub": user, "iat": int(issued), "exp": round(expires, 3),
+                          "jti": secrets.token_hex(8)})
+        with self._tok_lock:
+            self._sessions[token] = (str(user), expires)
+            self.logins += 1
+        return Response.json(200, {"data": {"token": token, "user": {"name": user}}})
+
+    def session_user(self, req: Request) -> str:
+        auth = req.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        token = token or req.headers.get("x-session-token", "").strip()
+        with self._tok_lock:
+            entry = self._sessions.get(token)
+        if entry is None or time.time() >= entry[1]:
+            raise ApiError(Response.json(401, {
+                "error": "invalid_token" if entry is None else "token_expired",
+                "message": "log in at POST /crm-api/accounts/v1/login and send the token",
+            }))
+        return f"login:{entry[0]}"
+
+    def activities(self, req: Request) -> Response:
+        coll = self.collection("activities")
+        limit = self._limit(req)
+        q = Query(now=req.now, order="id")
+        q.created_min = self._time(req, "occurred_after")
+        q.created_max = self._time(req, "occurred_before")
+        token = req.arg("page_token")
+        page = 1
+        if token is not None:
+            try:
+                q.after, page = (int(x) for x in self.decode_cursor(token))
+            except (ValueError, TypeError):
+                raise self._bad(f"Invalid page_token: {token}") from None
+        self.apply_inserts(req, coll, q.created_max)
+        idxs, more = coll.page(q, limit)
+        docs = [self.render_activity(coll, i, req.now) for i in idxs]
+        self.apply_schema(req.path, coll, idxs, docs)
+        nxt = None
+        if more and idxs:
+            params = {k: v[-1] for k, v in req.query.items() if k != "page_token"}
+            params["page_token"] = self.encode_cursor([idxs[-1], page + 1])
+            nxt = self.url(req, req.rel, params)
+            if page % 2:  # odd pages link relatively (the path and query only)
+                nxt = nxt[len(req.root_url):]
+        return Response.json(200, {"items": docs, "total": coll.count(q_total(q)),
+                                   "links": {"next": nxt}})
 
     # ---- data endpoints -----------------------------------------------------------------------
 
@@ -423,6 +534,19 @@ class Crm(Source):
                                    "click": sent * ((h >> 26) % 12) // 100}},
         }
 
+    def render_activity(self, coll, i, now, wanted=None):
+        h = coll.hash_of(i)
+        created, _updated = coll.times(i, now, h)
+        name = PEOPLE[(h >> 20) & 4095][0]
+        return {
+            "id": f"act_{_ID_BASE + i}",
+            "type": _ACTIVITY_TYPES[(h >> 8) % len(_ACTIVITY_TYPES)],
+            "contact_id": props_id((h >> 12) % 5000),
+            "owner": name,
+            "occurred_at": iso_ms_z(created),
+            "duration_s": 60 * (1 + (h >> 32) % 90),
+        }
+
     # ---- ground truth / listing ---------------------------------------------------------------
 
     def collection_for(self, endpoint, **scope):
@@ -450,7 +574,8 @@ class Crm(Source):
                 out += self.report(day_string(day_ts), day_ts, now)["rows"]
             return out
         coll = self.collection_for(endpoint)
-        path = ("/marketing/v3/emails" if endpoint == "emails" else f"/crm/v3/objects/{endpoint}")
+        path = {"emails": "/marketing/v3/emails", "activities": _ACCOUNTS + "/activities"}.get(
+            endpoint, f"/crm/v3/objects/{endpoint}")
         return self.window_records(
             coll, self.renderers[endpoint], start, end, field, self.base_path + path
         )
@@ -489,6 +614,19 @@ class Crm(Source):
             "records_path": "rows",
             "max_page_size": len(CHANNELS),
         })
+        eps.append({
+            "name": "activities",
+            "path": _ACCOUNTS + "/activities",
+            "auth": "session login: POST /accounts/v1/login {username, password} -> data.token "
+                    "(a JWT; its exp claim is the only expiry)",
+            "pagination": "next URL in the body: links.next (relative on odd pages, absolute on "
+                          "even ones, null on the last), with total",
+            "order": "id asc",
+            "filters": ["occurred_after", "occurred_before"],
+            "records_path": "items",
+            "default_page_size": self.default_limit,
+            "max_page_size": cap,
+        })
         return {
             "name": self.name,
             "imitates": self.vendor,
@@ -499,6 +637,9 @@ class Crm(Source):
                 "grants": ["client_credentials", "refresh_token"],
                 "token_ttl_s": self.config.token_ttl,
                 "env": ["DEMO_CRM_CLIENT_ID", "DEMO_CRM_CLIENT_SECRET"],
+                "session_login": {"login_url": _LOGIN, "token_path": "data.token",
+                                  "token_ttl_s": self.config.login_token_ttl,
+                                  "env": ["DEMO_CRM_USERNAME", "DEMO_CRM_PASSWORD"]},
             },
             "rate_limit": {"algorithm": "fixed_window", "per": "client id",
                            "requests": self.limiter.limit, "window_s": 10,

@@ -53,6 +53,8 @@ class DemoApi:
         self.faults = FaultSet()
         self.stats = RequestStats()  # requests answered, and the most at once
         _tod()  # build the time-of-day table now, not during the first request
+        self._initial_settings = {"token_ttl": self.config.token_ttl,
+                                  "login_token_ttl": self.config.login_token_ttl}
         self.sources: dict[str, Source] = {}
         for cls in _source_classes():
             src = cls(self)
@@ -147,7 +149,9 @@ class DemoApi:
         return [f.to_dict() for f in self.faults.list()]
 
     def reset(self) -> None:
-        """Clears faults, mutations, rate-limit buckets, issued tokens and request stats."""
+        """Clears faults, mutations, rate-limit buckets, issued tokens and request stats;
+        puts the settings (token lifetimes) back."""
+        self.settings(self._initial_settings)
         self.faults.clear()
         self.stats.reset()
         for s in self.sources.values():
@@ -261,8 +265,20 @@ class DemoApi:
                 "POST /_control/mutations": "insert records / bump updated_at",
                 "GET /_control/webhooks": "the webhook sender's settings and delivery counts",
                 "POST /_control/webhooks": "set url, duplicates, out_of_order, bad_signatures",
+                "POST /_control/settings": "set token lifetimes: token_ttl, login_token_ttl",
             },
         }
+
+    def settings(self, data) -> dict:
+        """Changes run-time settings (token lifetimes, seconds); returns them all."""
+        tunable = ("token_ttl", "login_token_ttl")
+        if not isinstance(data, dict) or not set(data) <= set(tunable):
+            raise ValueError(f"settings takes a JSON object with any of {list(tunable)}")
+        for name, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+            setattr(self.config, name, value)
+        return {name: getattr(self.config, name) for name in tunable}
 
     def _source(self, name: str) -> Source:
         try:
@@ -423,6 +439,8 @@ class DemoApi:
                         raise ValueError("webhooks needs a JSON object of settings")
                     return Response.json(200, self.webhooks.configure(**data))
                 return Response.json(200, self.webhooks.status())
+            elif path == "/_control/settings" and method == "POST":
+                return Response.json(200, self.settings(data))
             elif path == "/_control/records" and method == "POST":
                 if not isinstance(data, dict):
                     raise ValueError("records needs a JSON object")

@@ -19,6 +19,10 @@ named by import path in the YAML (``type: custom``); see docs/configuration.md.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import math
+import re
 import threading
 import time
 from typing import Any
@@ -37,6 +41,8 @@ from ingestion_assets.http.errors import (
     DeadlineExceededError,
     TransportError,
 )
+from ingestion_assets.http.jsonpath import compile_path, find
+from ingestion_assets.http.origins import OriginPolicy
 from ingestion_assets.http.ratelimit import parse_reset
 from ingestion_assets.http.redaction import (
     get_logger,
@@ -60,6 +66,9 @@ class ApiAuth(AuthBase):
 
     def bind(self, session: requests.Session, base_url: str, timeout: Any) -> None:
         """Called by the client with its pooled session (for token requests)."""
+
+    def trust(self, origins: OriginPolicy) -> None:
+        """Called by the client with the origins its credentials may go to (token URLs)."""
 
     def refresh(self, response: requests.Response) -> bool:
         """Obtain new credentials after a 401; True when a retry may now succeed."""
@@ -202,75 +211,119 @@ def _read_token_body(resp: requests.Response, deadline: float, url: str) -> byte
     return b"".join(chunks)
 
 
-class OAuth2ClientCredentials(ApiAuth):
-    """OAuth2 client credentials with a cached, thread-safe, refreshed-ahead token.
+MIN_TOKEN_LIFETIME_S = 1.0
+"""Shortest token lifetime believed (an ``exp`` in the past must not mean a login per request)."""
+MAX_TOKEN_LIFETIME_S = 30 * 86400.0
+"""Longest token lifetime believed, whatever ``expires_in`` or ``exp`` say."""
+MAX_TOKEN_CHARS = 16 * 1024
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")  # visible ASCII: safe in a header, no CR/LF
 
-    The token is fetched on first use and refreshed ``refresh_ahead_seconds`` before it expires
-    (at most half its lifetime ahead), under a lock so that concurrent workers fetch it
-    once. When the server issues a ``refresh_token`` it is used for the next refresh
-    (falling back to the client credentials if the server refuses it).
 
-    Args:
-        token_url: Token endpoint; absolute, or a path appended to the client's base URL.
-        client_id: Client id.
-        client_secret: Client secret.
-        scopes: Optional scopes (a list is joined with spaces; empty: none sent).
-        extra_params: Extra form fields sent to the token endpoint.
-        refresh_ahead_seconds: Refresh this long before expiry.
-        client_auth: ``"body"`` (credentials in the form) or ``"basic"`` (HTTP basic).
-        default_expires_in: Lifetime assumed when the server sends no ``expires_in``.
+def _finite(value: Any) -> float | None:
+    """A number (or numeric text) as a finite float; None for anything else (booleans too)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def bounded_lifetime(value: Any) -> float | None:
+    """A server's token lifetime in seconds, clamped; None when it is not a finite number."""
+    seconds = _finite(value)
+    if seconds is None:
+        return None
+    return min(max(seconds, MIN_TOKEN_LIFETIME_S), MAX_TOKEN_LIFETIME_S)
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT (epoch seconds), read without verifying the signature.
+
+    The client only needs to know when to log in again; the API verifies the token. Anything
+    that is not a three-part token with a JSON payload holding a numeric ``exp`` gives None.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or not parts[1] or len(parts[1]) > MAX_TOKEN_CHARS:
+        return None
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return _finite(exp) if isinstance(exp, int | float) else None
+
+
+def _epoch_of(value: Any) -> float | None:
+    """An absolute expiry: epoch seconds (or milliseconds) or an ISO 8601 time."""
+    if isinstance(value, str) and not value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        try:
+            moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        return moment.timestamp()
+    epoch = _finite(value)
+    if epoch is None:
+        return None
+    return epoch / 1000 if epoch > 1e11 else epoch  # epoch milliseconds
+
+
+def _keys_of(payload: Any) -> str:
+    """What a token response holds, by key only (its values may be credentials)."""
+    if isinstance(payload, dict):
+        return "keys " + ", ".join(sorted(map(str, payload))[:20]) if payload else "an empty object"
+    return "no JSON object"
+
+
+class _TokenAuth(ApiAuth):
+    """A token obtained by a POST to a token URL, cached, shared by threads, refreshed.
+
+    The token is obtained on first use and again ``refresh_ahead_seconds`` before it expires
+    (at most half its lifetime ahead), and once after a 401, under a lock so that concurrent
+    workers obtain it once. The token request is never redirected (its body carries
+    credentials), goes only to an origin the client trusts, reads at most
+    :data:`TOKEN_BODY_LIMIT` within :data:`TOKEN_DEADLINE_S`, and is retried on a 429, a 5xx
+    or a transport failure (3 attempts).
     """
 
-    def __init__(
-        self,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        *,
-        scopes: str | list[str] | None = None,
-        extra_params: dict[str, str] | None = None,
-        refresh_ahead_seconds: float = 60.0,
-        client_auth: str = "body",
-        default_expires_in: float = 3600.0,
-    ) -> None:
-        if not (token_url and client_id and client_secret):
-            raise ConfigurationError(
-                "OAuth2ClientCredentials needs token_url, client_id, client_secret"
-            )
-        if client_auth not in ("body", "basic"):
-            raise ConfigurationError("client_auth must be 'body' or 'basic'")
-        register_secret(client_secret)
-        self.token_url = token_url
-        self.client_id = client_id
-        self._client_secret = client_secret
-        self.scope = (" ".join(scopes) if isinstance(scopes, list | tuple) else scopes) or None
-        self.extra_params = dict(extra_params or {})
+    header = "Authorization"
+    scheme = "Bearer"
+    what = "token endpoint"
+
+    def __init__(self, url: str, *, refresh_ahead_seconds: float, default_expires_in: float):
+        self._url = url
         self.refresh_ahead_seconds = refresh_ahead_seconds
-        self.client_auth = client_auth
         self.default_expires_in = default_expires_in
         self._lock = threading.Lock()
         self._token: str | None = None
-        self._refresh_token: str | None = None
         self._expires_at = 0.0
         self._session: requests.Session | None = None
         self._base_url = ""
+        self._origins: OriginPolicy | None = None
         self._timeout: Any = (defaults.CONNECT_TIMEOUT_SECONDS, defaults.READ_TIMEOUT_SECONDS)
         self.token_requests = 0
-        self.grants: dict[str, int] = {}  # tokens obtained per grant type (no secrets)
 
     def bind(self, session: requests.Session, base_url: str, timeout: Any) -> None:
         self._session = session
         self._base_url = base_url
         self._timeout = timeout
 
-    @property
-    def resolved_token_url(self) -> str:
-        if "://" in self.token_url or not self._base_url:
-            return self.token_url
-        return self._base_url.rstrip("/") + "/" + self.token_url.lstrip("/")
+    def trust(self, origins: OriginPolicy) -> None:
+        self._origins = origins
+
+    def _resolve(self, url: str) -> str:
+        if "://" in url or not self._base_url:
+            return url
+        return self._base_url.rstrip("/") + "/" + url.lstrip("/")
+
+    def _render(self, token: str) -> str:
+        return _join(self.scheme, token)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._current_token()}"
+        request.headers[self.header] = self._render(self._current_token())
         return request
 
     def _current_token(self) -> str:
@@ -284,12 +337,162 @@ class OAuth2ClientCredentials(ApiAuth):
             return self._token
 
     def refresh(self, response: requests.Response) -> bool:
-        used = (response.request.headers.get("Authorization") or "") if response.request else ""
+        used = (response.request.headers.get(self.header) or "") if response.request else ""
         with self._lock:
-            if self._token is not None and used != f"Bearer {self._token}":
+            if self._token is not None and used != self._render(self._token):
                 return True  # another worker already refreshed after the same expiry
             self._obtain()
             return True
+
+    def _obtain(self) -> None:
+        """Obtain a token and call :meth:`_accept`; the caller holds the lock."""
+        raise NotImplementedError
+
+    def _accept(self, token: Any, lifetime: float | None, url: str) -> str:
+        """Keep a new token (registered as a secret first) valid for ``lifetime`` seconds."""
+        if isinstance(token, int | float) and not isinstance(token, bool):
+            token = str(token)
+        if not isinstance(token, str) or not token:
+            raise AuthenticationError(f"{self.what} answered without a usable token", url=url)
+        register_secret(token)
+        if len(token) > MAX_TOKEN_CHARS or not _TOKEN_CHARS.match(token):
+            raise AuthenticationError(
+                f"{self.what} answered a token that cannot be sent in a header (empty, longer "
+                f"than {MAX_TOKEN_CHARS} characters, or not visible ASCII)", url=url,
+            )
+        lifetime = lifetime if lifetime is not None else bounded_lifetime(self.default_expires_in)
+        lifetime = lifetime or MIN_TOKEN_LIFETIME_S
+        ahead = min(self.refresh_ahead_seconds, lifetime / 2)
+        self._token = token
+        self._expires_at = time.monotonic() + lifetime - ahead
+        return token
+
+    def _post(self, url: str, *, data: Any = None, json: Any = None,
+              auth: Any = None) -> tuple[requests.Response, bytes]:
+        """POST to the token URL; the final 2xx/4xx response and its body."""
+        if self._origins is None and self._base_url:
+            self._origins = OriginPolicy(self._base_url)
+        if self._origins is not None:
+            self._origins.check(url, via=f"the {self.what} URL")
+        session = self._session or requests.Session()
+        self._session = session
+        last: Exception | None = None
+        for attempt in range(3):
+            if attempt:
+                time.sleep(0.2 * 2**attempt)
+            try:
+                # Never follow a redirect: a 307 would re-post the credentials to its target.
+                deadline = time.monotonic() + TOKEN_DEADLINE_S
+                with request_deadline(deadline, TOKEN_DEADLINE_S):
+                    resp = session.post(
+                        url, data=data, json=json, auth=auth, timeout=self._timeout,
+                        allow_redirects=False, stream=True,
+                    )
+                self.token_requests += 1
+                content = _read_token_body(resp, deadline, url)
+            except (requests.Timeout, DeadlineExceededError) as exc:
+                last = ApiTimeoutError(f"{self.what} timed out: {type(exc).__name__}", url=url)
+                continue
+            except requests.RequestException as exc:
+                last = TransportError(f"{self.what} unreachable: {type(exc).__name__}", url=url)
+                continue
+            if 300 <= resp.status_code < 400:
+                target = resp.headers.get("Location") or "(no Location)"
+                raise AuthenticationError(
+                    f"{self.what} answered {resp.status_code} redirecting to "
+                    f"{redact_url(urljoin(url, target))}; a token request is never "
+                    "redirected (its body carries credentials): set the URL to the final "
+                    "address", url=url, status=resp.status_code,
+                )
+            if resp.status_code == 429 or resp.status_code >= 500:
+                last = AuthenticationError(
+                    f"{self.what} failed", url=url, status=resp.status_code, body=content,
+                    transient=True,
+                )
+                wait = parse_retry_after(resp.headers.get("Retry-After"))
+                if wait:
+                    time.sleep(min(wait, 10.0))
+                continue
+            return resp, content
+        assert last is not None
+        raise last
+
+    def _payload(self, resp: requests.Response, content: bytes, url: str) -> Any:
+        """The JSON body of a successful token response (a refusal raises)."""
+        if not 200 <= resp.status_code < 300:
+            raise AuthenticationError(
+                f"{self.what} refused the credentials", url=url, status=resp.status_code,
+                body=content,
+            )
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            raise AuthenticationError(
+                f"{self.what} answered {resp.status_code} without a JSON body", url=url,
+                status=resp.status_code,
+            ) from None
+
+
+class OAuth2ClientCredentials(_TokenAuth):
+    """OAuth2 client credentials with a cached, thread-safe, refreshed-ahead token.
+
+    The token is fetched on first use and refreshed ``refresh_ahead_seconds`` before it expires
+    (at most half its lifetime ahead), under a lock so that concurrent workers fetch it
+    once. When the server issues a ``refresh_token`` it is used for the next refresh
+    (falling back to the client credentials if the server refuses it).
+
+    Args:
+        token_url: Token endpoint; absolute (on an origin the client trusts), or a path
+            appended to the client's base URL.
+        client_id: Client id.
+        client_secret: Client secret.
+        scope: Optional scope (a list is joined with spaces; empty: none sent).
+        audience: Optional ``audience`` form field (Auth0, Okta).
+        extra_params: Extra form fields sent to the token endpoint.
+        refresh_ahead_seconds: Refresh this long before expiry.
+        client_auth: ``"body"`` (credentials in the form) or ``"basic"`` (HTTP basic).
+        default_expires_in: Lifetime assumed when the server sends no ``expires_in``.
+    """
+
+    what = "token endpoint"
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        scope: str | list[str] | None = None,
+        audience: str | None = None,
+        extra_params: dict[str, str] | None = None,
+        refresh_ahead_seconds: float = 60.0,
+        client_auth: str = "body",
+        default_expires_in: float = 3600.0,
+    ) -> None:
+        if not (token_url and client_id and client_secret):
+            raise ConfigurationError(
+                "OAuth2ClientCredentials needs token_url, client_id, client_secret"
+            )
+        if client_auth not in ("body", "basic"):
+            raise ConfigurationError("client_auth must be 'body' or 'basic'")
+        super().__init__(token_url, refresh_ahead_seconds=refresh_ahead_seconds,
+                         default_expires_in=default_expires_in)
+        register_secret(client_secret)
+        if client_auth == "basic":
+            register_basic_credentials(client_id, client_secret)
+        self.token_url = token_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.scope = (" ".join(scope) if isinstance(scope, list | tuple) else scope) or None
+        self.audience = audience or None
+        self.extra_params = {k: str(v) for k, v in (extra_params or {}).items()}
+        self.client_auth = client_auth
+        self._refresh_token: str | None = None
+        self.grants: dict[str, int] = {}  # tokens obtained per grant type (no secrets)
+
+    @property
+    def resolved_token_url(self) -> str:
+        return self._resolve(self.token_url)
 
     def _obtain(self) -> None:
         """Fetch a token (refresh grant first when possible); caller holds the lock."""
@@ -305,91 +508,136 @@ class OAuth2ClientCredentials(ApiAuth):
         form = {"grant_type": "client_credentials"}
         if self.scope:
             form["scope"] = self.scope
+        if self.audience:
+            form["audience"] = self.audience
         form.update(self.extra_params)
         self._request_token(form)
 
     def _request_token(self, form: dict[str, str]) -> None:
-        session = self._session or requests.Session()
-        self._session = session
         url = self.resolved_token_url
         auth = None
         if self.client_auth == "basic":
             auth = HTTPBasicAuth(self.client_id, self._client_secret)
         else:
             form = {**form, "client_id": self.client_id, "client_secret": self._client_secret}
-        last: Exception | None = None
-        for attempt in range(3):
-            if attempt:
-                time.sleep(0.2 * 2**attempt)
-            try:
-                # Never follow a redirect: a 307 would re-post client_secret to its target.
-                deadline = time.monotonic() + TOKEN_DEADLINE_S
-                with request_deadline(deadline, TOKEN_DEADLINE_S):
-                    resp = session.post(
-                        url, data=form, auth=auth, timeout=self._timeout,
-                        allow_redirects=False, stream=True,
-                    )
-                self.token_requests += 1
-                content = _read_token_body(resp, deadline, url)
-            except (requests.Timeout, DeadlineExceededError) as exc:
-                last = ApiTimeoutError(f"token endpoint timed out: {type(exc).__name__}", url=url)
-                continue
-            except requests.RequestException as exc:
-                last = TransportError(f"token endpoint unreachable: {type(exc).__name__}", url=url)
-                continue
-            if 300 <= resp.status_code < 400:
-                target = resp.headers.get("Location") or "(no Location)"
-                raise AuthenticationError(
-                    f"token endpoint answered {resp.status_code} redirecting to "
-                    f"{redact_url(urljoin(url, target))}; a token request is never "
-                    "redirected (the form carries the client secret): set token_url to the "
-                    "final address",
-                    url=url,
-                    status=resp.status_code,
-                )
-            if resp.status_code == 429 or resp.status_code >= 500:
-                last = AuthenticationError(
-                    "token endpoint failed",
-                    url=url,
-                    status=resp.status_code,
-                    body=content,
-                    transient=True,
-                )
-                wait = parse_retry_after(resp.headers.get("Retry-After"))
-                if wait:
-                    time.sleep(min(wait, 10.0))
-                continue
-            try:
-                payload = orjson.loads(content) if resp.status_code == 200 else None
-            except orjson.JSONDecodeError:
-                payload = None
-            token = payload.get("access_token") if isinstance(payload, dict) else None
-            if not token:
-                raise AuthenticationError(
-                    "token endpoint refused the credentials"
-                    if resp.status_code != 200
-                    else "token endpoint answered without an access_token",
-                    url=url,
-                    status=resp.status_code,
-                    body=content,
-                )
-            refresh_token = payload.get("refresh_token")
-            register_secret(token, refresh_token)
-            lifetime = float(payload.get("expires_in") or self.default_expires_in)
-            ahead = min(self.refresh_ahead_seconds, lifetime / 2)
-            self._token = token
-            self._refresh_token = refresh_token or self._refresh_token
-            self._expires_at = time.monotonic() + lifetime - ahead
-            self.grants[form["grant_type"]] = self.grants.get(form["grant_type"], 0) + 1
-            log.debug(
-                "obtained access token (grant=%s, expires_in=%ss)", form["grant_type"], lifetime
+        resp, content = self._post(url, data=form, auth=auth)
+        payload = self._payload(resp, content, url)
+        token = payload.get("access_token") if isinstance(payload, dict) else None
+        if not token:
+            raise AuthenticationError(
+                f"token endpoint answered without an access_token ({_keys_of(payload)})",
+                url=url, status=resp.status_code,
             )
-            return
-        assert last is not None
-        raise last
+        refresh_token = payload.get("refresh_token")
+        if isinstance(refresh_token, str) and refresh_token:
+            register_secret(refresh_token)
+            self._refresh_token = refresh_token
+        lifetime = bounded_lifetime(payload.get("expires_in"))
+        self._accept(token, lifetime, url)
+        self.grants[form["grant_type"]] = self.grants.get(form["grant_type"], 0) + 1
+        log.debug("obtained access token (grant=%s, expires_in=%ss)", form["grant_type"], lifetime)
 
     def describe(self) -> dict[str, Any]:
         return {"type": "oauth2_client_credentials", "token_url": self.token_url}
+
+
+class LoginAuth(_TokenAuth):
+    """A login request (user name and password, an API key...) that answers a session token.
+
+    The credentials are POSTed as JSON or a form to ``login_url``; the token is read at
+    ``token_path`` in the answer and sent in ``header`` (``"Authorization: Bearer <token>"``
+    by default). Its expiry is read, in order, from ``expires_in_path`` (seconds from now),
+    ``expires_at_path`` (epoch seconds or ISO 8601), the token's JWT ``exp`` claim (read
+    without verifying: the API verifies it), else ``default_expires_in``; every value is
+    bounded to [1 s, 30 days]. The token is renewed ahead of expiry and once after a 401,
+    by logging in again.
+
+    Args:
+        login_url: Login endpoint; absolute (on an origin the client trusts) or a path
+            appended to the client's base URL.
+        credentials: Fields posted with secret values (``{"username": ..., "password": ...}``).
+        extra_fields: Fields posted with plain values (``{"grant_type": "password"}``).
+        body_format: ``"json"`` or ``"form"``.
+        token_path: Path to the token in the answer (``"accessToken"``, ``"data.token"``).
+        header: Header carrying the token.
+        scheme: Text before the token in the header (``"Bearer"``; ``""`` for none).
+        expires_in_path: Path to the lifetime in seconds, if the answer has one.
+        expires_at_path: Path to the absolute expiry, if the answer has one.
+        refresh_ahead_seconds: Log in again this long before expiry.
+        default_expires_in: Lifetime assumed when nothing in the answer says it.
+    """
+
+    what = "login endpoint"
+
+    def __init__(
+        self,
+        login_url: str,
+        credentials: dict[str, str],
+        *,
+        extra_fields: dict[str, Any] | None = None,
+        body_format: str = "json",
+        token_path: str = "access_token",
+        header: str = "Authorization",
+        scheme: str = "Bearer",
+        expires_in_path: str | None = "expires_in",
+        expires_at_path: str | None = None,
+        refresh_ahead_seconds: float = 60.0,
+        default_expires_in: float = 3600.0,
+    ) -> None:
+        if not login_url or not credentials or not all(credentials.values()):
+            raise ConfigurationError("LoginAuth needs login_url and non-empty credentials")
+        if body_format not in ("json", "form"):
+            raise ConfigurationError("body_format must be 'json' or 'form'")
+        if not compile_path(token_path):
+            raise ConfigurationError("token_path must name a field of the login answer")
+        super().__init__(login_url, refresh_ahead_seconds=refresh_ahead_seconds,
+                         default_expires_in=default_expires_in)
+        register_secret(*credentials.values())
+        self.login_url = login_url
+        self._credentials = dict(credentials)
+        self.extra_fields = dict(extra_fields or {})
+        self.body_format = body_format
+        self.token_path = token_path
+        self.header = header
+        self.scheme = scheme
+        self.expires_in_path = expires_in_path
+        self.expires_at_path = expires_at_path
+        self._token_steps = compile_path(token_path)
+        self._in_steps = compile_path(expires_in_path) if expires_in_path else ()
+        self._at_steps = compile_path(expires_at_path) if expires_at_path else ()
+        self.logins = 0  # tokens obtained (no secrets)
+
+    def _obtain(self) -> None:
+        url = self._resolve(self.login_url)
+        body = {**self.extra_fields, **self._credentials}
+        if self.body_format == "json":
+            resp, content = self._post(url, json=body)
+        else:
+            resp, content = self._post(url, data={k: str(v) for k, v in body.items()})
+        payload = self._payload(resp, content, url)
+        token = find(payload, self._token_steps)
+        if token is None or token == "":
+            raise AuthenticationError(
+                f"login endpoint answered {resp.status_code} without a token at "
+                f"{self.token_path!r} (the answer has {_keys_of(payload)}); set token_path",
+                url=url, status=resp.status_code,
+            )
+        token = self._accept(token, self._lifetime(payload, token), url)
+        self.logins += 1
+        log.debug("logged in (token valid for %.0fs)", max(0.0, self._expires_at - time.monotonic()))
+
+    def _lifetime(self, payload: Any, token: Any) -> float | None:
+        if self._in_steps:
+            seconds = bounded_lifetime(find(payload, self._in_steps))
+            if seconds is not None:
+                return seconds
+        expiry = _epoch_of(find(payload, self._at_steps)) if self._at_steps else None
+        if expiry is None and isinstance(token, str):
+            expiry = jwt_expiry(token)
+        return None if expiry is None else bounded_lifetime(expiry - time.time())
+
+    def describe(self) -> dict[str, Any]:
+        return {"type": "login", "login_url": self.login_url, "header": self.header}
 
 
 class RotatingApiKeys(ApiAuth):

@@ -206,6 +206,7 @@ class ApiClient:
         if headers:
             self.session.headers.update(headers)
         self.auth.bind(self.session, self.base_url, self.timeout)
+        self.auth.trust(self.origins)  # token and login URLs are held to the origin rule
 
     def _size_pool(self, size: int) -> None:
         """(Re)mount adapters keeping ``size`` connections per host (retries are ours)."""

@@ -729,33 +729,58 @@ def _with_query(url: str, name: str | None, value: int) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+MAX_NEXT_URL_CHARS = 8192
+"""Longest next URL followed (a server-controlled value; real ones are far shorter)."""
+
+
 class JsonLink(Paginator):
     """The next page's URL is in the body (``"paging.next.link"``, ``"next"``).
 
+    A relative URL is resolved against the URL of the response that carried it; the next
+    URL carries every parameter the API needs, so the first request's query parameters are
+    dropped. The client holds it to the origin rule (another origin fails the fetch, naming
+    both) and to the loop guard. YAML: ``pagination: {type: next_url, ...}``.
+
     Args:
-        next_url_path: Path to the next URL; missing or null means the end.
+        next_url_path: Path to the next URL; missing, null or empty means the end.
+        total_path: Optional path to a declared record total in the body (checked).
     """
 
-    def __init__(self, next_url_path: str = "next") -> None:
+    def __init__(self, next_url_path: str = "next", *, total_path: str | None = None) -> None:
         super().__init__()
+        if not compile_path(next_url_path):
+            raise ConfigurationError("next_url_path must name a field of the body")
         self.next_url_path = next_url_path
+        self.total_path = total_path
         self._steps = compile_path(next_url_path)
+        self._total_steps = compile_path(total_path) if total_path else ()
         self.next_url: str | None = None
 
     def reset(self) -> None:
         self.next_url = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
+        self._read_total(body, self._total_steps)
         link = find(body, self._steps)
-        if not link:
+        if link is None or link == "":
             self.has_next = False
             self.next_url = None
             return
-        self.next_url = urljoin(response.url, str(link))
+        if not isinstance(link, str):
+            raise PaginationError(
+                f"the next URL at {self.next_url_path!r} is a {type(link).__name__}, not a URL"
+            )
+        if len(link) > MAX_NEXT_URL_CHARS or any(c in link for c in "\r\n\t\x00"):
+            raise PaginationError(
+                f"the next URL at {self.next_url_path!r} is not a URL (longer than "
+                f"{MAX_NEXT_URL_CHARS} characters, or with control characters)"
+            )
+        self.next_url = urljoin(response.url, link.strip())
 
     def update_request(self, request: PageRequest) -> None:
         request.url = self.next_url or request.url
         request.params = {}
 
     def describe(self) -> dict[str, Any]:
-        return {"style": "json_link", "next_url_path": self.next_url_path}
+        return {"style": "next_url", "next_url_path": self.next_url_path,
+                "total_path": self.total_path}

@@ -111,10 +111,11 @@ def test_millions_of_records_cost_no_memory(demo_api_factory):
 
 def test_credentials_and_env_names(demo_api):
     assert demo_api.credentials("payments")["api_key"] == credentials.PAYMENTS_KEY
-    assert set(demo_api.credentials("crm")) == {"client_id", "client_secret"}
+    assert set(demo_api.credentials("crm")) == {"client_id", "client_secret", "username",
+                                                 "password"}
     assert set(ENV_VARS) == {
         "DEMO_PAYMENTS_KEY", "DEMO_COMMERCE_TOKEN", "DEMO_CRM_CLIENT_ID",
-        "DEMO_CRM_CLIENT_SECRET", "DEMO_DEVHUB_TOKEN", "DEMO_PAYMENTS_WEBHOOK_SECRET",
+        "DEMO_CRM_CLIENT_SECRET", "DEMO_CRM_USERNAME", "DEMO_CRM_PASSWORD", "DEMO_DEVHUB_TOKEN", "DEMO_PAYMENTS_WEBHOOK_SECRET",
         "DEMO_COMMERCE_WEBHOOK_SECRET", "DEMO_DEVHUB_WEBHOOK_SECRET", "DEMO_CRM_WEBHOOK_SECRET",
         "DEMO_EXPORTS_KEY",
         "DEMO_HELPDESK_TOKEN", "DEMO_HELPDESK_APP_KEY",
@@ -221,3 +222,15 @@ def test_cli_print_env_exports_the_demo_credentials():
     )
     assert exported.pop("DEMO_API_URL") == "http://127.0.0.1:9999"
     assert exported == ENV_VARS  # plain values need no shell quoting
+
+
+def test_settings_change_token_lifetimes_until_reset(demo_api):
+    url = f"{demo_api.url}/_control/settings"
+    changed = requests.post(url, json={"login_token_ttl": 2}, headers=CONTROL_HEADERS, timeout=5)
+    assert changed.json() == {"token_ttl": 1800, "login_token_ttl": 2}
+    refused = requests.post(url, json={"login_token_ttl": -1}, headers=CONTROL_HEADERS, timeout=5)
+    assert refused.status_code == 400 and "positive" in refused.json()["message"]
+    unknown = requests.post(url, json={"seed": 3}, headers=CONTROL_HEADERS, timeout=5)
+    assert unknown.status_code == 400
+    requests.post(f"{demo_api.url}/_control/reset", headers=CONTROL_HEADERS, timeout=5)
+    assert demo_api.config.login_token_ttl == 900

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ingestion_assets.demo_api import DemoApi, DemoConfig
-from ingestion_assets.http import ApiClient, RetryPolicy, paginators
+from ingestion_assets.http import ApiClient, RetryPolicy, auth, paginators
 from ingestion_assets.http.errors import ApiError
 from ingestion_assets.http.formats import BodyFormat, CsvOptions, RecordReader, split_pieces
 
@@ -88,6 +88,14 @@ STYLES = {
         lambda n: {"page[size]": n},
         "tickets",
     ),
+    "next_url": (
+        "crm",
+        "/accounts/v1/activities",
+        "items",
+        lambda n: paginators.JsonLink("links.next", total_path="total"),
+        lambda n: {"limit": n},
+        "activities",
+    ),
     "keyset": (
         "commerce",
         "/orders.json",
@@ -104,6 +112,15 @@ STYLES = {
         "orders",
     ),
 }
+
+def _auth(api, path: str) -> auth.ApiAuth | None:
+    """The crm accounts family takes a session login; every other path its source's auth."""
+    if not path.startswith("/accounts/"):
+        return None
+    creds = api.credentials("crm")
+    return auth.LoginAuth("/accounts/v1/login", {"username": creds["username"],
+                          "password": creds["password"]}, token_path="data.token")
+
 
 FAULTS = st.fixed_dictionaries(
     {
@@ -148,7 +165,7 @@ def test_no_record_lost_or_duplicated(style, records, page_size, workers, faults
         for fault in faults:
             extra = {"retry_after": "0"} if fault["kind"] == "rate_limit" else {}
             api.add_fault(source=source, path=path.split("?")[0], **fault, **extra)
-        client = source_client(api, source, retry=RETRY)
+        client = source_client(api, source, retry=RETRY, auth_obj=_auth(api, path))
         stream = client.fetch_pages(
             path,
             params=make_params(page_size),
