@@ -13,7 +13,8 @@ import pytest
 
 from ingestion_assets_tests.io_managers.stress import run_stress
 
-GRACE_S = 3.0  # short, so that the writers remove old versions while the readers work
+GRACE_S = 10.0  # short, so that the writers remove old versions while the readers work;
+# longer than a commit or a read takes on 2 loaded cores (DESIGN: grace > longest read and write)
 # Every request goes to one moto process: readers pause longer than on a local disk so that
 # the writers' requests are not queued behind theirs.
 READER_PAUSE_S = 0.05
