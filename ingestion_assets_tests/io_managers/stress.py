@@ -178,6 +178,7 @@ class StressResult:
     slow_reads: int = 0
     unmatched_reads: int = 0
     versions_left: int = 0
+    versions_after_grace: int = 0
     elapsed_s: float = 0.0
 
     def summary(self) -> str:
@@ -185,6 +186,7 @@ class StressResult:
                 f"after_commit_checks={self.after_commit_checks} failures={len(self.failures)} "
                 f"lost={self.lost} unmatched_reads={self.unmatched_reads} "
                 f"slow_reads={self.slow_reads} versions_left={self.versions_left} "
+                f"versions_after_grace={self.versions_after_grace} "
                 f"elapsed_s={self.elapsed_s:.1f}")
 
 
@@ -256,7 +258,18 @@ def run_stress(leaf: str, workdir: Path, writers: int, readers: int, commits: in
     final = read_once(leaf)
     if not complete(final) or committed.get(final["tags"][0]) != final["versions"][0][2:]:
         result.failures.append({"kind": "final_read", "read": final})
+    result.versions_left = _versions(leaf)
+    # How many of the 300 were removed during the run depends on the machine's speed (on 2
+    # loaded cores all 300 commits may fall inside one grace period). What does not: once
+    # every superseded version is older than the grace, the next commit removes them all,
+    # leaving the new version and the one it has just superseded.
+    time.sleep(grace_s + 1)
+    commit_version(leaf, commits + 1, 0, grace_s)
+    result.versions_after_grace = _versions(leaf)
+    return result
+
+
+def _versions(leaf: str) -> int:
     from upath import UPath
 
-    result.versions_left = sum(1 for p in UPath(leaf).iterdir() if p.name.startswith("v="))
-    return result
+    return sum(1 for p in UPath(leaf).iterdir() if p.name.startswith("v="))
