@@ -176,9 +176,23 @@ def pytest_collection_modifyitems(config, items):
 
     # Stable: the tests of a file stay together and in their order.
     items.sort(key=lambda item: rank(_file_of(item)))
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
+    # Always marked: the marks are inert without --dist loadgroup (in xdist's workers, which
+    # name the groups, the plugin is not registered as "xdist").
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             group = item.nodeid if item.get_closest_marker("spread") else _file_of(item)
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under ``--dist loadgroup`` every test must carry its group in its node id. When it does
+    not (pytest 9 ignores the node id xdist 3.8 writes), each file's tests go to every worker,
+    which starts each file's ``dagster dev``, browser and Spark once per worker: stop early."""
+    if node.config.getvalue("dist") != "loadgroup":
+        return
+    ungrouped = [nodeid for nodeid in ids if "@" not in nodeid]
+    if ungrouped:
+        pytest.exit(
+            f"pytest-xdist did not name the test groups (e.g. {ungrouped[0]}): pytest "
+            f"{pytest.__version__} with this pytest-xdist ignores --dist loadgroup; install "
+            "the versions pyproject.toml pins", returncode=pytest.ExitCode.USAGE_ERROR)

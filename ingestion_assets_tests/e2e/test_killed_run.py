@@ -20,8 +20,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import requests
+import yaml
 
 from ingestion_assets.demo_api import CONTROL_HEADERS
+from ingestion_assets.specs import DEFAULT_SOURCES_DIR
 from ingestion_assets_tests.deploy.services import fresh_pg_database, pg_env
 from ingestion_assets_tests.e2e.harness import REPO_ROOT, running_project, wait_until
 
@@ -58,14 +60,28 @@ def _events(instance: dg.DagsterInstance, run_id: str, kind: dg.DagsterEventType
     return [e for e in instance.all_logs(run_id, of_type=kind)]
 
 
+def _payments_without_schedules(tmp_path: Path) -> Path:
+    """The demo payments source alone, its schedules removed: the demo's schedules fire at
+    00:30 UTC and their runs of payments would take the freed slot before run B."""
+    config = yaml.safe_load((DEFAULT_SOURCES_DIR / "payments" / "defs.yaml").read_text())
+    for endpoint in config["attributes"]["endpoints"]:
+        endpoint.pop("automation", None)
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    (sources / "payments.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return sources
+
+
 def _kill_run_and_start_next(tmp_path: Path, monkeypatch, extra_env=None,
                              instance_yaml=None) -> float:
     """Returns the seconds from the kill to the start of the next run's API step."""
     days = [(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=n)).date().isoformat()
             for n in (3, 4)]
+    extra_env = {**(extra_env or {}),
+                 "INGESTION_SOURCES": str(_payments_without_schedules(tmp_path))}
     with running_project(tmp_path, extra_env, instance_yaml) as project:
         log = tmp_path / "dagster_dev.log"
-        for name, value in (extra_env or {}).items():  # the test's own instance: same storage
+        for name, value in extra_env.items():  # the test's own instance: the same storage
             monkeypatch.setenv(name, value)
         with dg.DagsterInstance.from_config(str(project.dagster_home)) as instance:
             instance.event_log_storage.set_concurrency_slots(POOL, 1)
