@@ -33,7 +33,7 @@ import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from ingestion_assets.http import defaults
-from ingestion_assets.http.deadline import Watchdog, request_deadline
+from ingestion_assets.http.deadline import body_chunks, request_deadline
 from ingestion_assets.http.errors import (
     ApiTimeoutError,
     AuthenticationError,
@@ -186,29 +186,16 @@ TOKEN_BODY_LIMIT = 1024 * 1024
 
 
 def _read_token_body(resp: requests.Response, deadline: float, url: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    watchdog = Watchdog(resp, deadline)
-    try:
-        for chunk in resp.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > TOKEN_BODY_LIMIT:
-                raise AuthenticationError(
-                    f"token endpoint answered more than {TOKEN_BODY_LIMIT // 1024} KiB; "
-                    "stopped reading", url=url, status=resp.status_code,
-                )
-            chunks.append(chunk)
-    except requests.RequestException:
-        if not watchdog.fired:
-            raise
-    finally:
-        watchdog.cancel()
-        resp.close()
-    if watchdog.fired:
-        raise DeadlineExceededError(
+    return b"".join(body_chunks(
+        resp, deadline, chunk_bytes=64 * 1024, limit=TOKEN_BODY_LIMIT,
+        too_large=lambda: AuthenticationError(
+            f"token endpoint answered more than {TOKEN_BODY_LIMIT // 1024} KiB; "
+            "stopped reading", url=url, status=resp.status_code,
+        ),
+        late=lambda size: DeadlineExceededError(
             f"token response did not complete within {TOKEN_DEADLINE_S:g} s", url=url
-        )
-    return b"".join(chunks)
+        ),
+    ))
 
 
 MIN_TOKEN_LIFETIME_S = 1.0
