@@ -167,13 +167,19 @@ class Paginator:
 
     # helpers for subclasses -------------------------------------------------------------
     def _body_fields(
-        self, *, total_path: str | None = None, has_more_path: str | None = None
+        self, *, total_path: str | None = None, has_more_path: str | None = None,
+        total_pages_path: str | None = None,
     ) -> None:
-        """Where the body declares the record total and a ``has_more`` flag (None: nowhere)."""
+        """Where the body declares the record total, a ``has_more`` flag and the page count
+        (None: nowhere). A style that plans from a total is random access with one."""
         self.total_path = total_path
         self.has_more_path = has_more_path
+        self.total_pages_path = total_pages_path
         self._total_steps = compile_path(total_path)
         self._has_more_steps = compile_path(has_more_path)
+        self._pages_steps = compile_path(total_pages_path)
+        if self.plans_from_total:
+            self.random_access = bool(total_path or total_pages_path)
 
     def _no_more(self, body: Any) -> bool:
         """The body's ``has_more`` flag says this is the last page (never without a flag)."""
@@ -254,7 +260,6 @@ class OffsetPaginator(Paginator):
         self.offset_param = offset_param
         self.limit_param = limit_param
         self.initial_offset = initial_offset
-        self.random_access = bool(total_path)
         self.offset = initial_offset
 
     def reset(self) -> None:
@@ -333,15 +338,14 @@ class PageNumberPaginator(Paginator):
         last_page_from_link: bool = False,
     ) -> None:
         super().__init__()
-        self._body_fields(total_path=total_path, has_more_path=has_more_path)
+        self._body_fields(total_path=total_path, has_more_path=has_more_path,
+                          total_pages_path=total_pages_path)
         self.page_size = page_size
         self.page_param = page_param
         self.size_param = size_param
         self.first_page = first_page
-        self.total_pages_path = total_pages_path
-        self._pages_steps = compile_path(total_pages_path)
         self.last_page_from_link = last_page_from_link
-        self.random_access = bool(total_path or total_pages_path or last_page_from_link)
+        self.random_access = self.random_access or bool(last_page_from_link)  # rel="last": a plan
         self.page = first_page
         self.seen = 0
 
