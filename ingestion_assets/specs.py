@@ -400,23 +400,42 @@ class _SizedPagination(_PaginationSpec):
         return {self.size_param: self.page_size} if self.page_size else {}
 
 
-class OffsetPagination(_PaginationSpec):
+class _PlannedPagination(_PaginationSpec):
+    """A style whose core sends the page size and the position on every request, and can
+    plan its pages once the API declares a total (offset, page number)."""
+
+    core: ClassVar[type[pg.Paginator]]
+    size_fields: ClassVar[tuple[str, str]]
+    """The fields of the page size and of the parameter sending it."""
+    position_field: ClassVar[str]
+    """The field of the parameter sending the position (offset, page number)."""
+    position_note: ClassVar[str] = ""
+
+    def _core(self) -> pg.Paginator:
+        return self.core(**self._options())
+
+    def sent_params(self) -> list[tuple[str, str, str]]:
+        size_field, param_field = self.size_fields
+        size, size_param = getattr(self, size_field), getattr(self, param_field)
+        position_param = getattr(self, self.position_field)
+        return [
+            (size_param, size_field, f"the paginator sends {size_param}={size} on every "
+             f"request{_default_note(self, size_field)}"),
+            (position_param, self.position_field, f"the paginator sends {position_param} on "
+             f"every request{self.position_note}"),
+        ]
+
+
+class OffsetPagination(_PlannedPagination):
+    core = pg.OffsetPaginator
+    size_fields = ("limit", "limit_param")
+    position_field = "offset_param"
+
     type: Literal["offset"]
     limit: int = Field(default=defaults.PAGE_SIZE, gt=0)
     offset_param: str = "offset"
     limit_param: str = "limit"
     total_path: str | None = None
-
-    def _core(self) -> pg.Paginator:
-        return pg.OffsetPaginator(**self._options())
-
-    def sent_params(self) -> list[tuple[str, str, str]]:
-        return [
-            (self.limit_param, "limit", f"the paginator sends {self.limit_param}={self.limit} "
-             f"on every request{_default_note(self, 'limit')}"),
-            (self.offset_param, "offset_param", f"the paginator sends {self.offset_param} on "
-             "every request"),
-        ]
 
     def why_sequential(self) -> str | None:
         if self.total_path or self._totals_declared():
@@ -425,7 +444,12 @@ class OffsetPagination(_PaginationSpec):
             "`total_header`)"
 
 
-class PageNumberPagination(_PaginationSpec):
+class PageNumberPagination(_PlannedPagination):
+    core = pg.PageNumberPaginator
+    size_fields = ("page_size", "size_param")
+    position_field = "page_param"
+    position_note = " (the first page is `first_page`)"
+
     type: Literal["page_number"]
     page_size: int = Field(default=defaults.PAGE_SIZE, gt=0)
     page_param: str = "page"
@@ -433,17 +457,6 @@ class PageNumberPagination(_PaginationSpec):
     first_page: int = 1
     total_path: str | None = None
     total_pages_path: str | None = None
-
-    def _core(self) -> pg.Paginator:
-        return pg.PageNumberPaginator(**self._options())  # it sends the page size itself
-
-    def sent_params(self) -> list[tuple[str, str, str]]:
-        return [
-            (self.size_param, "page_size", f"the paginator sends {self.size_param}="
-             f"{self.page_size} on every request{_default_note(self, 'page_size')}"),
-            (self.page_param, "page_param", f"the paginator sends {self.page_param} on every "
-             "request (the first page is `first_page`)"),
-        ]
 
     def why_sequential(self) -> str | None:
         if self.total_path or self.total_pages_path or self._totals_declared():
