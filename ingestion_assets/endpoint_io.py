@@ -147,11 +147,9 @@ def client_settings(source: Source) -> dict[str, Any]:
         requests_per_second=rl.requests_per_second if rl else None,
         burst=rl.burst if rl else None,
         max_concurrency=source.max_concurrency,
-        max_attempts=source.retry.max_attempts,
-        rate_limit_attempts=source.retry.rate_limit_attempts,
-        backoff_base_seconds=source.retry.backoff_base_seconds,
-        backoff_max_seconds=source.retry.backoff_max_seconds,
-        retry_after_floor_seconds=source.retry.retry_after_floor_seconds,
+        # retry.* and limits.* go by their own names (op retries are the step's, not the client's)
+        **source.retry.model_dump(exclude={"op_retries", "op_retry_delay_seconds"}),
+        **source.limits.model_dump(),
         connect_timeout_seconds=source.timeout.connect,
         read_timeout_seconds=source.timeout.read,
         headers=header_config(source.headers),
@@ -159,11 +157,6 @@ def client_settings(source: Source) -> dict[str, Any]:
         endpoint_headers={e.name: header_config(e.headers) for e in source.endpoints
                           if e.headers},
         allowed_origins=source.allowed_origins,
-        max_body_mb=source.limits.max_body_mb,
-        request_deadline_seconds=source.limits.request_deadline_seconds,
-        max_wait_seconds=source.limits.max_wait_seconds,
-        max_redirects=source.limits.max_redirects,
-        max_stream_mb=source.limits.max_stream_mb,
     )
 
 

@@ -34,7 +34,7 @@ import re
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -113,6 +113,13 @@ def _no_literal_secret(value: Any, field: str) -> Any:
     return value
 
 
+AuthSecret = Annotated[
+    EnvSecret,
+    BeforeValidator(lambda value, info: _no_literal_secret(value, f"auth.{info.field_name}")),
+]
+"""An auth field holding a secret: ``{env: NAME}`` only, a literal value is an error."""
+
+
 # --------------------------------------------------------------------------- styles
 #
 # One definition per style: a pagination or auth style is ONE model here, whose `build()`
@@ -120,9 +127,11 @@ def _no_literal_secret(value: Any, field: str) -> Any:
 # the model's field names and reads its defaults from ingestion_assets/http/defaults.py.
 # Adding a style:
 #   1. the core class (subclass of Paginator / ApiAuth), keyword arguments = the YAML fields;
-#   2. a model here: `type: Literal["my_style"]`, the fields, and `_core()` building (1);
-#      a pagination model overrides `why_sequential()` when its pages can be planned and
-#      `sent_params()` / `size_params()` when its core sends the page size itself;
+#   2. a model here: `type: Literal["my_style"]`, the fields, and `core = <class (1)>` (or
+#      `_core()` when building it takes more than the fields); a pagination style whose core
+#      does not send the page size derives from `_SizedPagination`; a pagination model
+#      overrides `why_sequential()` when its pages can be planned and `sent_params()` when
+#      its core sends parameters itself; a secret auth field is typed `AuthSecret`;
 #   3. its name in the `Pagination` / `Auth` union below.
 # Nothing else names styles (the resource calls `spec.build()`; error locations read the
 # union's tags). A user's own class needs none of this: `type: custom` with `class_path`.
@@ -177,6 +186,9 @@ class _Custom(_Model):
 
 
 class _AuthSpec(_Model):
+    core: ClassVar[type[http_auth.ApiAuth]]
+    """The HTTP core's class of the style; it takes the model's fields as keyword arguments."""
+
     def build(self, source: str) -> http_auth.ApiAuth:
         """The HTTP core's auth, with its secrets read from the environment now.
 
@@ -199,55 +211,38 @@ class _AuthSpec(_Model):
         return self._core(**options)
 
     def _core(self, **options: Any) -> http_auth.ApiAuth:
-        raise NotImplementedError
+        return self.core(**options)
 
 
 class NoAuth(_AuthSpec):
+    core = http_auth.NoAuth
     type: Literal["none"]
-
-    def _core(self, **options: Any) -> http_auth.ApiAuth:
-        return http_auth.NoAuth()
 
 
 class BearerAuth(_AuthSpec):
+    core = http_auth.BearerToken
     type: Literal["bearer"]
-    token: EnvSecret
-
-    _literal = field_validator("token", mode="before")(
-        lambda v: _no_literal_secret(v, "auth.token")
-    )
-
-    def _core(self, **options: Any) -> http_auth.ApiAuth:
-        return http_auth.BearerToken(**options)
+    token: AuthSecret
 
 
 class ApiKeyAuth(_AuthSpec):
+    core = http_auth.ApiKey
     type: Literal["api_key"]
     name: str = Field(description="header or query parameter name")
     location: Literal["header", "query"] = "header"
-    key: EnvSecret
+    key: AuthSecret
     prefix: str = ""
-
-    _literal = field_validator("key", mode="before")(lambda v: _no_literal_secret(v, "auth.key"))
-
-    def _core(self, **options: Any) -> http_auth.ApiAuth:
-        return http_auth.ApiKey(**options)
 
 
 class BasicAuth(_AuthSpec):
+    core = http_auth.HttpBasic
     type: Literal["basic"]
     username: str | EnvSecret
-    password: EnvSecret
-
-    _literal = field_validator("password", mode="before")(
-        lambda v: _no_literal_secret(v, "auth.password")
-    )
-
-    def _core(self, **options: Any) -> http_auth.ApiAuth:
-        return http_auth.HttpBasic(**options)
+    password: AuthSecret
 
 
 class OAuth2ClientCredentials(_AuthSpec):
+    core = http_auth.OAuth2ClientCredentials
     type: Literal["oauth2_client_credentials"]
     token_url: str
     client_id: EnvSecret
@@ -277,9 +272,6 @@ class OAuth2ClientCredentials(_AuthSpec):
             del value["scopes"]
         return value
 
-    def _core(self, **options: Any) -> http_auth.ApiAuth:
-        return http_auth.OAuth2ClientCredentials(**options)
-
 
 def _no_literal_secrets(value: Any, field: str) -> Any:
     if isinstance(value, dict):
@@ -291,6 +283,7 @@ def _no_literal_secrets(value: Any, field: str) -> Any:
 class LoginAuth(_AuthSpec):
     """``type: login``: credentials POSTed to a login URL answer a token (see LoginAuth)."""
 
+    core = http_auth.LoginAuth
     type: Literal["login"]
     login_url: str
     credentials: dict[str, EnvSecret] = Field(
@@ -312,19 +305,14 @@ class LoginAuth(_AuthSpec):
         lambda v: _no_literal_secrets(v, "auth.credentials")
     )
 
-    def _core(self, **options: Any) -> http_auth.ApiAuth:
-        return http_auth.LoginAuth(**options)
-
 
 class KeyRotationAuth(_AuthSpec):
+    core = http_auth.RotatingApiKeys
     type: Literal["key_rotation"]
     name: str = "Authorization"
     location: Literal["header", "query"] = "header"
     prefix: str = "Bearer"
     keys: list[EnvSecret] = Field(min_length=1)
-
-    def _core(self, **options: Any) -> http_auth.ApiAuth:
-        return http_auth.RotatingApiKeys(**options)
 
 
 class CustomAuth(_Custom):
@@ -381,8 +369,7 @@ class _PaginationSpec(_Model):
 
     def size_params(self) -> dict[str, Any]:
         """The page size as a plain query parameter, for styles whose core does not send it."""
-        size = getattr(self, "page_size", None)
-        return {self.size_param: size} if size else {}  # type: ignore[attr-defined]
+        return {}
 
     def sent_params(self) -> list[tuple[str, str, str]]:
         """(query parameter, setting, why) for each parameter the style sends itself: an
@@ -398,23 +385,57 @@ class _PaginationSpec(_Model):
         return bool(self.total_header or self.total_pages_header)
 
 
-class OffsetPagination(_PaginationSpec):
+class _SizedPagination(_PaginationSpec):
+    """A style whose core does not send the page size: ``page_size`` goes as ``size_param``."""
+
+    page_size: int | None = Field(default=None, gt=0)
+    size_param: str = "limit"
+    core: ClassVar[type[pg.Paginator]]
+    """The HTTP core's class of the style; it takes the model's other fields."""
+
+    def _core(self) -> pg.Paginator:
+        return self.core(**self._options(*_SIZE))
+
+    def size_params(self) -> dict[str, Any]:
+        return {self.size_param: self.page_size} if self.page_size else {}
+
+
+class _PlannedPagination(_PaginationSpec):
+    """A style whose core sends the page size and the position on every request, and can
+    plan its pages once the API declares a total (offset, page number)."""
+
+    core: ClassVar[type[pg.Paginator]]
+    size_fields: ClassVar[tuple[str, str]]
+    """The fields of the page size and of the parameter sending it."""
+    position_field: ClassVar[str]
+    """The field of the parameter sending the position (offset, page number)."""
+    position_note: ClassVar[str] = ""
+
+    def _core(self) -> pg.Paginator:
+        return self.core(**self._options())
+
+    def sent_params(self) -> list[tuple[str, str, str]]:
+        size_field, param_field = self.size_fields
+        size, size_param = getattr(self, size_field), getattr(self, param_field)
+        position_param = getattr(self, self.position_field)
+        return [
+            (size_param, size_field, f"the paginator sends {size_param}={size} on every "
+             f"request{_default_note(self, size_field)}"),
+            (position_param, self.position_field, f"the paginator sends {position_param} on "
+             f"every request{self.position_note}"),
+        ]
+
+
+class OffsetPagination(_PlannedPagination):
+    core = pg.OffsetPaginator
+    size_fields = ("limit", "limit_param")
+    position_field = "offset_param"
+
     type: Literal["offset"]
     limit: int = Field(default=defaults.PAGE_SIZE, gt=0)
     offset_param: str = "offset"
     limit_param: str = "limit"
     total_path: str | None = None
-
-    def _core(self) -> pg.Paginator:
-        return pg.OffsetPaginator(**self._options())
-
-    def sent_params(self) -> list[tuple[str, str, str]]:
-        return [
-            (self.limit_param, "limit", f"the paginator sends {self.limit_param}={self.limit} "
-             f"on every request{_default_note(self, 'limit')}"),
-            (self.offset_param, "offset_param", f"the paginator sends {self.offset_param} on "
-             "every request"),
-        ]
 
     def why_sequential(self) -> str | None:
         if self.total_path or self._totals_declared():
@@ -423,7 +444,12 @@ class OffsetPagination(_PaginationSpec):
             "`total_header`)"
 
 
-class PageNumberPagination(_PaginationSpec):
+class PageNumberPagination(_PlannedPagination):
+    core = pg.PageNumberPaginator
+    size_fields = ("page_size", "size_param")
+    position_field = "page_param"
+    position_note = " (the first page is `first_page`)"
+
     type: Literal["page_number"]
     page_size: int = Field(default=defaults.PAGE_SIZE, gt=0)
     page_param: str = "page"
@@ -432,20 +458,6 @@ class PageNumberPagination(_PaginationSpec):
     total_path: str | None = None
     total_pages_path: str | None = None
 
-    def _core(self) -> pg.Paginator:
-        return pg.PageNumberPaginator(**self._options())
-
-    def size_params(self) -> dict[str, Any]:
-        return {}  # the paginator sends it
-
-    def sent_params(self) -> list[tuple[str, str, str]]:
-        return [
-            (self.size_param, "page_size", f"the paginator sends {self.size_param}="
-             f"{self.page_size} on every request{_default_note(self, 'page_size')}"),
-            (self.page_param, "page_param", f"the paginator sends {self.page_param} on every "
-             "request (the first page is `first_page`)"),
-        ]
-
     def why_sequential(self) -> str | None:
         if self.total_path or self.total_pages_path or self._totals_declared():
             return None
@@ -453,7 +465,7 @@ class PageNumberPagination(_PaginationSpec):
             "`total_path`, `total_pages_path`, `total_header` or `total_pages_header`)"
 
 
-class CursorPagination(_PaginationSpec):
+class CursorPagination(_SizedPagination):
     """Cursor in the body: at ``cursor_path``, or the last record's ``cursor_field``."""
 
     type: Literal["cursor"]
@@ -461,8 +473,6 @@ class CursorPagination(_PaginationSpec):
     cursor_path: str | None = None
     cursor_field: str | None = None
     has_more_path: str | None = None
-    page_size: int | None = Field(default=None, gt=0)
-    size_param: str = "limit"
 
     @model_validator(mode="after")
     def _one_cursor_source(self) -> CursorPagination:
@@ -476,31 +486,24 @@ class CursorPagination(_PaginationSpec):
         return pg.JsonCursor(**self._options("cursor_field", *_SIZE))
 
 
-class HeaderCursorPagination(_PaginationSpec):
+class HeaderCursorPagination(_SizedPagination):
+    core = pg.HeaderCursor
     type: Literal["header_cursor"]
     header: str
     cursor_param: str
-    page_size: int | None = Field(default=None, gt=0)
-    size_param: str = "limit"
-
-    def _core(self) -> pg.Paginator:
-        return pg.HeaderCursor(**self._options(*_SIZE))
 
 
-class KeysetPagination(_PaginationSpec):
+class KeysetPagination(_SizedPagination):
+    core = pg.KeysetPaginator
     type: Literal["keyset"]
     sort_field: str
     sort_param: str
     tiebreak_field: str
     tiebreak_param: str
-    page_size: int | None = Field(default=None, gt=0)
-    size_param: str = "limit"
-
-    def _core(self) -> pg.Paginator:
-        return pg.KeysetPaginator(**self._options(*_SIZE))
 
 
-class LinkPagination(_PaginationSpec):
+class LinkPagination(_SizedPagination):
+    core = pg.LinkHeader
     type: Literal["link"]
     rel: str = "next"
     page_param: str | None = Field(
@@ -508,11 +511,6 @@ class LinkPagination(_PaginationSpec):
         description="page-number parameter in the links: with rel=\"last\" it gives the page "
         "count (checked) and lets `workers` fetch pages concurrently; null to never plan",
     )
-    page_size: int | None = Field(default=None, gt=0)
-    size_param: str = "limit"
-
-    def _core(self) -> pg.Paginator:
-        return pg.LinkHeader(**self._options(*_SIZE))
 
     def why_sequential(self) -> str | None:
         if self.page_param:
@@ -520,17 +518,13 @@ class LinkPagination(_PaginationSpec):
         return "pages are planned from the rel=\"last\" link's `page_param`, which is null"
 
 
-class NextUrlPagination(_PaginationSpec):
+class NextUrlPagination(_SizedPagination):
     """The next page's URL in the body; relative URLs resolve against the request URL."""
 
+    core = pg.JsonLink
     type: Literal["next_url"]
     next_url_path: str = Field(description="path to the next URL; missing or null: the end")
     total_path: str | None = None
-    page_size: int | None = Field(default=None, gt=0)
-    size_param: str = "limit"
-
-    def _core(self) -> pg.Paginator:
-        return pg.JsonLink(**self._options(*_SIZE))
 
     def why_sequential(self) -> str | None:
         return "each request needs the next URL that the previous page returned"

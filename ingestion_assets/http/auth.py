@@ -33,7 +33,7 @@ import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from ingestion_assets.http import defaults
-from ingestion_assets.http.deadline import Watchdog, request_deadline
+from ingestion_assets.http.deadline import body_chunks, request_deadline
 from ingestion_assets.http.errors import (
     ApiTimeoutError,
     AuthenticationError,
@@ -123,7 +123,28 @@ class BearerToken(ApiAuth):
         return {"type": "bearer", "header": self.header}
 
 
-class ApiKey(ApiAuth):
+class _PlacedKey(ApiAuth):
+    """A key sent in the header ``name`` (after ``prefix``) or as the query parameter ``name``."""
+
+    def __init__(self, name: str, location: str, prefix: str) -> None:
+        if location not in ("header", "query"):
+            raise ConfigurationError(f"{type(self).__name__} location must be 'header' or 'query'")
+        self.name = name
+        self.location = location
+        self.prefix = prefix
+
+    def _render(self, key: str) -> str:
+        return _join(self.prefix, key) if self.location == "header" else key
+
+    def _place(self, request: requests.PreparedRequest, key: str) -> requests.PreparedRequest:
+        if self.location == "header":
+            request.headers[self.name] = self._render(key)
+        else:
+            request.prepare_url(request.url, {self.name: key})
+        return request
+
+
+class ApiKey(_PlacedKey):
     """An API key in a header or a query parameter.
 
     Args:
@@ -138,20 +159,12 @@ class ApiKey(ApiAuth):
     ) -> None:
         if not key:
             raise ConfigurationError("ApiKey needs a non-empty key")
-        if location not in ("header", "query"):
-            raise ConfigurationError("ApiKey location must be 'header' or 'query'")
+        super().__init__(name, location, prefix)
         register_secret(key)
         self._key = key
-        self.name = name
-        self.location = location
-        self.prefix = prefix
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        if self.location == "header":
-            request.headers[self.name] = _join(self.prefix, self._key)
-        else:
-            request.prepare_url(request.url, {self.name: self._key})
-        return request
+        return self._place(request, self._key)
 
     def describe(self) -> dict[str, Any]:
         return {"type": "api_key", "name": self.name, "location": self.location}
@@ -186,29 +199,16 @@ TOKEN_BODY_LIMIT = 1024 * 1024
 
 
 def _read_token_body(resp: requests.Response, deadline: float, url: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    watchdog = Watchdog(resp, deadline)
-    try:
-        for chunk in resp.iter_content(64 * 1024):
-            size += len(chunk)
-            if size > TOKEN_BODY_LIMIT:
-                raise AuthenticationError(
-                    f"token endpoint answered more than {TOKEN_BODY_LIMIT // 1024} KiB; "
-                    "stopped reading", url=url, status=resp.status_code,
-                )
-            chunks.append(chunk)
-    except requests.RequestException:
-        if not watchdog.fired:
-            raise
-    finally:
-        watchdog.cancel()
-        resp.close()
-    if watchdog.fired:
-        raise DeadlineExceededError(
+    return b"".join(body_chunks(
+        resp, deadline, chunk_bytes=64 * 1024, limit=TOKEN_BODY_LIMIT,
+        too_large=lambda: AuthenticationError(
+            f"token endpoint answered more than {TOKEN_BODY_LIMIT // 1024} KiB; "
+            "stopped reading", url=url, status=resp.status_code,
+        ),
+        late=lambda size: DeadlineExceededError(
             f"token response did not complete within {TOKEN_DEADLINE_S:g} s", url=url
-        )
-    return b"".join(chunks)
+        ),
+    ))
 
 
 MIN_TOKEN_LIFETIME_S = 1.0
@@ -289,12 +289,13 @@ class _TokenAuth(ApiAuth):
     or a transport failure (3 attempts).
     """
 
-    header = "Authorization"
-    scheme = "Bearer"
     what = "token endpoint"
 
-    def __init__(self, url: str, *, refresh_ahead_seconds: float, default_expires_in: float):
+    def __init__(self, url: str, *, refresh_ahead_seconds: float, default_expires_in: float,
+                 header: str = "Authorization", scheme: str = "Bearer") -> None:
         self._url = url
+        self.header = header  # carries the token, after the scheme ("" for none)
+        self.scheme = scheme
         self.refresh_ahead_seconds = refresh_ahead_seconds
         self.default_expires_in = default_expires_in
         self._lock = threading.Lock()
@@ -591,20 +592,16 @@ class LoginAuth(_TokenAuth):
         if not compile_path(token_path):
             raise ConfigurationError("token_path must name a field of the login answer")
         super().__init__(login_url, refresh_ahead_seconds=refresh_ahead_seconds,
-                         default_expires_in=default_expires_in)
+                         default_expires_in=default_expires_in, header=header, scheme=scheme)
         register_secret(*credentials.values())
         self.login_url = login_url
         self._credentials = dict(credentials)
         self.extra_fields = dict(extra_fields or {})
         self.body_format = body_format
+        # Where the answer holds the token and its expiry (read once per login).
         self.token_path = token_path
-        self.header = header
-        self.scheme = scheme
         self.expires_in_path = expires_in_path
         self.expires_at_path = expires_at_path
-        self._token_steps = compile_path(token_path)
-        self._in_steps = compile_path(expires_in_path) if expires_in_path else ()
-        self._at_steps = compile_path(expires_at_path) if expires_at_path else ()
         self.logins = 0  # tokens obtained (no secrets)
 
     def _obtain(self) -> None:
@@ -615,7 +612,7 @@ class LoginAuth(_TokenAuth):
         else:
             resp, content = self._post(url, data={k: str(v) for k, v in body.items()})
         payload = self._payload(resp, content, url)
-        token = find(payload, self._token_steps)
+        token = find(payload, compile_path(self.token_path))
         if token is None or token == "":
             raise AuthenticationError(
                 f"login endpoint answered {resp.status_code} without a token at "
@@ -627,11 +624,12 @@ class LoginAuth(_TokenAuth):
         log.debug("logged in (token valid for %.0fs)", max(0.0, self._expires_at - time.monotonic()))
 
     def _lifetime(self, payload: Any, token: Any) -> float | None:
-        if self._in_steps:
-            seconds = bounded_lifetime(find(payload, self._in_steps))
+        in_steps, at_steps = compile_path(self.expires_in_path), compile_path(self.expires_at_path)
+        if in_steps:
+            seconds = bounded_lifetime(find(payload, in_steps))
             if seconds is not None:
                 return seconds
-        expiry = _epoch_of(find(payload, self._at_steps)) if self._at_steps else None
+        expiry = _epoch_of(find(payload, at_steps)) if at_steps else None
         if expiry is None and isinstance(token, str):
             expiry = jwt_expiry(token)
         return None if expiry is None else bounded_lifetime(expiry - time.time())
@@ -640,7 +638,7 @@ class LoginAuth(_TokenAuth):
         return {"type": "login", "login_url": self.login_url, "header": self.header}
 
 
-class RotatingApiKeys(ApiAuth):
+class RotatingApiKeys(_PlacedKey):
     """Several API keys used in turn, driven by each key's rate-limit headers.
 
     Limits are usually per key: the current key is used until its
@@ -672,13 +670,9 @@ class RotatingApiKeys(ApiAuth):
         keys = [k for k in keys if k]
         if not keys:
             raise ConfigurationError("RotatingApiKeys needs at least one key")
-        if location not in ("header", "query"):
-            raise ConfigurationError("location must be 'header' or 'query'")
+        super().__init__(name, location, prefix)
         register_secret(*keys)
         self._keys = list(keys)
-        self.name = name
-        self.location = location
-        self.prefix = prefix
         self.remaining_header = remaining_header
         self.reset_header = reset_header
         self.low_watermark = low_watermark
@@ -689,19 +683,11 @@ class RotatingApiKeys(ApiAuth):
         self.uses = [0] * len(keys)  # requests per key index (no secret)
         self._by_value = {self._render(k): i for i, k in enumerate(keys)}
 
-    def _render(self, key: str) -> str:
-        return _join(self.prefix, key) if self.location == "header" else key
-
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         with self._lock:
             index = self._current
             self.uses[index] += 1
-        key = self._keys[index]
-        if self.location == "header":
-            request.headers[self.name] = self._render(key)
-        else:
-            request.prepare_url(request.url, {self.name: key})
-        return request
+        return self._place(request, self._keys[index])
 
     def _index_of(self, request: requests.PreparedRequest | None) -> int | None:
         if request is None:

@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urljoin
@@ -36,7 +36,7 @@ from ingestion_assets.http.classify import (
     StatusClassifier,
     Verdict,
 )
-from ingestion_assets.http.deadline import DeadlineAdapter, Watchdog, request_deadline
+from ingestion_assets.http.deadline import DeadlineAdapter, body_chunks, request_deadline
 from ingestion_assets.http.errors import (
     ApiError,
     BodyTooLargeError,
@@ -514,49 +514,25 @@ class ApiClient:
     def _read_body(
         self, response: requests.Response, deadline: float, where: dict[str, Any]
     ) -> bytes:
-        """Read and decode the body in chunks, within the size and time budgets.
-
-        Decompression happens chunk by chunk, so a gzip bomb stops at the size budget
-        having used about that much memory. A watchdog closes the socket at the deadline:
-        a server trickling bytes would otherwise keep each read just under the timeout.
-        """
+        """Read and decode the body, within the size and time budgets (:func:`body_chunks`)."""
         limit = self.budgets.max_body_bytes
-        chunks: list[bytes] = []
-        size = 0
-        watchdog = Watchdog(response, deadline)
-        try:
-            for chunk in response.iter_content(self.budgets.chunk_bytes):
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLargeError(
-                        f"response body larger than {_mib(limit)} once decoded "
-                        f"(Content-Encoding: {response.headers.get('Content-Encoding') or 'none'}"
-                        "); stopped reading (limits.max_body_mb); not retried",
-                        url=response.url,
-                        status=response.status_code,
-                        **where,
-                    )
-                chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    break
-        except requests.RequestException:
-            if not watchdog.fired:
-                raise
-        finally:
-            watchdog.cancel()
-            response.close()
-        if watchdog.fired or time.monotonic() > deadline:
-            raise DeadlineExceededError(
+        located = {"url": response.url, "status": response.status_code, **where}
+        return b"".join(body_chunks(
+            response, deadline, chunk_bytes=self.budgets.chunk_bytes, limit=limit,
+            too_large=lambda: BodyTooLargeError(
+                f"response body larger than {_mib(limit)} once decoded "
+                f"(Content-Encoding: {response.headers.get('Content-Encoding') or 'none'}"
+                "); stopped reading (limits.max_body_mb); not retried", **located,
+            ),
+            late=lambda size: DeadlineExceededError(
                 f"the response did not complete within the request deadline of "
                 f"{self.budgets.request_deadline_s:g} s (limits.request_deadline_seconds); "
-                f"{size} decoded bytes had arrived",
-                url=response.url,
-                status=response.status_code,
-                **where,
-            )
-        return b"".join(chunks)
+                f"{size} decoded bytes had arrived", **located,
+            ),
+        ))
 
 
+@dataclass(eq=False, repr=False)
 class PageStream:
     """The pages of one fetch, in order; iterate once. ``stats`` fills as it goes.
 
@@ -565,36 +541,26 @@ class PageStream:
     every record.
     """
 
-    def __init__(
-        self,
-        client: ApiClient,
-        request: PageRequest,
-        paginator: Paginator,
-        *,
-        records_path: str | None,
-        workers: int,
-        max_pages: int | None,
-        on_total_mismatch: str,
-        endpoint: str | None,
-        body_format: BodyFormat = JSON,
-        partition: str | None = None,
-    ) -> None:
-        self.client = client
-        self.body_format = body_format
-        self.partition = partition
-        self.request = request
-        self.paginator = paginator
-        self.records_path = records_path
-        self.workers = workers
-        self.max_pages = max_pages
-        self.on_total_mismatch = on_total_mismatch
-        self.endpoint = endpoint
-        self.stats = FetchStats(source=client.source, endpoint=endpoint, workers=1)
-        self._steps = records_steps(records_path)
+    client: ApiClient
+    request: PageRequest
+    paginator: Paginator
+    _: KW_ONLY
+    records_path: str | None
+    workers: int
+    max_pages: int | None
+    on_total_mismatch: str
+    endpoint: str | None
+    body_format: BodyFormat = JSON
+    partition: str | None = None
+    stats: FetchStats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stats = FetchStats(source=self.client.source, endpoint=self.endpoint, workers=1)
+        self._steps = records_steps(self.records_path)
         self._started = False
         self._totals: list[int] = []
-        self._where = {"source": client.source, "endpoint": endpoint}
-        self._first_url = request.url  # the paginator may move request.url along
+        self._where = {"source": self.client.source, "endpoint": self.endpoint}
+        self._first_url = self.request.url  # the paginator may move request.url along
 
     def __iter__(self) -> Iterator[Page]:
         if self._started:

@@ -4,7 +4,8 @@ Socket timeouts bound each *read*, so a server sending one byte per second never
 them. Here one watchdog thread keeps every in-flight request's deadline and shuts the
 socket down when it passes, which ends the blocked read at once. The headers are covered
 through the connection class of :class:`DeadlineAdapter` (mounted by the client), the body
-by :class:`Watchdog` around the client's chunked read.
+by :func:`body_chunks` (a :class:`Watchdog` around the chunked read), which the client, the
+token requests and streamed bodies all read through.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import heapq
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import requests
 import urllib3
@@ -110,6 +111,57 @@ class Watchdog:
     def cancel(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+
+
+def body_chunks(
+    response: requests.Response,
+    deadline: float,
+    *,
+    chunk_bytes: int,
+    limit: int,
+    too_large: Callable[[], Exception],
+    late: Callable[[int], Exception],
+    broken: Callable[[requests.RequestException, int], Exception] | None = None,
+    counted: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """A response's decoded body in chunks, within a size budget and the request deadline.
+
+    Decompression happens chunk by chunk, so a gzip bomb stops at ``limit`` having used
+    about that much memory. A :class:`Watchdog` closes the socket at the deadline: a server
+    trickling bytes would otherwise keep each read just under the timeout. The response is
+    closed in the end, whatever happens.
+
+    Args:
+        chunk_bytes: Size of each read.
+        limit: Most decoded bytes read; past it ``too_large()`` is raised.
+        too_large: The error for a body over ``limit``.
+        late: The error for a body not complete by the deadline (given the bytes read).
+        broken: The error for a connection that broke off (given the exception and the bytes
+            read); None: the ``requests`` exception itself.
+        counted: Called with each chunk's size as it arrives (before the size check).
+    """
+    size = 0
+    watchdog = Watchdog(response, deadline)
+    try:
+        for chunk in response.iter_content(chunk_bytes):
+            size += len(chunk)
+            if counted is not None:
+                counted(len(chunk))
+            if size > limit:
+                raise too_large()
+            if time.monotonic() > deadline:
+                break
+            yield chunk
+    except requests.RequestException as exc:
+        if not watchdog.fired:
+            if broken is None:
+                raise
+            raise broken(exc, size) from None
+    finally:
+        watchdog.cancel()
+        response.close()
+    if watchdog.fired or time.monotonic() > deadline:
+        raise late(size)
 
 
 def _socket_of(response: requests.Response) -> socket.socket | None:

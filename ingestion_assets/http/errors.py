@@ -62,6 +62,13 @@ class ApiError(Exception):
     transient: bool = False
     partition: str | None = None
 
+    def __init_subclass__(cls, transient: bool | None = None, **kwargs: object) -> None:
+        # ``class ServerError(HttpStatusError, transient=True)``: whether trying again later
+        # may succeed is said where the class is declared.
+        super().__init_subclass__(**kwargs)
+        if transient is not None:
+            cls.transient = transient
+
     def __init__(
         self,
         message: str,
@@ -124,10 +131,8 @@ class ApiError(Exception):
         }
 
 
-class TransportError(ApiError):
+class TransportError(ApiError, transient=True):
     """No usable response: connection refused or reset, DNS or TLS failure."""
-
-    transient = True
 
 
 class ApiTimeoutError(TransportError):
@@ -138,40 +143,28 @@ class HttpStatusError(ApiError):
     """The API answered with an error status."""
 
 
-class ClientError(HttpStatusError):
+class ClientError(HttpStatusError, transient=False):
     """A 4xx the client must fix (bad parameter, unknown URL): retrying cannot help."""
 
-    transient = False
 
-
-class AuthenticationError(HttpStatusError):
+class AuthenticationError(HttpStatusError, transient=False):
     """Credentials rejected (401/403), also after one refresh, or the token endpoint failed."""
 
-    transient = False
 
-
-class RateLimitError(HttpStatusError):
+class RateLimitError(HttpStatusError, transient=True):
     """Still rate limited (429) after the rate-limit retry budget."""
 
-    transient = True
 
-
-class ServerError(HttpStatusError):
+class ServerError(HttpStatusError, transient=True):
     """5xx answers until the retry budget ran out."""
 
-    transient = True
 
-
-class InvalidResponseError(ApiError):
+class InvalidResponseError(ApiError, transient=True):
     """A 2xx whose body is not usable data: an error object, HTML, truncated or bad JSON."""
 
-    transient = True
 
-
-class PaginationError(ApiError):
+class PaginationError(ApiError, transient=False):
     """The pagination does not add up (for example a cursor that does not move)."""
-
-    transient = False
 
 
 class PaginationLoopError(PaginationError):
@@ -182,47 +175,37 @@ class MaxPagesExceededError(PaginationError):
     """The API still had more pages after the configured maximum page count."""
 
 
-class IncompleteFetchError(ApiError):
+class IncompleteFetchError(ApiError, transient=True):
     """The records received do not match the total the API declared.
 
     Usually records were inserted or deleted while paginating by offset; running the
     fetch again (or switching to cursor/keyset pagination) fixes it.
     """
 
-    transient = True
 
-
-class ConfigurationError(ApiError):
+class ConfigurationError(ApiError, transient=False):
     """Invalid paginator or auth configuration, or a plugin path that does not resolve."""
-
-    transient = False
 
 
 class DeadlineExceededError(ApiTimeoutError):
     """The request's total deadline (connect + the whole body) passed: a trickling server."""
 
 
-class WaitTooLongError(RateLimitError):
+class WaitTooLongError(RateLimitError, transient=False):
     """The server asked to wait (Retry-After, rate-limit reset) longer than the cap allows."""
 
-    transient = False
 
-
-class BodyTooLargeError(InvalidResponseError):
+class BodyTooLargeError(InvalidResponseError, transient=False):
     """The decoded body passed the size budget (a decompression bomb or a runaway listing).
 
     Sending the same request again would fail the same way, so it is not retried.
     """
 
-    transient = False
 
-
-class CrossOriginError(ApiError):
+class CrossOriginError(ApiError, transient=False):
     """A next link, body next URL or redirect leads outside the source's allowed origins.
 
     Credentials belong to the source's origin; rather than follow the link without them (and
     store a silently half-fetched partition) the fetch fails. List a trusted origin under the
     source's ``allowed_origins`` to follow it with credentials.
     """
-
-    transient = False

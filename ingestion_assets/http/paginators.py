@@ -89,6 +89,8 @@ class Paginator:
     plans_from_total: bool = False
     total_header: str | None = None
     total_pages_header: str | None = None
+    _total_steps: tuple = ()
+    _has_more_steps: tuple = ()
 
     def __init__(self) -> None:
         self.has_next = True
@@ -164,7 +166,28 @@ class Paginator:
         return {"style": type(self).__name__}
 
     # helpers for subclasses -------------------------------------------------------------
-    def _read_total(self, body: Any, steps: tuple) -> None:
+    def _body_fields(
+        self, *, total_path: str | None = None, has_more_path: str | None = None,
+        total_pages_path: str | None = None,
+    ) -> None:
+        """Where the body declares the record total, a ``has_more`` flag and the page count
+        (None: nowhere). A style that plans from a total is random access with one."""
+        self.total_path = total_path
+        self.has_more_path = has_more_path
+        self.total_pages_path = total_pages_path
+        self._total_steps = compile_path(total_path)
+        self._has_more_steps = compile_path(has_more_path)
+        self._pages_steps = compile_path(total_pages_path)
+        if self.plans_from_total:
+            self.random_access = bool(total_path or total_pages_path)
+
+    def _no_more(self, body: Any) -> bool:
+        """The body's ``has_more`` flag says this is the last page (never without a flag)."""
+        return bool(self._has_more_steps) and not _to_bool(find(body, self._has_more_steps))
+
+    def _read_total(self, body: Any, steps: tuple | None = None) -> None:
+        """Read the declared total at ``steps`` (default: the ``total_path`` of the style)."""
+        steps = self._total_steps if steps is None else steps
         if not steps:
             return
         value = find(body, steps)
@@ -217,6 +240,8 @@ class OffsetPaginator(Paginator):
         initial_offset: First offset.
     """
 
+    plans_from_total = True
+
     def __init__(
         self,
         limit: int = defaults.PAGE_SIZE,
@@ -230,16 +255,11 @@ class OffsetPaginator(Paginator):
         super().__init__()
         if limit < 1:
             raise ConfigurationError("limit must be >= 1")
+        self._body_fields(total_path=total_path, has_more_path=has_more_path)
         self.limit = limit
         self.offset_param = offset_param
         self.limit_param = limit_param
-        self.total_path = total_path
-        self.has_more_path = has_more_path
         self.initial_offset = initial_offset
-        self._total_steps = compile_path(total_path) if total_path else ()
-        self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
-        self.random_access = bool(total_path)
-        self.plans_from_total = True
         self.offset = initial_offset
 
     def reset(self) -> None:
@@ -251,13 +271,11 @@ class OffsetPaginator(Paginator):
         request.params[self.limit_param] = self.limit
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
-        self._read_total(body, self._total_steps)
+        self._read_total(body)
         # Advance by what arrived, not by the limit asked for: an API capping the page
         # size below our limit would otherwise make us skip records.
         self.offset += len(records)
-        if not records:
-            self.has_next = False
-        elif self._has_more_steps and not _to_bool(find(body, self._has_more_steps)):
+        if not records or self._no_more(body):
             self.has_next = False
         elif self.total is not None:
             self.has_next = self.offset < self.total
@@ -305,6 +323,8 @@ class PageNumberPaginator(Paginator):
             ``rel="last"`` URL (GitHub), which makes the pages fetchable concurrently.
     """
 
+    plans_from_total = True
+
     def __init__(
         self,
         page_size: int | None = defaults.PAGE_SIZE,
@@ -318,19 +338,14 @@ class PageNumberPaginator(Paginator):
         last_page_from_link: bool = False,
     ) -> None:
         super().__init__()
+        self._body_fields(total_path=total_path, has_more_path=has_more_path,
+                          total_pages_path=total_pages_path)
         self.page_size = page_size
         self.page_param = page_param
         self.size_param = size_param
         self.first_page = first_page
-        self.total_path = total_path
-        self.total_pages_path = total_pages_path
-        self.has_more_path = has_more_path
-        self._total_steps = compile_path(total_path) if total_path else ()
-        self._pages_steps = compile_path(total_pages_path) if total_pages_path else ()
-        self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
         self.last_page_from_link = last_page_from_link
-        self.random_access = bool(total_path or total_pages_path or last_page_from_link)
-        self.plans_from_total = True
+        self.random_access = self.random_access or bool(last_page_from_link)  # rel="last": a plan
         self.page = first_page
         self.seen = 0
 
@@ -349,7 +364,7 @@ class PageNumberPaginator(Paginator):
             request.params[self.size_param] = self.page_size
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
-        self._read_total(body, self._total_steps)
+        self._read_total(body)
         if self._pages_steps:
             value = find(body, self._pages_steps)
             if value is not None:
@@ -360,9 +375,7 @@ class PageNumberPaginator(Paginator):
                 self.total_pages = last - self.first_page + 1
         self.page += 1
         self.seen += len(records)
-        if not records:
-            self.has_next = False
-        elif self._has_more_steps and not _to_bool(find(body, self._has_more_steps)):
+        if not records or self._no_more(body):
             self.has_next = False
         elif self.total is not None:
             self.has_next = self.seen < self.total
@@ -417,7 +430,25 @@ def _page_of_link(response: requests.Response, page_param: str, rel: str = "last
         return None
 
 
-class JsonCursor(Paginator):
+class _QueryCursor(Paginator):
+    """A style whose next request sends one cursor, read from the last response, as a
+    query parameter (``cursor_param``)."""
+
+    def __init__(self, cursor_param: str, cursor_at: str | None = None, **body: str | None) -> None:
+        super().__init__()
+        self.cursor_param = cursor_param
+        self._cursor_steps = compile_path(cursor_at)  # in the body, or in the last record
+        self._body_fields(**body)
+        self.cursor: Any = None
+
+    def reset(self) -> None:
+        self.cursor = None
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.cursor_param] = self.cursor
+
+
+class JsonCursor(_QueryCursor):
     """A cursor found in the body, sent back as a query parameter.
 
     Args:
@@ -428,42 +459,23 @@ class JsonCursor(Paginator):
         total_path: Optional path to a declared record total, checked at the end.
     """
 
-    def __init__(
-        self,
-        cursor_path: str = "next_cursor",
-        cursor_param: str = "cursor",
-        *,
-        has_more_path: str | None = None,
-        total_path: str | None = None,
-    ) -> None:
-        super().__init__()
-        self._total_steps = compile_path(total_path) if total_path else ()
+    def __init__(self, cursor_path: str = "next_cursor", cursor_param: str = "cursor", *,
+                 has_more_path: str | None = None, total_path: str | None = None) -> None:
+        super().__init__(cursor_param, cursor_path, total_path=total_path,
+                         has_more_path=has_more_path)
         self.cursor_path = cursor_path
-        self.cursor_param = cursor_param
-        self.has_more_path = has_more_path
-        self._cursor_steps = compile_path(cursor_path)
-        self._has_more_steps = compile_path(has_more_path) if has_more_path else ()
-        self.cursor: Any = None
-
-    def reset(self) -> None:
-        self.cursor = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
-        self._read_total(body, self._total_steps)
+        self._read_total(body)
         self.cursor = find(body, self._cursor_steps)
-        if self.cursor is None or self.cursor == "":
+        if self.cursor is None or self.cursor == "" or self._no_more(body):
             self.has_next = False
-        elif self._has_more_steps and not _to_bool(find(body, self._has_more_steps)):
-            self.has_next = False
-
-    def update_request(self, request: PageRequest) -> None:
-        request.params[self.cursor_param] = self.cursor
 
     def describe(self) -> dict[str, Any]:
         return {"style": "json_cursor", "cursor_path": self.cursor_path}
 
 
-class LastRecordCursor(Paginator):
+class LastRecordCursor(_QueryCursor):
     """Stripe-style: while ``has_more`` is true, the last record's id is the next cursor.
 
     Args:
@@ -473,46 +485,28 @@ class LastRecordCursor(Paginator):
         total_path: Optional path to a declared record total (Stripe's ``total_count``).
     """
 
-    def __init__(
-        self,
-        cursor_field: str = "id",
-        cursor_param: str = "starting_after",
-        *,
-        has_more_path: str | None = None,
-        total_path: str | None = None,
-    ) -> None:
-        super().__init__()
-        self._total_steps = compile_path(total_path) if total_path else ()
+    def __init__(self, cursor_field: str = "id", cursor_param: str = "starting_after", *,
+                 has_more_path: str | None = None, total_path: str | None = None) -> None:
+        super().__init__(cursor_param, cursor_field, total_path=total_path,
+                         has_more_path=has_more_path or "has_more")
         self.cursor_field = cursor_field
-        self.cursor_param = cursor_param
-        self.has_more_path = has_more_path = has_more_path or "has_more"
-        self._field_steps = compile_path(cursor_field)
-        self._has_more_steps = compile_path(has_more_path)
-        self.cursor: Any = None
-
-    def reset(self) -> None:
-        self.cursor = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
-        self._read_total(body, self._total_steps)
-        has_more = _to_bool(find(body, self._has_more_steps))
-        if not has_more:
+        self._read_total(body)
+        if self._no_more(body):
             self.has_next = False
             return
         if not records:
             raise PaginationError("has_more is true on an empty page: no record to continue after")
-        self.cursor = find(records[-1], self._field_steps)
+        self.cursor = find(records[-1], self._cursor_steps)
         if self.cursor is None:
             raise PaginationError(f"last record has no {self.cursor_field!r} to continue after")
-
-    def update_request(self, request: PageRequest) -> None:
-        request.params[self.cursor_param] = self.cursor
 
     def describe(self) -> dict[str, Any]:
         return {"style": "last_record_cursor", "cursor_param": self.cursor_param}
 
 
-class HeaderCursor(Paginator):
+class HeaderCursor(_QueryCursor):
     """A cursor in a response header (``X-Next-Cursor``); absent means the end.
 
     Args:
@@ -521,21 +515,13 @@ class HeaderCursor(Paginator):
     """
 
     def __init__(self, header: str = "X-Next-Cursor", cursor_param: str = "cursor") -> None:
-        super().__init__()
+        super().__init__(cursor_param)
         self.header = header
-        self.cursor_param = cursor_param
-        self.cursor: str | None = None
-
-    def reset(self) -> None:
-        self.cursor = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
         self.cursor = response.headers.get(self.header) or None
         if self.cursor is None:
             self.has_next = False
-
-    def update_request(self, request: PageRequest) -> None:
-        request.params[self.cursor_param] = self.cursor
 
     def describe(self) -> dict[str, Any]:
         return {"style": "header_cursor", "header": self.header}
@@ -571,7 +557,7 @@ class KeysetPaginator(Paginator):
         self.tiebreak_field = tiebreak_field
         self.tiebreak_param = tiebreak_param
         self._sort_steps = compile_path(sort_field)
-        self._tie_steps = compile_path(tiebreak_field) if tiebreak_field else ()
+        self._tie_steps = compile_path(tiebreak_field)
         self.last_sort: Any = None
         self.last_tie: Any = None
 
@@ -620,7 +606,27 @@ def parse_link_header(value: str | None) -> dict[str, str]:
     return links
 
 
-class LinkHeader(Paginator):
+class _NextUrl(Paginator):
+    """A style whose next request is a URL the last response gave (a ``Link`` header, a
+    body field): it carries every parameter, so the first request's query is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_url: str | None = None
+
+    def reset(self) -> None:
+        self.next_url = None
+
+    def _end(self) -> None:
+        self.has_next = False
+        self.next_url = None
+
+    def update_request(self, request: PageRequest) -> None:
+        request.url = self.next_url or request.url
+        request.params = {}
+
+
+class LinkHeader(_NextUrl):
     """RFC 8288 ``Link`` header pagination (GitHub, Shopify): follow ``rel="next"``.
 
     The next URL (relative URLs are resolved against the current one) carries every
@@ -643,29 +649,27 @@ class LinkHeader(Paginator):
         self, rel: str = "next", *, total_path: str | None = None, page_param: str | None = "page"
     ) -> None:
         super().__init__()
-        self._total_steps = compile_path(total_path) if total_path else ()
+        self._body_fields(total_path=total_path)
         self.rel = rel.lower()
         self.page_param = page_param
         self.random_access = bool(page_param)
-        self.next_url: str | None = None
         self._first = True
         self._pages_from: tuple[str, int, int] | None = None  # last URL, this page, last page
 
     def reset(self) -> None:
-        self.next_url = None
+        super().reset()
         self._first = True
         self._pages_from = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
-        self._read_total(body, self._total_steps)
+        self._read_total(body)
         links = parse_link_header(response.headers.get("Link"))
         if self._first and self.page_param:
             self._read_last(response.url, links)
         self._first = False
         link = links.get(self.rel)
         if not link:
-            self.has_next = False
-            self.next_url = None
+            self._end()
             return
         self.next_url = urljoin(response.url, link)
 
@@ -682,10 +686,6 @@ class LinkHeader(Paginator):
         self._pages_from = (last_url, nxt - 1, last)
         if self.total_pages is None:
             self.total_pages = last - nxt + 2
-
-    def update_request(self, request: PageRequest) -> None:
-        request.url = self.next_url or request.url
-        request.params = {}
 
     def plan(self, request: PageRequest, first_count: int) -> Iterator[PlannedPage] | None:
         if self._pages_from is None or first_count <= 0 or not self.has_next:
@@ -733,7 +733,7 @@ MAX_NEXT_URL_CHARS = 8192
 """Longest next URL followed (a server-controlled value; real ones are far shorter)."""
 
 
-class JsonLink(Paginator):
+class JsonLink(_NextUrl):
     """The next page's URL is in the body (``"paging.next.link"``, ``"next"``).
 
     A relative URL is resolved against the URL of the response that carried it; the next
@@ -751,20 +751,14 @@ class JsonLink(Paginator):
         if not compile_path(next_url_path):
             raise ConfigurationError("next_url_path must name a field of the body")
         self.next_url_path = next_url_path
-        self.total_path = total_path
+        self._body_fields(total_path=total_path)
         self._steps = compile_path(next_url_path)
-        self._total_steps = compile_path(total_path) if total_path else ()
-        self.next_url: str | None = None
-
-    def reset(self) -> None:
-        self.next_url = None
 
     def update_state(self, response: requests.Response, body: Any, records: list) -> None:
-        self._read_total(body, self._total_steps)
+        self._read_total(body)
         link = find(body, self._steps)
         if link is None or link == "":
-            self.has_next = False
-            self.next_url = None
+            self._end()
             return
         if not isinstance(link, str):
             raise PaginationError(
@@ -776,10 +770,6 @@ class JsonLink(Paginator):
                 f"{MAX_NEXT_URL_CHARS} characters, or with control characters)"
             )
         self.next_url = urljoin(response.url, link.strip())
-
-    def update_request(self, request: PageRequest) -> None:
-        request.url = self.next_url or request.url
-        request.params = {}
 
     def describe(self) -> dict[str, Any]:
         return {"style": "next_url", "next_url_path": self.next_url_path,

@@ -14,7 +14,6 @@ stored, and the step's retry policy fetches the partition again from the start.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -23,7 +22,7 @@ import orjson
 import requests
 
 from ingestion_assets.http.budgets import Budgets
-from ingestion_assets.http.deadline import Watchdog
+from ingestion_assets.http.deadline import body_chunks
 from ingestion_assets.http.errors import (
     ApiError,
     BodyTooLargeError,
@@ -66,39 +65,32 @@ class StreamedBody:
     def chunks(self, stats: FetchStats) -> Iterator[bytes]:
         """The decoded body in chunks, within the stream budget and the request deadline."""
         limit = self.budgets.max_stream_bytes
-        response = self.response
-        watchdog = Watchdog(response, self.deadline)
-        try:
-            for chunk in response.iter_content(self.budgets.chunk_bytes):
-                self.received += len(chunk)
-                stats.add_bytes(len(chunk))
-                if self.received > limit:
-                    raise self._error(
-                        BodyTooLargeError,
-                        f"streamed body larger than {_mib(limit)} once decoded; stopped "
-                        "reading (limits.max_stream_mb); not retried",
-                    )
-                if time.monotonic() > self.deadline:
-                    break
-                yield chunk
-        except requests.RequestException as exc:
-            if not watchdog.fired:
-                raise self._error(
-                    TransportError,
-                    f"the streamed body broke off after {self.received} bytes "
-                    f"({type(exc).__name__}); the partition is fetched again from the start "
-                    "by the step's retry",
-                ) from None
-        finally:
-            watchdog.cancel()
-            response.close()
-        if watchdog.fired or time.monotonic() > self.deadline:
-            raise self._error(
+
+        def counted(n: int) -> None:
+            self.received += n
+            stats.add_bytes(n)
+
+        return body_chunks(
+            self.response, self.deadline, chunk_bytes=self.budgets.chunk_bytes, limit=limit,
+            counted=counted,
+            too_large=lambda: self._error(
+                BodyTooLargeError,
+                f"streamed body larger than {_mib(limit)} once decoded; stopped "
+                "reading (limits.max_stream_mb); not retried",
+            ),
+            broken=lambda exc, size: self._error(
+                TransportError,
+                f"the streamed body broke off after {size} bytes "
+                f"({type(exc).__name__}); the partition is fetched again from the start "
+                "by the step's retry",
+            ),
+            late=lambda size: self._error(
                 DeadlineExceededError,
                 f"the streamed body did not complete within the request deadline of "
                 f"{self.budgets.request_deadline_s:g} s (limits.request_deadline_seconds); "
-                f"{self.received} decoded bytes had arrived",
-            )
+                f"{size} decoded bytes had arrived",
+            ),
+        )
 
 
 class _Tally(Sequence):

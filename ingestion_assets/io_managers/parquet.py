@@ -35,8 +35,8 @@ import base64
 import sys
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, ClassVar
 
 import dagster as dg
 import numpy as np
@@ -49,7 +49,7 @@ from upath import UPath
 
 from ingestion_assets.dagster_shim import output_instance
 from ingestion_assets.io_managers import storage
-from ingestion_assets.io_managers.staged import StagedPartition, StagedPartitions, commit_output
+from ingestion_assets.io_managers.staged import PartitionIOManager, StagedPartition
 from ingestion_assets.normalize import DEAD_LETTER_SCHEMA, DeadLetters, RecordBatchStream
 from ingestion_assets.safe_metadata import redact_metadata, safe_cell
 
@@ -491,7 +491,7 @@ class _PartitionWrite:
         return metadata
 
 
-class ParquetIOManager(dg.ConfigurableIOManager):
+class ParquetIOManager(PartitionIOManager):
     """Store tables as Parquet, one folder per partition, replaced atomically.
 
     ``handle_output`` accepts a ``RecordBatchStream`` (or any iterable of
@@ -510,25 +510,14 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     row_group_size: int = 16_384
     compression: str = "zstd"
     preview_rows: int = 5
-    allow_missing_partitions: bool = False
-    # Superseded versions stay this long for readers still using them (storage.DEFAULT_GRACE).
-    version_grace_seconds: float = storage.DEFAULT_GRACE.total_seconds()
 
-    @property
-    def _base(self) -> UPath:
-        return UPath(self.base_path)
+    marker: ClassVar[str] = MARKER
+    stored: ClassVar[str] = "table"
 
     # -- writing ------------------------------------------------------------------------
 
-    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
-        if obj is None:
-            context.log.debug("No table returned; nothing stored.")
-            return
-        if isinstance(obj, StagedPartitions):  # written by the step itself (factory.py)
-            commit_output(context, self._base, obj)
-            return
+    def _store(self, context: dg.OutputContext, obj: Any) -> None:
         known: dict[str, pa.Schema] = {}  # the last schema written, for empty partitions
-
         storage.write_partitions(
             self._base, context, obj,
             lambda key, folder, data: self._write_partition(context, key, folder, data, known),
@@ -561,8 +550,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         batches, schema_hint = _to_batches(obj, self.row_group_size)
         provenance = self._provenance(key, obj, asset_key_path, run_id, definition_metadata)
         known = {} if known is None else known
-        grace = timedelta(seconds=self.version_grace_seconds)
-        writer = storage.PartitionWriter(folder, MARKER, grace=grace).__enter__()
+        writer = self._new_version(folder)
         try:
             write = _PartitionWrite(self, writer, obj, provenance,
                                     _primary_key(definition_metadata))
@@ -636,28 +624,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def load_dataset(self, context: dg.InputContext) -> ds.Dataset:
         """The upstream partition(s) an input needs, as one lazy ``pyarrow.dataset``."""
-        folders = storage.input_folders(self._base, context)
-        allow_missing = (
-            self.allow_missing_partitions
-            or bool(context.definition_metadata.get("allow_missing_partitions"))
-            or storage.reads_all_partitions(context)
-        )
+        # The pointers are read once; the dataset names those versions' files only, so a
+        # version committed while it is scanned changes nothing it returns.
+        versions, _ = self._stored_inputs(context)
         paths: list[str] = []
         schemas: list[pa.Schema] = []
         filesystem = None
-        for key, folder in folders:
-            # The pointer is read once; the dataset names that version's files only, so a
-            # version committed while it is scanned changes nothing it returns.
-            version = storage.current_version(folder, MARKER)
-            if version is None:
-                if allow_missing and len(folders) > 1:
-                    context.log.debug(f"Partition {key} not materialized yet; skipped.")
-                    continue
-                raise FileNotFoundError(
-                    f"No stored table for {context.asset_key.to_user_string()}"
-                    + (f" partition {key!r}" if key is not None else "")
-                    + f" at {storage.display_uri(folder)}; materialize it first."
-                )
+        for _key, version in versions:
             marker = orjson.loads(version.read_bytes(MARKER))
             schemas.append(_decode_schema(marker["schema"]))
             paths += [storage.fs_path(version.path(name)) for name in marker["files"]]

@@ -20,8 +20,8 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, ClassVar
 
 import dagster as dg
 import orjson
@@ -29,7 +29,7 @@ import zstandard
 from upath import UPath
 
 from ingestion_assets.io_managers import storage
-from ingestion_assets.io_managers.staged import StagedPartition, StagedPartitions, commit_output
+from ingestion_assets.io_managers.staged import PartitionIOManager, StagedPartition
 from ingestion_assets.safe_metadata import redact_metadata
 
 MANIFEST = "manifest.json"
@@ -75,11 +75,17 @@ class RawPartition:
         version = storage.current_version(folder, MANIFEST)
         if version is None:
             raise FileNotFoundError(f"no stored raw partition at {storage.display_uri(folder)}")
-        manifest = orjson.loads(version.read_bytes(MANIFEST))
+        return cls.of_version(version, partition_key)
+
+    @classmethod
+    def of_version(
+        cls, version: storage.PartitionVersion, partition_key: str | None = None
+    ) -> RawPartition:
+        """A stored version of a partition (its manifest is read now)."""
         return cls(
             uri=storage.display_uri(version.folder),
             path=version.folder,
-            manifest=manifest,
+            manifest=orjson.loads(version.read_bytes(MANIFEST)),
             partition_key=partition_key,
             version=version.id,
         )
@@ -237,7 +243,7 @@ def _stats_metadata(stats: dict[str, Any]) -> dict[str, Any]:
     return metadata
 
 
-class RawResponseIOManager(dg.ConfigurableIOManager):
+class RawResponseIOManager(PartitionIOManager):
     """Store every fetched page (zstd bodies + JSON manifest), atomically per partition.
 
     ``handle_output`` takes an iterable of pages (the HTTP core's ``PageStream``): objects
@@ -253,21 +259,11 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
 
     base_path: str = "data/raw"
     compression_level: int = 3
-    allow_missing_partitions: bool = False
-    # Superseded versions stay this long for readers still using them (storage.DEFAULT_GRACE).
-    version_grace_seconds: float = storage.DEFAULT_GRACE.total_seconds()
 
-    @property
-    def _base(self) -> UPath:
-        return UPath(self.base_path)
+    marker: ClassVar[str] = MANIFEST
+    stored: ClassVar[str] = "raw pages"
 
-    def handle_output(self, context: dg.OutputContext, obj: Iterable[Any] | None) -> None:
-        if obj is None:
-            context.log.debug("No pages returned; nothing stored.")
-            return
-        if isinstance(obj, StagedPartitions):  # written by the step itself (factory.py)
-            commit_output(context, self._base, obj)
-            return
+    def _store(self, context: dg.OutputContext, obj: Iterable[Any]) -> None:
         storage.write_partitions(
             self._base, context, obj,
             lambda key, folder, data: self._write_partition(context, key, folder, data),
@@ -292,8 +288,7 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         Nothing is visible until :meth:`StagedPartition.commit`; an error here removes the
         version's files and leaves the stored partition as it was.
         """
-        grace = timedelta(seconds=self.version_grace_seconds)
-        writer = storage.PartitionWriter(folder, MANIFEST, grace=grace).__enter__()
+        writer = self._new_version(folder)
         try:
             entries = self._write_bodies(writer, obj)
             totals = {
@@ -339,30 +334,6 @@ class RawResponseIOManager(dg.ConfigurableIOManager):
         return entries
 
     def load_input(self, context: dg.InputContext) -> RawPartition | RawPartitionSet:
-        folders = storage.input_folders(self._base, context)
-        allow_missing = (
-            self.allow_missing_partitions
-            or bool(context.definition_metadata.get("allow_missing_partitions"))
-            or storage.reads_all_partitions(context)
-        )
-        partitions = []
-        for key, folder in folders:
-            partition = self._read(folder, key)
-            if partition is None:
-                if allow_missing and len(folders) > 1:
-                    context.log.debug(f"Raw partition {key} not stored yet; skipped.")
-                    continue
-                raise FileNotFoundError(
-                    f"No stored raw pages for {context.asset_key.to_user_string()} "
-                    f"partition {key!r} at {storage.display_uri(folder)}; materialize it first."
-                )
-            partitions.append(partition)
-        if len(folders) == 1:
-            return partitions[0]
-        return RawPartitionSet(partitions)
-
-    def _read(self, folder: UPath, key: str | None) -> RawPartition | None:
-        try:
-            return RawPartition.open(folder, key)
-        except FileNotFoundError:
-            return None
+        versions, several = self._stored_inputs(context)
+        partitions = [RawPartition.of_version(version, key) for key, version in versions]
+        return RawPartitionSet(partitions) if several else partitions[0]

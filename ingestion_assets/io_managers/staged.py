@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import timedelta
+from typing import Any, ClassVar
 
 import dagster as dg
 from upath import UPath
@@ -98,6 +99,53 @@ def commit_output(context: dg.OutputContext, base: UPath, obj: StagedPartitions)
             storage.add_partition_metadata(context, key, staged.commit())
     finally:
         obj.discard()  # whatever was not committed (after a failure) is removed
+
+
+class PartitionIOManager(dg.ConfigurableIOManager):
+    """What the raw and the Parquet IO managers share: a base folder of versioned partitions,
+    outputs staged by the step (committed here) or written here, inputs read from the
+    current versions.
+
+    A subclass sets ``marker`` (the file that completes a version) and ``stored`` (what it
+    stores, for messages), and implements ``_store`` (write an output that the step did not
+    stage) and ``load_input``.
+    """
+
+    base_path: str
+    allow_missing_partitions: bool = False
+    # Superseded versions stay this long for readers still using them (storage.DEFAULT_GRACE).
+    version_grace_seconds: float = storage.DEFAULT_GRACE.total_seconds()
+
+    marker: ClassVar[str]
+    stored: ClassVar[str]
+
+    @property
+    def _base(self) -> UPath:
+        return UPath(self.base_path)
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            context.log.debug(f"No {self.stored} returned; nothing stored.")
+            return
+        if isinstance(obj, StagedPartitions):  # written by the step itself (factory.py)
+            commit_output(context, self._base, obj)
+            return
+        self._store(context, obj)
+
+    def _store(self, context: dg.OutputContext, obj: Any) -> None:
+        raise NotImplementedError
+
+    def _new_version(self, folder: UPath) -> storage.PartitionWriter:
+        """An open writer of a new version of the partition in ``folder`` (not yet current)."""
+        grace = timedelta(seconds=self.version_grace_seconds)
+        return storage.PartitionWriter(folder, self.marker, grace=grace).__enter__()
+
+    def _stored_inputs(
+        self, context: dg.InputContext
+    ) -> tuple[list[tuple[str | None, storage.PartitionVersion]], bool]:
+        """The current versions an input reads (:func:`storage.stored_inputs`)."""
+        return storage.stored_inputs(self._base, context, self.marker, what=self.stored,
+                                     allow_missing=self.allow_missing_partitions)
 
 
 def partition_folder(

@@ -217,6 +217,46 @@ def reads_all_partitions(context: dg.InputContext) -> bool:
     return total > 1 and len(context.asset_partition_keys) == total
 
 
+def stored_inputs(
+    base: UPath, context: dg.InputContext, marker: str, *, allow_missing: bool, what: str
+) -> tuple[list[tuple[str | None, PartitionVersion]], bool]:
+    """The current version of every upstream partition an input needs (reads only).
+
+    A partition not stored fails the input, naming it, unless the input maps to several
+    partitions and missing ones are allowed: by the IO manager (``allow_missing``), by the
+    input's ``allow_missing_partitions`` metadata, or because the input reads all partitions
+    (an unpartitioned downstream asset); then it is skipped.
+
+    Args:
+        marker: The marker file of a complete version (the IO manager's).
+        what: What the IO manager stores, for messages (``"raw pages"``, ``"table"``).
+
+    Returns:
+        ``[(partition key or None, version), ...]`` in partition order, and whether the input
+        maps to several partitions.
+    """
+    folders = input_folders(base, context)
+    allow_missing = (
+        allow_missing
+        or bool(context.definition_metadata.get("allow_missing_partitions"))
+        or reads_all_partitions(context)
+    )
+    found: list[tuple[str | None, PartitionVersion]] = []
+    for key, folder in folders:
+        version = current_version(folder, marker)
+        if version is not None:
+            found.append((key, version))
+        elif allow_missing and len(folders) > 1:
+            context.log.debug(f"Partition {key} of the {what} not stored yet; skipped.")
+        else:
+            raise FileNotFoundError(
+                f"No stored {what} for {context.asset_key.to_user_string()}"
+                + (f" partition {key!r}" if key is not None else "")
+                + f" at {display_uri(folder)}; materialize it first."
+            )
+    return found, len(folders) > 1
+
+
 def display_uri(path: UPath) -> str:
     """A URI for metadata and logs (an absolute path for local folders)."""
     if is_local(path):

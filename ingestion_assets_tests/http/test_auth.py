@@ -165,6 +165,19 @@ def test_static_credentials_rejected_fail_at_once(api):
     assert "sk_test_not_a_valid_key_0000" not in str(info.value)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda: auth.ApiKey("k", name="key", location="body"),
+     "ApiKey location must be 'header' or 'query'"),
+    (lambda: auth.RotatingApiKeys(["k1", "k2"], location="body"),
+     "RotatingApiKeys location must be 'header' or 'query'"),
+])
+def test_a_key_goes_only_in_a_header_or_the_query(make, message):
+    # ApiKey and RotatingApiKeys place their key the same way (_PlacedKey), and refuse alike.
+    with pytest.raises(errors.ConfigurationError) as failure:
+        make()
+    assert str(failure.value) == message
+
+
 def test_key_rotation_switches_key_on_429_without_waiting(demo_api):
     keys = list(demo_api.credentials("payments").values())
     rotation = auth.RotatingApiKeys(keys)
