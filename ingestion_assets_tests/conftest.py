@@ -24,28 +24,27 @@ from ingestion_assets.demo_api import CONTROL_HEADERS, DemoApi, DemoConfig, demo
 DEMO_NOW = "2025-03-01T00:00:00Z"
 DEMO_SEED = 7
 
-#: The longest scheduling units: seconds of a file (of one test, in a ``spread`` file), from
-#: a ``--durations`` run of the whole suite on 2 heavily shared cores (2026-12-02). The
-#: scheduler hands these out first, longest first; every other file comes after them,
-#: slow-marked files before the rest. Only the order depends on it: a file missing here or
-#: renamed still runs.
+#: The longest scheduling units: seconds of a file (all its tests; a ``spread`` file's tests
+#: run in parallel) from a ``--durations`` run of the whole suite with 3 workers on 2 cores
+#: (2026-12-03). The scheduler hands these out first, longest first; every other file comes
+#: after them, slow-marked files before the rest. Only the order depends on it: a file missing
+#: here or renamed still runs.
 SCHEDULE = {
-    "ingestion_assets_tests/ui/test_browser.py": 1350,
-    "ingestion_assets_tests/checks/test_checks_ui.py": 1180,
-    "ingestion_assets_tests/ui/test_graphql.py": 790,
-    "ingestion_assets_tests/e2e/test_killed_run.py": 520,
-    "ingestion_assets_tests/test_components.py": 490,
-    "ingestion_assets_tests/deploy/test_storage_stress_s3.py": 460,
-    "ingestion_assets_tests/test_budgets.py": 335,
-    "ingestion_assets_tests/e2e/test_dagster_dev.py": 316,
-    "ingestion_assets_tests/webhooks/test_ui.py": 307,
-    "ingestion_assets_tests/webhooks/test_crash.py": 301,
-    "ingestion_assets_tests/test_bench_smoke.py": 300,
-    "ingestion_assets_tests/e2e/test_daemon.py": 257,
-    "ingestion_assets_tests/deploy/test_celery.py": 225,
-    "ingestion_assets_tests/test_dev_script.py": 186,
-    "ingestion_assets_tests/io_managers/test_storage_stress.py": 184,
-    "ingestion_assets_tests/deploy/test_code_server.py": 172,
+    "ingestion_assets_tests/deploy/test_storage_stress_s3.py": 260,
+    "ingestion_assets_tests/ui/test_browser.py": 195,
+    "ingestion_assets_tests/e2e/test_killed_run.py": 188,
+    "ingestion_assets_tests/ui/test_graphql.py": 134,
+    "ingestion_assets_tests/checks/test_checks_ui.py": 106,
+    "ingestion_assets_tests/spark/test_spark_source.py": 97,
+    "ingestion_assets_tests/webhooks/test_ui.py": 66,
+    "ingestion_assets_tests/test_factory.py": 65,
+    "ingestion_assets_tests/e2e/test_daemon.py": 59,
+    "ingestion_assets_tests/io_managers/test_storage_stress.py": 58,
+    "ingestion_assets_tests/test_dev_script.py": 46,
+    "ingestion_assets_tests/e2e/test_dagster_dev.py": 38,
+    "ingestion_assets_tests/webhooks/test_crash.py": 34,
+    "ingestion_assets_tests/test_components.py": 32,
+    "ingestion_assets_tests/test_bench_smoke.py": 31,
 }
 
 

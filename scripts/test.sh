@@ -8,11 +8,12 @@ scripts/setup.sh
 # The suite runs in TEST_WORKERS processes (pytest-xdist): most of its time is spent waiting
 # on servers it started (dagster dev, the daemon, a slow fault, moto), so even 2 cores keep 3
 # busy. The tests of one file run in one process, in order (their module fixtures start once),
-# except in files marked `spread`. xdist hands out the groups with the most tests first, so the
-# few-test files that start `dagster dev` and a browser are spread over the run instead of all
-# starting at once (docs/testing.md). TEST_WORKERS=0 runs everything in one process.
+# except in files marked `spread`. The files are handed out in the order conftest.py gives them,
+# the longest first (`SCHEDULE`), not xdist's default of the files with the most tests first,
+# which left the few-test files that start `dagster dev` and a browser to the end (docs/testing.md).
+# TEST_WORKERS=0 runs everything in one process.
 workers=${TEST_WORKERS:-3}
 if [ "$workers" = 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup --no-loadscope-reorder "$@"

@@ -120,6 +120,12 @@ def parse_options(options: Mapping[str, str]) -> ReadOptions:
             f"{endpoint.parent.endpoint}): its requests come from the parent's stored table, "
             "which the Spark reader does not read; materialize it with Dagster"
         )
+    if endpoint.format != "json":
+        raise SparkReadError(
+            f"endpoint {endpoint.name!r} of source {source.name!r} has `format: "
+            f"{endpoint.format}`: the Spark reader reads JSON pages only; materialize it with "
+            "Dagster and read its Parquet table"
+        )
     on_dead = options.get("on_dead_letter") or "fail"
     if on_dead not in ("fail", "drop"):
         raise SparkReadError(f"option on_dead_letter={on_dead!r} must be 'fail' or 'drop'")

@@ -59,6 +59,10 @@ def test_a_daily_read_has_one_request_per_day_with_the_window_params(demo_source
      "option start='01/02/2025' is not an ISO date"),
     ({"source": "payments", "endpoint": "charges", "start": "2025-01-01", "end": "2025-01-02",
       "concurrency": "0"}, "option concurrency='0' must be a whole number"),
+    ({"source": "exports", "endpoint": "events", "start": "2025-01-01", "end": "2025-01-02"},
+     "endpoint 'events' of source 'exports' has `format: ndjson`: the Spark reader reads JSON"),
+    ({"source": "exports", "endpoint": "sales", "start": "2025-01-01", "end": "2025-01-02"},
+     "endpoint 'sales' of source 'exports' has `format: csv`: the Spark reader reads JSON"),
 ])
 def test_bad_options_are_named(demo_sources, options, message):
     with pytest.raises(SparkReadError, match=message.replace("(", r"\(")):
