@@ -73,6 +73,26 @@ def stop_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
         proc.wait(10)
 
 
+def kill_leftovers(marker: str) -> list[int]:
+    """SIGKILL every process whose command line mentions ``marker`` (a test's own temporary
+    folder): a code server that ``dagster dev`` started in a session of its own outlives the
+    group ``stop_group`` ends. Returns the pids killed."""
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+    return killed
+
+
 @contextlib.contextmanager
 def started(cmd: Sequence[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     with log.open("wb") as out:
@@ -181,7 +201,9 @@ def running_project(
         env.pop("INGESTION_SOURCES", None)  # the bundled demo sources, as a new user has
     api_cmd = [sys.executable, "-m", "ingestion_assets.demo_api", "--port", str(api_port)]
     dev_cmd = [str(VENV_BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(ui_port)]
-    with started(api_cmd, env, tmp / "demo_api.log") as api:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(kill_leftovers, str(home))
+        api = cleanup.enter_context(started(api_cmd, env, tmp / "demo_api.log"))
         wait_for_http(f"http://127.0.0.1:{api_port}/", 30, api)
         with started(dev_cmd, env, tmp / "dagster_dev.log") as dev:
             ui = f"http://127.0.0.1:{ui_port}"
