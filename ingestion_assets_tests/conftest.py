@@ -175,14 +175,18 @@ def pytest_collection_modifyitems(config, items):
 
     # Stable: the tests of a file stay together and in their order.
     items.sort(key=lambda item: rank(_file_of(item)))
-    # Always marked: the marks are inert without --dist loadgroup (in xdist's workers, which
-    # name the groups, the plugin is not registered as "xdist").
+    # Marked whenever pytest-xdist is loaded (it registers the mark; the marks are inert
+    # without --dist loadgroup). Not `hasplugin("xdist")`: in xdist's workers, which name the
+    # groups, the plugin goes by another name, and every file then ran in every worker.
+    if not any(line.startswith("xdist_group") for line in config.getini("markers")):
+        return
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             group = item.nodeid if item.get_closest_marker("spread") else _file_of(item)
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: a run without pytest-xdist never calls it
 def pytest_xdist_node_collection_finished(node, ids):
     """Under ``--dist loadgroup`` every test must carry its group in its node id. When it does
     not (pytest 9 ignores the node id xdist 3.8 writes), each file's tests go to every worker,
