@@ -376,18 +376,23 @@ def current_version(leaf: str | os.PathLike | UPath, marker: str) -> PartitionVe
     leaf = UPath(leaf)
     pointer = read_pointer(leaf)
     if pointer is not None:
-        return PartitionVersion(
-            leaf=leaf,
-            folder=leaf / f"{VERSION_PREFIX}{pointer['version']}",
-            id=str(pointer["version"]),
-            files=tuple(
-                VersionFile(str(f["name"]), int(f["bytes"]), str(f["sha256"]))
-                for f in pointer["files"]
-            ),
-            rows=pointer.get("rows"),
-            committed_at=pointer.get("committed_at"),
-        )
+        return _pointed_version(leaf, pointer)
     return _legacy_version(leaf, marker)
+
+
+def _pointed_version(leaf: UPath, pointer: dict[str, Any]) -> PartitionVersion:
+    """The version a pointer already read names."""
+    return PartitionVersion(
+        leaf=leaf,
+        folder=leaf / f"{VERSION_PREFIX}{pointer['version']}",
+        id=str(pointer["version"]),
+        files=tuple(
+            VersionFile(str(f["name"]), int(f["bytes"]), str(f["sha256"]))
+            for f in pointer["files"]
+        ),
+        rows=pointer.get("rows"),
+        committed_at=pointer.get("committed_at"),
+    )
 
 
 def resolve_partition(leaf: str | os.PathLike | UPath, marker: str) -> UPath | None:
@@ -424,9 +429,9 @@ def current_versions(root: str | os.PathLike | UPath, marker: str) -> Iterator[P
     Walks the Hive folders; version folders and hidden entries are not entered.
     """
     root = UPath(root)
-    version = current_version(root, marker) if read_pointer(root) is not None else None
-    if version is not None:  # a partition folder itself: no listing needed
-        yield version
+    pointer = read_pointer(root)
+    if pointer is not None:  # a partition folder itself: no listing needed (one read)
+        yield _pointed_version(root, pointer)
         return
     entries = _list_dir(root)
     names = {e.name for e in entries if not e.is_dir}

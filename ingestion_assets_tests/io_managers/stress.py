@@ -26,6 +26,10 @@ DEADLINE_S = 120  # bounds every loop by default (a run of the test passes in fa
 # Readers pause this long between reads: three readers spinning on a two-core machine would
 # starve the writer (or the one S3 server process); they still read several times per commit.
 PAUSE_S = 0.005
+# At most this many reads per reader while the commit count stands still: a reader races
+# every commit several times over, but on a loaded machine (slower commits) it waits for the
+# next commit instead of spinning, so the readers' work follows the commits, not the clock.
+READS_PER_COMMIT = 5
 
 
 def rows_for(tag: int) -> int:
@@ -121,7 +125,8 @@ def _dump(path: str, payload: dict) -> None:
 
 
 def writer_main(leaf: str, writer_no: int, tags: list[int], grace_s: float, out: str,
-                start: multiprocessing.synchronize.Event, deadline_s: float) -> None:
+                start: multiprocessing.synchronize.Event, deadline_s: float,
+                commit_count: multiprocessing.sharedctypes.Synchronized) -> None:
     start.wait(30)
     committed, failures, checks = [], [], 0
     deadline = time.monotonic() + deadline_s
@@ -132,6 +137,8 @@ def writer_main(leaf: str, writer_no: int, tags: list[int], grace_s: float, out:
                 break
             version = commit_version(leaf, tag, writer_no, grace_s)
             committed.append({"tag": tag, "version": version})
+            with commit_count.get_lock():
+                commit_count.value += 1
             # The commit returned: the partition must be there, whole, right now.
             seen = read_once(leaf)
             checks += 1
@@ -143,11 +150,19 @@ def writer_main(leaf: str, writer_no: int, tags: list[int], grace_s: float, out:
 
 
 def reader_main(leaf: str, grace_s: float, out: str, start: multiprocessing.synchronize.Event,
-                stop: multiprocessing.synchronize.Event, pause_s: float, deadline_s: float) -> None:
+                stop: multiprocessing.synchronize.Event, pause_s: float, deadline_s: float,
+                commit_count: multiprocessing.sharedctypes.Synchronized) -> None:
     start.wait(30)
     reads, failures, slow = [], [], 0
     deadline = time.monotonic() + deadline_s
+    seen_commits, reads_since = commit_count.value, 0
     while not stop.is_set() and time.monotonic() < deadline and len(reads) < 100_000:
+        if commit_count.value != seen_commits:
+            seen_commits, reads_since = commit_count.value, 0
+        elif reads_since >= READS_PER_COMMIT:
+            stop.wait(pause_s)  # no request: the next commit has not happened yet
+            continue
+        reads_since += 1
         began = time.monotonic()
         try:
             seen = read_once(leaf)
@@ -202,17 +217,19 @@ def run_stress(leaf: str, workdir: Path, writers: int, readers: int, commits: in
     began = time.monotonic()
     first = commit_version(leaf, 0, 0, grace_s)
     start, stop = ctx.Event(), ctx.Event()
+    commit_count = ctx.Value("i", 0)
     tags = list(range(1, commits + 1))
     wprocs, rprocs = [], []
     for w in range(writers):
         out = str(workdir / f"writer-{w}.json")
         p = ctx.Process(target=writer_main, args=(leaf, w + 1, tags[w::writers], grace_s, out,
-                                                  start, deadline_s))
+                                                  start, deadline_s, commit_count))
         wprocs.append((p, out))
     for r in range(readers):
         out = str(workdir / f"reader-{r}.json")
         p = ctx.Process(target=reader_main, args=(leaf, grace_s, out, start, stop,
-                                                              reader_pause_s, deadline_s))
+                                                              reader_pause_s, deadline_s,
+                                                              commit_count))
         rprocs.append((p, out))
     for p, _ in wprocs + rprocs:
         p.start()
