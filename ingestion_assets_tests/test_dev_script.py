@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -128,4 +129,23 @@ def test_dev_script_stops_cleanly(how, tmp_path):
     assert "stopped" in output.splitlines()[-1], output
     # a newcomer sees no warning to interpret (dagster dev's supersession by `dg dev`)
     assert "dg dev" not in output and "SupersessionWarning" not in output, output
-    assert "Traceback" not in output, output
+    assert not _unexpected_errors(output), output
+
+
+#: What Dagster's daemon may log when the stop lands while a sensor tick is asking the code
+#: server, which dagster dev shuts down at the same time (Dagster's shutdown order, seen on a
+#: loaded machine when the signal came a second after start-up): the tick is abandoned.
+SHUTDOWN_RACE = {
+    "dagster._core.errors.DagsterUserCodeUnreachableError",
+    "grpc._channel._InactiveRpcError",
+}
+
+
+def _unexpected_errors(output: str) -> list[str]:
+    """The exceptions in the script's output other than the shutdown race's, and any at all
+    before the shutdown began."""
+    before, _, after = output.partition("Shutting down Dagster services")
+    if "Traceback" in before:
+        return ["a traceback before the shutdown"]
+    raised = re.findall(r"^\s*([\w.]+(?:Error|Exception)\b)(?::|$)", after, re.MULTILINE)
+    return [name for name in raised if name not in SHUTDOWN_RACE]
