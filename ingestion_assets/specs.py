@@ -1691,13 +1691,18 @@ def _read_text(path: Path) -> str:
         ]) from None
 
 
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""The safe loader, libyaml's when PyYAML has it (about 6x faster: every Dagster process
+that loads the definitions parses the sources)."""
+
+
 def _load_document(path: Path) -> tuple[Any, dict[tuple, int]]:
     text = _read_text(path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=YAML_LOADER)
         if node is not None:
             _count_nodes(node, path)  # before anything walks the expanded tree
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -1779,8 +1784,11 @@ def _component_documents(path: Path) -> list[tuple[Any, dict[tuple, int]]]:
     """The documents of a Dagster ``defs.yaml`` (several may be separated by ``---``)."""
     text = path.read_text(encoding="utf-8")
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        docs = list(yaml.safe_load_all(text))
+        nodes = list(yaml.compose_all(text, Loader=YAML_LOADER))
+        for node in nodes:
+            if node is not None:
+                _count_nodes(node, path)  # before anything walks the expanded tree
+        docs = list(yaml.load_all(text, Loader=YAML_LOADER))  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -339,6 +339,17 @@ def test_alias_bomb_is_refused_before_it_expands(tmp_path):
         load_sources(path)
 
 
+def test_alias_bomb_in_a_component_file_is_refused_before_it_expands(tmp_path):
+    lines = ["type: ingestion_assets.components.RestApiSource",
+             "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "src" / "defs.yaml"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\nattributes: *a9\n")
+    with pytest.raises(SpecError, match=rf"{path}: the YAML expands to more than 200,000 values"):
+        load_sources(path)
+
+
 def test_oversized_file_is_refused(tmp_path, monkeypatch):
     import ingestion_assets.specs as specs
 
