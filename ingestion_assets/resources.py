@@ -41,7 +41,7 @@ def body_format(endpoint: Endpoint) -> BodyFormat:
         delimiter=csv.delimiter, quotechar=csv.quotechar, header=csv.header,
         columns=tuple(csv.columns), infer_types=csv.infer_types,
         declared=frozenset(endpoint.schema_ or {}),
-    ))
+    ), accept_unframed=endpoint.accept_unframed_body)
 
 
 def stored_records(pages: Iterable[tuple[dict[str, Any], bytes]], endpoint: Endpoint

@@ -1036,6 +1036,8 @@ def _streamed_format_problem(endpoint: Any) -> str | None:
     if endpoint.csv is not None and fmt != "csv":
         return f"`csv` options are set but `format` is {fmt!r}; set `format: csv`"
     if fmt == "json":
+        if endpoint.accept_unframed_body:
+            return "`accept_unframed_body` is for streamed bodies (`format: ndjson` or `csv`)"
         return None
     if endpoint.records_path not in (None, "", "$"):
         return f"`records_path` cannot be used with `format: {fmt}`: every line/row is a record"
@@ -1237,6 +1239,10 @@ class Endpoint(_Model):
         "line by line; every line or row a record)",
     )
     csv: CsvSpec | None = Field(default=None, description="CSV dialect (`format: csv`)")
+    accept_unframed_body: bool = Field(
+        default=False, description="ndjson/csv: accept a body sent without Content-Length or "
+        "chunked framing (a connection cut at a line break then passes for the end)",
+    )
     headers: Headers = Field(
         default={}, description="headers of this endpoint's requests; override the source's"
     )

@@ -533,9 +533,10 @@ def test_custom_pagination_problems_are_load_errors_naming_the_field(
         ("csv: {delimiter: ';'}", "`csv` options are set but `format` is 'json'"),
         ("format: csv\n        csv: {header: false}", "needs `columns`"),
         ("format: tsv", "format"),
+        ("accept_unframed_body: true", "`accept_unframed_body` is for streamed bodies"),
     ],
     ids=["workers", "body-cursor", "records-path", "csv-without-format", "no-header",
-         "unknown-format"],
+         "unknown-format", "unframed-json"],
 )
 def test_body_format_settings_that_cannot_work_are_load_errors(tmp_path, settings, message):
     path = write(tmp_path, source_yaml("fmt", f"""      - name: export

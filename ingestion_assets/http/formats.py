@@ -88,6 +88,9 @@ class BodyFormat:
     kind: str = "json"
     csv: CsvOptions = CsvOptions()
     piece_bytes: int = _MIB
+    #: Accept a streamed body sent without ``Content-Length`` or chunked framing (its end is
+    #: the connection closing, so a cut at a record boundary looks like the end).
+    accept_unframed: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FORMATS:

@@ -154,6 +154,16 @@ def _pieces(stream: Any, result: Any) -> Iterator[tuple[bytes, list[Any]]]:
         yield b"", []
         return
     content_type = result.response.headers.get("Content-Type") or ""
+    if not stream.body_format.accept_unframed and not _framed(result.response):
+        body.response.close()
+        raise body._error(
+            InvalidResponseError,
+            f"{stream.body_format.kind} body sent without Content-Length or chunked transfer "
+            "encoding: its end is the connection closing, so a connection cut at a line "
+            "break would pass for the end and the partition would be stored short; nothing "
+            "stored. Set `accept_unframed_body: true` on the endpoint only if the API cannot "
+            "frame it (then a cut goes unnoticed); not retried", transient=False,
+        )
     budgets: Budgets = stream.client.budgets
     sent = False
     try:
@@ -177,6 +187,14 @@ def _pieces(stream: Any, result: Any) -> Iterator[tuple[bytes, list[Any]]]:
         ) from None
     if not sent:
         yield b"", []
+
+
+def _framed(response: requests.Response) -> bool:
+    """Whether the body's end is announced (a length, or chunked encoding's last chunk), so
+    that ``urllib3`` tells a cut connection from the end of the body."""
+    headers = response.headers
+    encodings = [e.strip().lower() for e in headers.get("Transfer-Encoding", "").split(",")]
+    return "chunked" in encodings or headers.get("Content-Length") is not None
 
 
 def _refuse_json_error(stream: Any, response: requests.Response, piece: bytes,

@@ -7,9 +7,10 @@ ends, a body not in its declared charset, a stream cut short) fail with a clear 
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from ingestion_assets.http import paginators
+from ingestion_assets.http import ApiClient, RateLimiter, paginators
 from ingestion_assets.http.budgets import MIB, Budgets
 from ingestion_assets.http.errors import (
     BodyTooLargeError,
@@ -28,8 +29,9 @@ from ingestion_assets.http.formats import (
     split_pieces,
 )
 from ingestion_assets.http.records import stored_page_records
+from ingestion_assets_tests.hostile import HostileServer, Reply
 
-from .conftest import source_client
+from .conftest import FAST_RETRY, source_client
 
 DAY = {"start": "2025-02-10T00:00:00Z", "end": "2025-02-11T00:00:00Z"}
 NDJSON = BodyFormat("ndjson", piece_bytes=2048)
@@ -185,3 +187,35 @@ def test_ndjson_errors_name_the_record():
         RecordReader(NDJSON).records(b'{"a": 1}\n{"a": \n')
     with pytest.raises(BodyFormatError, match="record 1 is a list, not an object"):
         RecordReader(NDJSON).records(b"[1, 2]\n")
+
+
+def test_an_unframed_export_is_refused_because_a_cut_would_look_like_its_end():
+    # Five lines promised, three sent, then the connection closes at a line break. Without a
+    # Content-Length or chunked framing nothing tells this from the end of the export.
+    lines = [orjson.dumps({"id": i}) + b"\n" for i in range(5)]
+    with HostileServer() as server:
+        server.routes["/cut.ndjson"] = lambda seen: Reply(
+            200, iter(lines[:3]), content_type="application/x-ndjson")
+        server.routes["/whole.ndjson"] = lambda seen: Reply(
+            200, b"".join(lines), content_type="application/x-ndjson")
+        client = ApiClient(server.url, source="hostile", timeout=(2, 5), retry=FAST_RETRY,
+                           rate_limiter=RateLimiter(None))
+
+        def fetch(path, fmt=NDJSON):
+            stream = client.fetch_pages(path, body_format=fmt, endpoint="export",
+                                        partition="2025-02-10")
+            return [r["id"] for r in stream.iter_records()]
+
+        with pytest.raises(InvalidResponseError) as caught:
+            fetch("/cut.ndjson")
+        message = str(caught.value)
+        assert "without Content-Length or chunked transfer encoding" in message
+        assert "accept_unframed_body" in message and not caught.value.transient
+        assert message.startswith("[hostile/export] ") and "partition=2025-02-10" in message
+        assert len(server.seen) == 1  # not retried: the next answer would be unframed too
+        # Framed, the same records arrive whole.
+        assert fetch("/whole.ndjson") == [0, 1, 2, 3, 4]
+        # The opt-in takes the unframed body as it comes, and with it the cut: what the
+        # message warns about.
+        accepting = BodyFormat("ndjson", piece_bytes=2048, accept_unframed=True)
+        assert fetch("/cut.ndjson", accepting) == [0, 1, 2]
