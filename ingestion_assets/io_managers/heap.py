@@ -4,7 +4,7 @@ Writing a partition creates thousands of short-lived containers per page (the re
 HTTP client parses to paginate, the Arrow conversions). CPython's full collections walk
 every tracked object of the process, and in a Dagster run most of them are Dagster's own
 (definitions, run state, modules): scanned again and again, they made the fetch thread's
-CPU about 1.5x what it is with them frozen (300k records in pages of 1,000; see
+CPU about 1.4x what it is with them frozen (300k records in pages of 1,000; see
 docs/performance.md). ``gc.freeze()`` moves the objects alive now into a permanent
 generation the collector skips; ``gc.unfreeze()`` hands them back when the last writer
 finishes, so garbage cycles among them are still collected afterwards.
