@@ -26,12 +26,25 @@ from pydantic import BaseModel, TypeAdapter
 
 from ingestion_assets.http import ApiClient, RateLimiter, RetryPolicy
 from ingestion_assets.http.budgets import MIB, Budgets
+from ingestion_assets.http.formats import charset_of
 from ingestion_assets.http.headers import header_value_problem
 from ingestion_assets.http.jsonpath import compile_path, find
 from ingestion_assets.http.plugins import load_object
-from ingestion_assets.http.records import extract_records, page_body, records_steps
+from ingestion_assets.http.records import (
+    RootSteps,
+    content_type_of,
+    extract_records,
+    page_body,
+    records_steps,
+)
 from ingestion_assets.http.redaction import MASK, register_basic_credentials, register_secret
-from ingestion_assets.normalize import DeadLetters, Normalizer, WindowGuard
+from ingestion_assets.normalize import (
+    DeadLetters,
+    JsonPage,
+    Normalizer,
+    WindowGuard,
+    parse_type,
+)
 from ingestion_assets.specs import (
     Auth,
     BasicAuth,
@@ -526,6 +539,37 @@ def table_normalizer(endpoint: Endpoint, window: Any) -> Normalizer:
         dead_letters=DeadLetters(),
         window=window_guard(endpoint, window),
     )
+
+
+def json_page_path(endpoint: Endpoint) -> tuple[str, ...] | None:
+    """The records path when an endpoint's table is read from the page bytes (`JsonPage`).
+
+    That is a JSON body with the records under object keys, and nothing that needs the
+    records as Python objects on the table's side: masked columns, dropped repeats, a model,
+    the JSON column of extra fields or a declared ``json`` column. None otherwise.
+    """
+    if (endpoint.format != "json" or endpoint.mask_columns or pages_can_shift(endpoint)
+            or endpoint.model is not None or endpoint.extra_fields != "columns"
+            or any(parse_type(t) == "json" for t in (endpoint.schema_ or {}).values())):
+        return None
+    steps = records_steps(endpoint.records_path)
+    if isinstance(steps, RootSteps) or not steps or not all(isinstance(s, str) for s in steps):
+        return None
+    return tuple(steps)
+
+
+def table_page(page: Any, path: tuple[str, ...] | None, records_path: str | None) -> Any:
+    """What the table's normalizer gets of a fetched page: its records, or (``path`` from
+    `json_page_path`, a UTF-8 body) a `JsonPage` of its bytes, so that the records can go as
+    soon as the fetch has counted them."""
+    body = page.body
+    content_type = content_type_of(page.headers)
+    if path is None or body[:3] == b"\xef\xbb\xbf" or charset_of(content_type) not in (
+        None, "utf-8", "utf8"
+    ):
+        return page.records
+    return JsonPage(body, path, len(page.records),
+                    lambda: records_of_page(body, records_path, content_type))
 
 
 def mask_columns(pages, columns: list[str]):

@@ -123,26 +123,40 @@ class PageHandOver:
             yield item
 
 
-class TeePages:
-    """The fetched pages, each handed to the normalizer as it passes to the raw archive.
+class QueuedPages:
+    """The pages of a hand-over as an iterable, with the fetch's ``stats`` (for the manifest:
+    read once the iteration has ended, when the fetch is complete)."""
 
-    ``stop`` (set when the step is interrupted) ends the fetch between two pages.
-    """
-
-    def __init__(self, pages: Any, hand_over: PageHandOver, stop: threading.Event):
-        self._pages = pages
+    def __init__(self, hand_over: PageHandOver, pages: Any):
         self._hand_over = hand_over
-        self._stop = stop
+        self._pages = pages
 
-    def __getattr__(self, name: str) -> Any:  # stats, for the manifest
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._pages, name)
 
     def __iter__(self) -> Iterator[Any]:
-        for page in self._pages:
-            if self._stop.is_set():
-                raise Aborted("the step was stopped")
-            self._hand_over.put(page.records)
-            yield page
+        return iter(self._hand_over)
+
+
+@dataclass(slots=True)
+class ArchivedPage:
+    """What the raw archive stores of a fetched page: the page without its records (counted)."""
+
+    index: int
+    url: str
+    params: dict[str, Any]
+    status: int
+    body: bytes
+    record_count: int
+    headers: dict[str, str]
+    fetched_at: Any
+    elapsed_s: float
+    attempts: int
+
+    @classmethod
+    def of(cls, page: Any) -> ArchivedPage:
+        return cls(page.index, page.url, page.params, page.status, page.body, len(page.records),
+                   page.headers, page.fetched_at, page.elapsed_s, page.attempts)
 
 
 class Worker(threading.Thread):
@@ -165,35 +179,58 @@ class Worker(threading.Thread):
 
 def tee_stage(
     stage_raw: Callable[[Iterable[Any]], Any],
-    stage_table: Callable[[Iterable[list[Any]]], Any],
+    stage_table: Callable[[Iterable[Any]], Any],
     pages: Any, stop: threading.Event, name: str,
+    table_page: Callable[[Any], Any] = lambda page: page.records,
 ) -> tuple[Any, Any]:
-    """Stage the raw archive (this thread) and the table (a worker thread) from one fetch.
+    """Fetch in this thread; stage the raw archive and the table each in a worker thread.
 
-    Returns both stagings, or raises the first error after discarding whatever was staged.
+    The fetch thread only fetches (and parses, to paginate): compressing and writing the
+    archive, and building the table, run beside it, each behind a bounded hand-over, so the
+    next request goes out while the last page is stored. ``table_page`` is what the table
+    gets of a page (its records by default). Returns both stagings, or raises the first
+    error after discarding whatever was staged.
     """
-    hand_over = PageHandOver()
-    worker = Worker(lambda: stage_table(hand_over), name=name, hand_over=hand_over)
-    worker.start()
+    to_raw, to_table = PageHandOver(), PageHandOver()
+    raw = Worker(lambda: stage_raw(QueuedPages(to_raw, pages)), f"archive {name}", to_raw)
+    table = Worker(lambda: stage_table(to_table), f"normalize {name}", to_table)
+    workers = (raw, table)
+    for worker in workers:
+        worker.start()
     try:
-        raw = stage_raw(TeePages(pages, hand_over, stop))
+        for page in pages:
+            if stop.is_set():
+                raise Aborted("the step was stopped")
+            to_table.put(table_page(page))
+            to_raw.put(ArchivedPage.of(page))
+        to_raw.close()
+        to_table.close()
     except BaseException as exc:
-        hand_over.abort()
-        worker.join()
-        if isinstance(exc, Aborted) and worker.error is not None:
-            raise worker.error from None  # the normalizer failed first
-        if worker.error is None and worker.result is not None:
-            worker.result.discard()
+        _stop_workers(workers, (to_raw, to_table))
+        failed = next((w.error for w in workers if w.error is not None
+                       and not isinstance(w.error, Aborted)), None)
+        if isinstance(exc, Aborted) and failed is not None:
+            raise failed from None  # a worker failed first
         raise
-    try:
-        hand_over.close()
-    except Aborted:
-        pass  # the normalizer failed: its error is raised below
-    worker.join()
-    if worker.error is not None:
-        raw.discard()
-        raise worker.error
-    return raw, worker.result
+    _stop_workers(workers, ())
+    failed = next((w.error for w in workers if w.error is not None), None)
+    if failed is not None:
+        raise failed
+    return raw.result, table.result
+
+
+def _stop_workers(workers: tuple[Worker, ...], hand_overs: tuple[PageHandOver, ...]) -> None:
+    """Wait for the workers (after aborting ``hand_overs``); when any failed, discard what
+    the others staged."""
+    for hand_over in hand_overs:
+        hand_over.abort()
+    for worker in workers:
+        worker.join()
+    if any(w.error is not None for w in workers) or hand_overs:
+        for worker in workers:
+            if worker.error is None and worker.result is not None:
+                worker.result.discard()
+                worker.result = None
 
 
 # --------------------------------------------------------------------------- many partitions
@@ -379,6 +416,7 @@ class StepRun:
 
     def ingest(self, key: str | None) -> tuple[Any, Any]:
         """Fetch one partition, staging its raw archive and its table side by side."""
+        from ingestion_assets.endpoint_io import json_page_path, table_page
         from ingestion_assets.parents import parent_pages
         from ingestion_assets.partitions import PartitionKeyError, partition_request
 
@@ -392,12 +430,15 @@ class StepRun:
                 if p.endpoint.parent else self.api.fetch_pages(p.endpoint, request))
         except (MissingSecretError, PartitionKeyError) as exc:
             raise no_retry(exc) from exc
+        path = None if p.endpoint.parent else json_page_path(p.endpoint)
         return tee_stage(
-            lambda tee: self.raw_io.stage_partition(
-                raw_folder, key, tee, asset_key_path=list(p.raw_key.path), run_id=self.run_id,
+            lambda archived: self.raw_io.stage_partition(
+                raw_folder, key, archived, asset_key_path=list(p.raw_key.path),
+                run_id=self.run_id,
             ),
             lambda records: self.stage_table(key, table_folder, records),
-            pages, self.stop, name=f"normalize {p.table_key.to_user_string()} {key}",
+            pages, self.stop, name=f"{p.table_key.to_user_string()} {key}",
+            table_page=lambda page: table_page(page, path, p.endpoint.records_path),
         )
 
     def stage(self, key: str | None) -> tuple[Any, Any]:

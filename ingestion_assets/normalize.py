@@ -50,6 +50,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 from pydantic import TypeAdapter, ValidationError
 
 __all__ = [
@@ -57,6 +58,7 @@ __all__ = [
     "EXTRA_COLUMN",
     "TIMESTAMP",
     "DeadLetters",
+    "JsonPage",
     "NormalizationError",
     "Normalizer",
     "OutOfWindowError",
@@ -359,6 +361,33 @@ def _nested(type_: pa.DataType | str) -> pa.DataType:
     return pa.string() if type_ == _JSON else type_
 
 
+@dataclass(slots=True)
+class JsonPage:
+    """One JSON page as the API sent it, for a table built from the bytes themselves.
+
+    The normalizer reads the records at ``path`` with Arrow's JSON reader and the types of the
+    earlier pages (C++, without the interpreter lock, so it runs beside the fetch) instead of
+    converting Python objects. Whenever that cannot give exactly what the records would (a new
+    field, a changed type, a record for the dead letters, a count that differs), it calls
+    ``records`` and normalizes them as usual.
+
+    Attributes:
+        body: the page body, UTF-8 JSON.
+        path: the records path (object keys) in the body.
+        count: the records the HTTP client counted on the page.
+        records: the page's records (parsed again from ``body`` by the client's rule).
+    """
+
+    body: bytes
+    path: tuple[str, ...]
+    count: int
+    records: Callable[[], list[Any]]
+
+
+class _NeedRecords(Exception):
+    """The page needs its records as Python objects (see :class:`JsonPage`)."""
+
+
 class Normalizer:
     """Turn pages of JSON records into record batches with a stable schema.
 
@@ -434,6 +463,10 @@ class Normalizer:
         }
         self._pages = 0
         self.window = window
+        # The records' own struct type seen so far (before declared types), and the JSON
+        # reader's options built from it (`JsonPage`).
+        self._raw_type: pa.StructType | None = None
+        self._json_options: tuple[tuple[str, ...], pj.ParseOptions] | None = None
         # Undeclared columns: the page that set each column's type, and type conflicts seen.
         self._since: dict[str, int] = {}
         self.type_conflicts: list[dict[str, Any]] = []
@@ -475,21 +508,106 @@ class Normalizer:
             meta["type_conflicts"] = list(self.type_conflicts)
         return meta
 
-    def normalize_page(self, records: Sequence[Mapping[str, Any]]) -> pa.RecordBatch | None:
+    def normalize_page(
+        self, records: Sequence[Mapping[str, Any]] | JsonPage
+    ) -> pa.RecordBatch | None:
         """Normalize one page; returns None for an empty page (it still counts as a page)."""
+        if isinstance(records, JsonPage):
+            return self._normalize_json_page(records)
+        return self._normalize(records, None)
+
+    @property
+    def reads_json_bytes(self) -> bool:
+        """Whether a `JsonPage` can be read without its records as Python objects (no model,
+        no JSON text columns: both need the records themselves)."""
+        return self._model is None and not self._extra_json and not self._json_fields
+
+    def _normalize_json_page(self, page: JsonPage) -> pa.RecordBatch | None:
+        if page.count == 0:
+            self._pages += 1
+            return None
+        raw = self._read_json(page) if self.reads_json_bytes else None
+        if raw is not None:
+            at = self._pages
+            try:
+                return self._normalize(None, raw)
+            except _NeedRecords:
+                self._pages = at  # nothing else was changed: the page starts over
+        return self._normalize(page.records(), None)
+
+    def _read_json(self, page: JsonPage) -> pa.RecordBatch | None:
+        """The page's records as a batch, read from its bytes with the types of the earlier
+        pages; None when that cannot be exactly what converting its records would give."""
+        if self._raw_type is None:
+            return None
+        if self._json_options is None or self._json_options[0] != page.path:
+            nested: pa.DataType = pa.list_(self._raw_type)
+            for step in reversed(page.path[1:]):
+                nested = pa.struct([(step, nested)])
+            self._json_options = (page.path, pj.ParseOptions(
+                explicit_schema=pa.schema([(page.path[0], nested)]),
+                newlines_in_values=True,  # one object over many lines
+            ))
+        body = page.body
+        try:
+            table = pj.read_json(
+                pa.BufferReader(body),
+                read_options=pj.ReadOptions(use_threads=False, block_size=len(body) + 64),
+                parse_options=self._json_options[1],
+            )
+            if table.num_rows != 1:
+                return None
+            values: Any = table.column(page.path[0]).combine_chunks()
+            for step in page.path[1:]:
+                values = values.field(step)
+        except (pa.ArrowException, KeyError):
+            return None  # not an object, a duplicate key, a value of another type...
+        # A new field, a field of a new type (or a timestamp the reader guessed) changes the
+        # type; null records are converted differently: the records decide.
+        if values.type != pa.list_(self._raw_type) or values.null_count:
+            return None
+        records = values.flatten()
+        if len(records) != page.count or records.null_count:
+            return None
+        return pa.RecordBatch.from_struct_array(records)
+
+    def _learn_raw_type(self, type_: pa.StructType) -> None:
+        """Merge a page's own struct type into the one the JSON reader is given."""
+        if self._raw_type is None:
+            merged = type_
+        else:
+            fields = {f.name: f for f in self._raw_type}
+            for f in type_:
+                old = fields.get(f.name)
+                if old is None or pa.types.is_null(old.type) or not (
+                    pa.types.is_null(f.type) or old.type == f.type
+                ):
+                    fields[f.name] = f
+            merged = pa.struct(list(fields.values()))
+        if merged != self._raw_type:
+            self._raw_type = merged
+            self._json_options = None
+
+    def _normalize(
+        self, records: Sequence[Mapping[str, Any]] | None, raw: pa.RecordBatch | None
+    ) -> pa.RecordBatch | None:
+        """One page, from its records or (``records`` None) from the batch read from its
+        bytes, which raises `_NeedRecords` before changing anything when records are needed."""
         page = self._pages
         self._pages += 1
-        if not records:
+        if not records and raw is None:
             return None
         # (position on the page, record as received), for dead letters.
         origin: list[tuple[int, Any]] | None = None
-        if self._model is not None or self._extra_json:
+        if records is not None and (self._model is not None or self._extra_json):
             records, origin = self._screen(records, page)
             if not records:
                 return None
         try:
-            columns, num_rows = self._declared_columns(records, page)
+            columns, num_rows = self._declared_columns(records, page, raw)
         except NormalizationError:
+            if records is None:
+                raise _NeedRecords from None
             if self.dead_letters is None:
                 raise
             records, origin = self._keep_castable(records, origin, page)
@@ -507,6 +625,8 @@ class Normalizer:
                                                            page)
             if num_rows == 0:
                 return None
+        if records is None:
+            self._check_widening(columns, page)
         # Undeclared columns may widen the schema; compute the new schema, then conform.
         for name in list(columns):
             array = columns[name]
@@ -546,11 +666,22 @@ class Normalizer:
 
     # -- the contract: dead letters -----------------------------------------------------
 
+    def _check_widening(self, columns: dict[str, pa.Array], page: int) -> None:
+        """A column whose values cannot join the earlier pages' needs its records."""
+        for name, array in columns.items():
+            current = self._fields.get(name)
+            if name in self._declared or current is None or current == array.type:
+                continue
+            try:
+                _widen(current, array.type, name, page)
+            except _TypeConflict:
+                raise _NeedRecords from None
+
     def _declared_columns(
-        self, records: Sequence[Any], page: int
+        self, records: Sequence[Any] | None, page: int, raw: pa.RecordBatch | None = None
     ) -> tuple[dict[str, pa.Array], int]:
         """The page as Arrow columns, declared columns cast to their types."""
-        batch = self._to_arrow(records, page)
+        batch = self._to_arrow(records, page) if raw is None else _drop_empty_structs(raw)
         if self.nested == "flatten":
             batch = self._flatten(batch, page)
         columns = {name: batch.column(i) for i, name in enumerate(batch.schema.names)}
@@ -592,6 +723,8 @@ class Normalizer:
         why: Callable[[int], tuple[str, str | None, str]],
     ) -> tuple[dict[str, pa.Array], int, list[tuple[int, Any]] | None]:
         """Send the rows where ``mask`` is true to the dead letters; the rest go on."""
+        if records is None and origin is None:
+            raise _NeedRecords
         origin = origin if origin is not None else list(enumerate(records))
         for position in pc.indices_nonzero(mask).to_pylist():
             rule, field_name, reason = why(position)
@@ -609,6 +742,8 @@ class Normalizer:
         guard = self.window
         assert guard is not None
         mask = guard.outside_mask(columns, num_rows, page)
+        if records is None and guard.policy == "dead_letter" and pc.any(mask).as_py():
+            raise _NeedRecords  # before the guard counts them
         positions = [i for i, _ in origin] if origin is not None else range(num_rows)
         if not guard.note(columns, num_rows, mask, page, positions):
             return columns, num_rows, origin
@@ -723,6 +858,7 @@ class Normalizer:
                 raise NormalizationError(
                     f"records must be JSON objects, got {array.type}", page=page
                 )
+            self._learn_raw_type(array.type)
             batch = pa.RecordBatch.from_struct_array(array)
             if self._json_fields:
                 batch = self._replace_json_columns(batch, records)

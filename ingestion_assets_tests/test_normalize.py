@@ -352,3 +352,81 @@ def test_normalizing_does_not_import_pandas_and_pandas_still_works_after():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["False", "[1, 2] 2"]
+
+
+# -- property: a page read from its bytes gives what its records give --------------------
+
+_loose_record = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.none(), st.integers(0, 50), st.text(max_size=3)),
+        "value": st.one_of(
+            # JSON numbers as the HTTP client parses them (orjson: 64-bit integers)
+            st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.text(max_size=4),
+        ),
+        "at": st.one_of(st.none(), st.sampled_from(
+            ["2025-01-05T10:00:00Z", "2025-01-06", "2025-01-04T23:00:00+02:00", "later"]
+        ), st.integers(1_736_000_000, 1_736_200_000)),
+        "nested": st.one_of(st.none(), st.integers(0, 3), st.fixed_dictionaries(
+            {}, optional={"a": st.integers(0, 3), "b": st.text(max_size=2)})),
+        "tags": st.lists(st.one_of(st.integers(0, 3), st.text(max_size=2)), max_size=2),
+    },
+)
+
+
+def _bytes_normalizer() -> Normalizer:
+    from ingestion_assets.normalize import WindowGuard
+
+    return Normalizer(
+        schema={"at": "timestamp"}, required=["id"], dead_letters=DeadLetters(),
+        window=WindowGuard(start=datetime(2025, 1, 5, tzinfo=UTC),
+                           end=datetime(2025, 1, 6, tzinfo=UTC), field="at",
+                           policy="dead_letter"),
+    )
+
+
+def _outcome(normalizer: Normalizer, pages) -> dict:
+    try:
+        batches = [b for b in (normalizer.normalize_page(p) for p in pages) if b is not None]
+        normalizer.finish()
+    except NormalizationError as exc:
+        return {"error": str(exc)}
+    return {
+        "batches": [(b.schema, b.to_pylist()) for b in batches],
+        "schema": normalizer.schema,
+        "dead_letters": normalizer.dead_letters.held().to_pylist(),
+        "report": normalizer.report(),
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(pages=st.lists(st.lists(_loose_record, max_size=6), min_size=1, max_size=6))
+def test_a_page_read_from_its_bytes_gives_what_its_records_give(pages):
+    from ingestion_assets.normalize import JsonPage
+
+    def json_page(records):
+        body = orjson.dumps({"total": 99, "page": {"results": records}})
+        return JsonPage(body, ("page", "results"), len(records),
+                        lambda: orjson.loads(body)["page"]["results"])
+
+    from_records = _outcome(_bytes_normalizer(), pages)
+    from_bytes = _outcome(_bytes_normalizer(), [json_page(records) for records in pages])
+    assert from_bytes == from_records
+
+
+def test_a_page_read_from_its_bytes_needs_no_records_when_nothing_changed():
+    from ingestion_assets.normalize import JsonPage
+
+    records = [{"id": i, "at": "2025-01-05T10:00:00Z", "n": {"x": i}} for i in range(5)]
+    body = orjson.dumps({"results": records})
+    asked = []
+
+    def page() -> JsonPage:
+        return JsonPage(body, ("results",), 5, lambda: asked.append(1) or records)
+
+    normalizer = _bytes_normalizer()
+    batches = [normalizer.normalize_page(page()) for _ in range(3)]
+    assert asked == [1]  # the first page sets the types; the others are read from the bytes
+    assert [b.to_pylist() for b in batches[1:]] == [batches[0].to_pylist()] * 2

@@ -241,7 +241,7 @@ class StatusClassifier:
         if isinstance(content, StreamedBody):  # read piece by piece: streaming.streamed_pages
             return Verdict(SUCCESS)
         try:
-            body = page_body(content, status, content_type)  # collector paused: see fastjson
+            body = page_body(content, status, content_type)
         except BodyFormatError as exc:  # a body not in its declared charset
             return Verdict(FATAL, InvalidResponseError(f"{exc}; not retried", transient=False,
                                                        **said))

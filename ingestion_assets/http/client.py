@@ -13,6 +13,7 @@ client does no per-record work beyond finding the records and the cursor.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -22,6 +23,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urljoin
+from urllib.request import getproxies
 
 import requests
 
@@ -107,6 +109,24 @@ def _is_html(response: requests.Response) -> bool:
 
 def _mib(n: int) -> str:
     return f"{n / 1048576:g} MiB"
+
+
+def _settings_from_environment(session: requests.Session, verify: bool | str) -> None:
+    """Read the environment's HTTP settings once, not on every request.
+
+    A session that trusts the environment scans all of ``os.environ`` for proxy variables
+    (twice) on every request. Without any proxy variable the session stops trusting it, and
+    keeps the one other setting it read from there, a CA bundle (``REQUESTS_CA_BUNDLE``,
+    ``CURL_CA_BUNDLE``); with proxies it goes on reading them per request (``NO_PROXY``
+    decides by URL). Nor is ``~/.netrc`` read then: it could only add credentials the source
+    does not declare (secrets come from the source's auth and the environment it names).
+    """
+    if getproxies():
+        return
+    session.trust_env = False
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if verify is True and bundle:
+        session.verify = bundle
 
 
 @dataclass(slots=True)
@@ -198,6 +218,7 @@ class ApiClient:
         self.error_detector = error_detector or looks_like_error
         self.session = requests.Session()
         self.session.verify = verify
+        _settings_from_environment(self.session, verify)
         self.pool_size = 0
         self._pool_lock = threading.Lock()
         self._size_pool(max(4, pool_size))

@@ -31,8 +31,6 @@ from typing import Any
 
 import orjson
 
-from ingestion_assets.http import fastjson
-
 FORMATS = ("json", "ndjson", "csv")
 _MIB = 1024 * 1024
 
@@ -203,7 +201,7 @@ class RecordReader:
         lines = [line for line in lines if line.strip()]
         start = self._line
         try:
-            records = fastjson.loads_each(lines)
+            records = [orjson.loads(line) for line in lines]
         except orjson.JSONDecodeError:
             records = None  # find the line, for the message
         if records is None:

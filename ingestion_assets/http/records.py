@@ -30,7 +30,6 @@ from typing import Any
 
 import orjson
 
-from ingestion_assets.http import fastjson
 from ingestion_assets.http.formats import (
     BodyFormat,
     CharsetError,
@@ -86,7 +85,7 @@ def page_body(content: bytes, status: int | None = None, content_type: str | Non
         return NO_CONTENT
     text = json_text(content, content_type)
     try:
-        return fastjson.loads(text)
+        return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         # Declared UTF-8 that is not: the same bytes would come again, so not retried (without
         # a charset it stays an invalid body, retried, as a body cut mid-character may be).
@@ -138,7 +137,8 @@ def extract_records(
     raise RecordsNotFound(f"no list of records at path {'.'.join(map(str, steps))!r}")
 
 
-def _content_type(headers: Any) -> str | None:
+def content_type_of(headers: Any) -> str | None:
+    """The ``Content-Type`` among a page's (stored) headers, whatever its case."""
     for name, value in (headers or {}).items():
         if name.lower() == "content-type":
             return value
@@ -158,7 +158,7 @@ def stored_page_records(
     reader: RecordReader | None = None
     request: tuple | None = None
     for meta, body in pages:
-        content_type = _content_type(meta.get("headers"))
+        content_type = content_type_of(meta.get("headers"))
         if not fmt.streamed:
             yield extract_records(page_body(body, None, content_type), steps)
             continue

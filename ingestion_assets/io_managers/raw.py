@@ -183,7 +183,10 @@ def _jsonable(value: Any) -> Any:
 
 def _page_entry(page: Any, position: int, body: bytes, frame: bytes, offset: int) -> dict[str, Any]:
     """The manifest entry of one stored page (``offset``: where its frame starts)."""
-    records = getattr(page, "records", None)
+    count = getattr(page, "record_count", None)
+    if count is None:
+        records = getattr(page, "records", None)
+        count = len(records) if records is not None else 0
     entry = {
         "index": getattr(page, "index", position),
         "url": getattr(page, "url", None),
@@ -191,7 +194,7 @@ def _page_entry(page: Any, position: int, body: bytes, frame: bytes, offset: int
         "status": getattr(page, "status", None),
         "headers": _jsonable(dict(getattr(page, "headers", None) or {})),
         "fetched_at": _utc_iso(getattr(page, "fetched_at", None)),
-        "records": len(records) if records is not None else 0,
+        "records": count,
         "bytes": len(body),
         "compressed_bytes": len(frame),
         "offset": offset,
