@@ -384,6 +384,17 @@ class JsonPage:
     records: Callable[[], list[Any]]
 
 
+def _has_float(type_: pa.DataType) -> bool:
+    """Whether a (nested) type holds a floating-point field."""
+    if pa.types.is_floating(type_):
+        return True
+    if pa.types.is_struct(type_):
+        return any(_has_float(f.type) for f in type_)
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
+        return _has_float(type_.value_type)
+    return False
+
+
 class _NeedRecords(Exception):
     """The page needs its records as Python objects (see :class:`JsonPage`)."""
 
@@ -538,7 +549,9 @@ class Normalizer:
     def _read_json(self, page: JsonPage) -> pa.RecordBatch | None:
         """The page's records as a batch, read from its bytes with the types of the earlier
         pages; None when that cannot be exactly what converting its records would give."""
-        if self._raw_type is None:
+        if self._raw_type is None or _has_float(self._raw_type):
+            # Arrow's reader reads an integer into a float column as the nearest double
+            # (2**53 + 1 becomes 2**53), where the records' own cast fails: the records decide.
             return None
         if self._json_options is None or self._json_options[0] != page.path:
             nested: pa.DataType = pa.list_(self._raw_type)

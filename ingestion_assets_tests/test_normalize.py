@@ -430,3 +430,22 @@ def test_a_page_read_from_its_bytes_needs_no_records_when_nothing_changed():
     batches = [normalizer.normalize_page(page()) for _ in range(3)]
     assert asked == [1]  # the first page sets the types; the others are read from the bytes
     assert [b.to_pylist() for b in batches[1:]] == [batches[0].to_pylist()] * 2
+
+
+def test_an_integer_beyond_a_doubles_precision_fails_as_its_records_would():
+    # A float column, then 2**53 + 1: the records' cast refuses it; read from the bytes with
+    # the float type it would become 2**53, a different number stored without a word.
+    from ingestion_assets.normalize import JsonPage
+
+    pages = [[{"id": 1, "v": 1.5}], [{"id": 2, "v": 2**53 + 1}]]
+
+    def as_json_page(records):
+        body = orjson.dumps({"results": records})
+        return JsonPage(body, ("results",), len(records),
+                        lambda: orjson.loads(body)["results"])
+
+    for make in (list, as_json_page):
+        normalizer = Normalizer()
+        normalizer.normalize_page(make(pages[0]))
+        with pytest.raises(NormalizationError, match="9007199254740993"):
+            normalizer.normalize_page(make(pages[1]))
