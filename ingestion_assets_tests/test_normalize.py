@@ -332,6 +332,23 @@ def test_page_boundaries_do_not_change_the_table(records, cuts):
     assert paged.num_rows == len(records)
 
 
+def test_arrow_uses_the_system_allocator_unless_the_user_chose_one():
+    """The tables' allocator (docs/performance.md): set by importing the package first."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import ingestion_assets, pyarrow as pa\n"
+            "print(pa.default_memory_pool().backend_name)\n")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    for chosen, expected in ((None, "system"), ("jemalloc", "jemalloc")):
+        run_env = env if chosen is None else {**env, "ARROW_DEFAULT_MEMORY_POOL": chosen}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=run_env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
+
+
 def test_normalizing_does_not_import_pandas_and_pandas_still_works_after():
     """pyarrow's first list conversion would import pandas (~30 MB) only to probe the list;
     a process that never uses pandas does not pay for it, one that does still can."""
