@@ -222,10 +222,12 @@ def bench_source(url: str, workdir: Path):
 
 
 def variant_ours(url: str, records: int, workdir: Path) -> dict[str, Any]:
+    # The package first, as in a Dagster process (the code location is imported before
+    # anything reads a table): it chooses Arrow's allocator before pyarrow is imported.
+    from ingestion_assets.definitions import build_definitions  # isort: skip
+
     import dagster as dg
     import pyarrow.parquet as pq
-
-    from ingestion_assets.definitions import build_definitions
 
     data = workdir / "data"
     defs = build_definitions([bench_source(url, workdir)], str(data))
