@@ -477,6 +477,7 @@ class Normalizer:
         # The records' own struct type seen so far (before declared types), and the JSON
         # reader's options built from it (`JsonPage`).
         self._raw_type: pa.StructType | None = None
+        self._raw_has_float = False
         self._json_options: tuple[tuple[str, ...], pj.ParseOptions] | None = None
         # Undeclared columns: the page that set each column's type, and type conflicts seen.
         self._since: dict[str, int] = {}
@@ -549,7 +550,7 @@ class Normalizer:
     def _read_json(self, page: JsonPage) -> pa.RecordBatch | None:
         """The page's records as a batch, read from its bytes with the types of the earlier
         pages; None when that cannot be exactly what converting its records would give."""
-        if self._raw_type is None or _has_float(self._raw_type):
+        if self._raw_type is None or self._raw_has_float:
             # Arrow's reader reads an integer into a float column as the nearest double
             # (2**53 + 1 becomes 2**53), where the records' own cast fails: the records decide.
             return None
@@ -599,6 +600,7 @@ class Normalizer:
             merged = pa.struct(list(fields.values()))
         if merged != self._raw_type:
             self._raw_type = merged
+            self._raw_has_float = _has_float(merged)
             self._json_options = None
 
     def _normalize(

@@ -198,6 +198,10 @@ def test_an_unframed_export_is_refused_because_a_cut_would_look_like_its_end():
             200, iter(lines[:3]), content_type="application/x-ndjson")
         server.routes["/whole.ndjson"] = lambda seen: Reply(
             200, b"".join(lines), content_type="application/x-ndjson")
+        # Framed, but the connection closes after 3 of the 5 announced lines' bytes.
+        server.routes["/short.ndjson"] = lambda seen: Reply(
+            200, iter(lines[:3]), content_type="application/x-ndjson",
+            length=len(b"".join(lines)))
         client = ApiClient(server.url, source="hostile", timeout=(2, 5), retry=FAST_RETRY,
                            rate_limiter=RateLimiter(None))
 
@@ -213,8 +217,11 @@ def test_an_unframed_export_is_refused_because_a_cut_would_look_like_its_end():
         assert "accept_unframed_body" in message and not caught.value.transient
         assert message.startswith("[hostile/export] ") and "partition=2025-02-10" in message
         assert len(server.seen) == 1  # not retried: the next answer would be unframed too
-        # Framed, the same records arrive whole.
+        # Framed, the same records arrive whole, and a cut under the length is an error.
         assert fetch("/whole.ndjson") == [0, 1, 2, 3, 4]
+        with pytest.raises(TransportError, match="broke off") as cut:
+            fetch("/short.ndjson")
+        assert cut.value.transient  # the step's retry fetches the partition again
         # The opt-in takes the unframed body as it comes, and with it the cut: what the
         # message warns about.
         accepting = BodyFormat("ndjson", piece_bytes=2048, accept_unframed=True)
