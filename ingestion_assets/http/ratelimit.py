@@ -171,6 +171,16 @@ class RateLimiter:
         """Requests acquired and not yet released."""
         return self._in_flight
 
+    def drain(self) -> None:
+        """Empty the bucket: the next request waits ``1 / rate`` seconds.
+
+        For a limiter that takes over from another one sharing the same share of the
+        API's limit (a Spark task after the task before it in the same slot): a full burst
+        at start would add to what the previous one just sent.
+        """
+        with self._lock:
+            self._tokens, self._last = 0.0, time.monotonic()
+
     def pause(self, seconds: float) -> None:
         """Hold every request of this limiter for ``seconds`` (after a 429)."""
         if not seconds > 0:  # also NaN

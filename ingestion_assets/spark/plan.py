@@ -319,10 +319,17 @@ def task_settings(source: Source, tasks: int) -> dict[str, Any]:
 
 
 def open_client(source: Source, tasks: int = 1) -> ApiClient:
-    """A client of the source for one task (secrets from this process's environment)."""
+    """A client of the source for one task (secrets from this process's environment).
+
+    Its rate limiter starts empty: the task before it in the same slot may have sent a
+    request a moment ago, and tasks of one read start and end together, so full buckets at
+    every task start would send several shares' bursts at once.
+    """
     register_env_secrets(source.auth)  # masked in this worker's logs and errors
     register_header_secrets(source)
-    return build_client(task_settings(source, tasks), pool_size=8)
+    client = build_client(task_settings(source, tasks), pool_size=8)
+    client.rate_limiter.drain()
+    return client
 
 
 def endpoint_request_headers(opts: ReadOptions) -> dict[str, str]:

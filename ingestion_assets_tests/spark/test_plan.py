@@ -8,7 +8,12 @@ import pytest
 
 from ingestion_assets.endpoint_io import time_windows
 from ingestion_assets.partitions import time_partitions_def
-from ingestion_assets.spark.plan import SparkReadError, parse_options, partition_requests
+from ingestion_assets.spark.plan import (
+    SparkReadError,
+    open_client,
+    parse_options,
+    partition_requests,
+)
 from ingestion_assets.specs import TimePartitioning
 
 UTC = dt.timezone.utc
@@ -49,6 +54,24 @@ def test_a_daily_read_has_one_request_per_day_with_the_window_params(demo_source
     assert parts[0].params["created[gte]"] == 1735689600
     assert parts[0].params["created[lt]"] == 1735689600 + 86400
     assert parts[-1].key == "2025-01-30"
+
+
+def test_each_task_gets_its_share_of_the_rate_and_starts_with_an_empty_bucket(demo_sources):
+    # Tasks of a read end and start together; the task before this one in the same slot may
+    # have just sent a request, so a task's first request waits for its share's next token.
+    # (CI once saw a 429 when each one-page task started with a full bucket.)
+    options = {"source": "payments", "endpoint": "charges", "start": "2025-01-01",
+               "end": "2025-01-31"}
+    source = parse_options(options).source
+    declared = source.rate_limit.requests_per_second
+    with open_client(source, tasks=4) as client:
+        limiter = client.rate_limiter
+        assert limiter.rate == declared / 4
+        assert limiter.burst == max(1, source.rate_limit.burst // 4)
+        waited = [limiter.acquire() for _ in range(2)]
+        limiter.release()
+        limiter.release()
+    assert all(w > 0 for w in waited)
 
 
 @pytest.mark.parametrize("options, message", [
