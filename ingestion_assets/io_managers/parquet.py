@@ -66,7 +66,8 @@ PROVENANCE_COLUMNS = ("_ingested_at", "_source", "_endpoint", "_partition", "_ru
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
-def _encode_schema(schema: pa.Schema) -> str:
+def encode_schema(schema: pa.Schema) -> str:
+    """An Arrow schema as the text a version's manifest (``_SUCCESS``) holds."""
     return base64.b64encode(schema.serialize().to_pybytes()).decode()
 
 
@@ -99,10 +100,67 @@ def _to_batches(obj: Any, chunk: int) -> tuple[Iterator[pa.RecordBatch], pa.Sche
     )
 
 
-def _arrow_filesystem(path: UPath) -> pafs.FileSystem:
-    if storage.is_local(path):
-        return pafs.LocalFileSystem()
-    return pafs.PyFileSystem(pafs.FSSpecHandler(path.fs))
+class _CommittedFiles(pafs.FSSpecHandler):
+    """Arrow's view of an fsspec filesystem that opens committed files with the sizes their
+    pointer lists: no request to find a file or its size (three per file otherwise on
+    object storage: the dataset's listing, the handler's ``isfile``, the open)."""
+
+    def __init__(self, fs: Any, sizes: Mapping[str, int]):
+        super().__init__(fs)
+        self.sizes = sizes
+
+    def open_input_file(self, path: str) -> Any:
+        size = self.sizes.get(path)
+        if size is None:
+            return super().open_input_file(path)
+        return pa.PythonFile(storage.open_sized(self.fs, path, size), mode="r")
+
+
+def versions_dataset(
+    versions: Iterable[storage.PartitionVersion], schema: pa.Schema | None = None
+) -> ds.Dataset:
+    """The files of committed versions (each version's manifest names them) as one lazy
+    ``pyarrow.dataset``, with the versions' schemas unified unless ``schema`` is given.
+
+    Raises:
+        pa.ArrowInvalid, pa.ArrowTypeError: the versions' schemas are incompatible.
+    """
+    import pyarrow.dataset as ds
+
+    paths: list[str] = []
+    sizes: dict[str, int] = {}
+    schemas: list[pa.Schema] = []
+    folder: UPath | None = None
+    for version in versions:
+        marker = orjson.loads(version.read_bytes(MARKER))
+        schemas.append(_decode_schema(marker["schema"]))
+        for name in marker["files"]:
+            path = storage.fs_path(version.path(name))
+            paths.append(path)
+            size = version.size(name)
+            if size is not None:
+                sizes[path] = size
+        folder = folder or version.folder
+    if schema is None:
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else (
+            pa.schema([])
+        )
+    if folder is None or storage.is_local(folder):
+        filesystem: pafs.FileSystem = pafs.LocalFileSystem()
+    else:
+        filesystem = pafs.PyFileSystem(_CommittedFiles(folder.fs, sizes))
+    parquet = ds.ParquetFileFormat()
+    fragments = [parquet.make_fragment(p, filesystem, file_size=sizes.get(p)) for p in paths]
+    return ds.FileSystemDataset(fragments, schema, parquet, filesystem)
+
+
+def current_dataset(table_folder: str | UPath) -> ds.Dataset:
+    """The current version of every partition of one table as one lazy ``pyarrow.dataset``.
+
+    The pointers are read once: a version committed while the dataset is scanned changes
+    nothing it returns. ``dataset.files`` lists the files (``docs/storage.md``).
+    """
+    return versions_dataset(storage.current_versions(table_folder, MARKER))
 
 
 def _markdown_preview(table: pa.Table, limit: int) -> str:
@@ -356,7 +414,7 @@ def read_dead_letters(folder: str | UPath, limit: int | None = None) -> pa.Table
     version = storage.current_version(folder, MARKER)
     if version is None or not version.has_file(DEAD_LETTERS_FILE):
         return pa.Table.from_pylist([], schema=DEAD_LETTER_SCHEMA)
-    with version.path(DEAD_LETTERS_FILE).open("rb") as f:
+    with version.open(DEAD_LETTERS_FILE) as f:
         parquet = pq.ParquetFile(f)
         if limit is None:
             return parquet.read()
@@ -449,7 +507,7 @@ class _PartitionWrite:
             "rows": self.parts.rows,
             "row_groups": self.parts.row_groups,
             "files": self.parts.files,
-            "schema": _encode_schema(schema),
+            "schema": encode_schema(schema),
         }
         if self.dead_writer is not None:
             rows = self.dead_writer.rows
@@ -633,20 +691,8 @@ class ParquetIOManager(PartitionIOManager):
         # The pointers are read once; the dataset names those versions' files only, so a
         # version committed while it is scanned changes nothing it returns.
         versions, _ = self._stored_inputs(context)
-        paths: list[str] = []
-        schemas: list[pa.Schema] = []
-        filesystem = None
-        for _key, version in versions:
-            marker = orjson.loads(version.read_bytes(MARKER))
-            schemas.append(_decode_schema(marker["schema"]))
-            paths += [storage.fs_path(version.path(name)) for name in marker["files"]]
-            filesystem = filesystem or _arrow_filesystem(version.folder)
         try:
-            schema = (
-                pa.unify_schemas(schemas, promote_options="permissive")
-                if schemas
-                else pa.schema([])
-            )
+            return versions_dataset(version for _key, version in versions)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             # Schema drift between partitions (e.g. a column turned from int to text).
             raise dg.DagsterInvariantViolationError(
@@ -654,11 +700,6 @@ class ParquetIOManager(PartitionIOManager):
                 f"have incompatible schemas ({exc}); re-materialize the older partitions or "
                 "declare the column's type in the endpoint schema."
             ) from exc
-        import pyarrow.dataset as ds
-
-        return ds.dataset(
-            paths, schema=schema, format="parquet", filesystem=filesystem or pafs.LocalFileSystem()
-        )
 
 
 def _primary_key(definition_metadata: Mapping[str, Any] | None) -> list[str]:

@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import dagster as dg
@@ -322,6 +322,18 @@ class PartitionVersion:
             raise FileNotFoundError(f"{display_uri(self.folder)} has no file {name!r}")
         return _cat(self.path(name))
 
+    def size(self, name: str) -> int | None:
+        """The committed size of one file in bytes (None when the pointer does not say)."""
+        for f in self.files or ():
+            if f.name == name:
+                return f.bytes
+        return None
+
+    def open(self, name: str) -> IO[bytes]:
+        """One file of this version for reading, with its committed size when known (on
+        object storage that spares the request asking for it)."""
+        return open_for_read(self.path(name), self.size(name))
+
 
 def new_version_id(now: datetime | None = None) -> str:
     """A new version id: the UTC time (sortable) and a random suffix (unique)."""
@@ -344,7 +356,29 @@ def _cat(path: UPath) -> bytes:
     if is_local(path):
         with open(fs_path(path), "rb") as f:
             return f.read()
-    return path.fs.cat_file(fs_path(path))
+    # s3fs asks for the size first (a HEAD) to decide on a download in parallel parts;
+    # pointers, manifests and dead letters are small, so one GET does.
+    extra = {"max_concurrency": 1} if hasattr(path.fs, "max_concurrency") else {}
+    return path.fs.cat_file(fs_path(path), **extra)
+
+
+def open_for_read(path: UPath, size: int | None = None) -> IO[bytes]:
+    """A file opened for reading; ``size`` (when known) spares object storage the request
+    that asks for it. A file that is gone raises FileNotFoundError on the first read."""
+    if is_local(path):
+        return open(fs_path(path), "rb")
+    return open_sized(path.fs, fs_path(path), size)
+
+
+def open_sized(fs: Any, path: str, size: int | None) -> IO[bytes]:
+    """``fs.open(path, "rb")`` without a request for the file's details when its size is
+    known: s3fs otherwise asks (a HEAD) on the first read, even when given the size."""
+    if size is None:
+        return fs.open(path, "rb")
+    f = fs.open(path, "rb", size=size)
+    if hasattr(type(f), "details"):  # fsspec's buffered files: details settable, else asked
+        f.details = {"name": path, "size": size, "type": "file"}
+    return f
 
 
 def read_pointer(leaf: UPath) -> dict[str, Any] | None:

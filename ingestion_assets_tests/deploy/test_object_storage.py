@@ -14,13 +14,14 @@ import boto3
 import dagster as dg
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+import s3fs
 from upath import UPath
 
 from ingestion_assets.definitions import build_definitions
 from ingestion_assets.factory import build_assets
 from ingestion_assets.io_managers import ParquetIOManager, RawPartition, RawResponseIOManager
+from ingestion_assets.io_managers.parquet import current_dataset, read_dead_letters
 from ingestion_assets.io_managers.storage import current_version
 from ingestion_assets.specs import load_sources
 from ingestion_assets_tests.deploy.services import MOTO_SECRET_KEY
@@ -37,16 +38,7 @@ def _keys(bucket: str) -> list[str]:
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
-def _read_parquet_partition(folder: UPath) -> pa.Table:
-    """A partition as a reader sees it: the files its current version's marker lists."""
-    version = current_version(folder, "_SUCCESS")
-    marker = orjson.loads(version.read_bytes("_SUCCESS"))
-    return pa.concat_tables(
-        pq.read_table(version.path(name).path, filesystem=folder.fs) for name in marker["files"]
-    )
-
-
-def test_demo_partitions_land_in_s3_and_read_back(bucket, demo_api, demo_credentials):
+def test_demo_partitions_land_in_s3_and_read_back(bucket, s3_app, demo_api, demo_credentials):
     (payments,) = [s for s in load_sources() if s.name == "payments"]
     payments = payments.model_copy(
         update={"endpoints": [e for e in payments.endpoints if e.name in ("charges", "refunds")]}
@@ -73,10 +65,27 @@ def test_demo_partitions_land_in_s3_and_read_back(bucket, demo_api, demo_credent
             assert f"warehouse/payments/{endpoint}/date={day}/_CURRENT" in keys
             start = dt.datetime.fromisoformat(day).replace(tzinfo=UTC)
             truth = demo_api.records("payments", endpoint, start, start + dt.timedelta(days=1))
-            table = _read_parquet_partition(UPath(f"{base}/payments/{endpoint}/date={day}"))
+            table = current_dataset(f"{base}/payments/{endpoint}/date={day}").to_table()
             assert sorted(table.column("id").to_pylist()) == sorted(str(r["id"]) for r in truth)
             raw = RawPartition.open(f"{base}/raw/payments/{endpoint}/date={day}", day)
             assert raw.record_count == len(truth)
+    # A reader in a new process (no cached listing) asks for the pointer, the manifest and
+    # each file once, by GET: the pointer gives the files' sizes, so no HEAD, no listing.
+    s3fs.S3FileSystem.clear_instance_cache()
+    folder = f"{base}/payments/charges/date={days[0]}"
+    with s3_app.recording() as seen:
+        dataset = current_dataset(folder)
+        table = dataset.to_table()
+        dead = read_dead_letters(folder)
+    version = current_version(folder, "_SUCCESS")
+    listed = {f"/{bucket}/{UPath(f).path.split('/', 1)[1]}" for f in dataset.files}
+    assert table.num_rows == version.rows and dead.num_rows == 0
+    assert {method for method, _ in seen} == {"GET"}, seen
+    prefix = f"/{bucket}/warehouse/payments/charges/date={days[0]}"
+    assert sorted(path for _, path in seen) == sorted(
+        [f"{prefix}/_CURRENT"] * 2 + [f"{prefix}/v={version.id}/_SUCCESS", *listed]
+    )
+
     # One version per partition, nothing else: a pointer and the files it lists.
     assert len([k for k in keys if k.endswith("/_CURRENT")]) == 8
     assert not [k for k in keys if k.endswith(".tmp")]
@@ -147,11 +156,11 @@ def test_partitions_are_replaced_atomically_on_s3(bucket):
         return {r["tag"] for _, body in part.iter_pages() for r in orjson.loads(body)["data"]}
 
     def table_tags(folder):
-        return set(_read_parquet_partition(folder).column("tag").to_pylist())
+        return set(current_dataset(folder).to_table().column("tag").to_pylist())
 
     assert _run(base, {"tag": "v1"}, "a") and _run(base, {"tag": "v1"}, "b")
     assert raw_tags(raw_a) == raw_tags(raw_b) == {"v1"}
-    assert table_tags(table_a) == {"v1"} and len(_read_parquet_partition(table_a)) == 30
+    assert table_tags(table_a) == {"v1"} and len(current_dataset(table_a).to_table()) == 30
 
     # While v2 of partition a is being written, readers still get v1, complete.
     seen: list[tuple[set, set]] = []
@@ -164,7 +173,7 @@ def test_partitions_are_replaced_atomically_on_s3(bucket):
     # Mid raw write: both still v1. Mid table write: raw v2 is committed, table still v1.
     assert seen == [({"v1"}, {"v1"}), ({"v2"}, {"v1"})]
     assert raw_tags(raw_a) == {"v2"} and table_tags(table_a) == {"v2"}
-    assert len(_read_parquet_partition(table_a)) == 30  # replaced, not appended
+    assert len(current_dataset(table_a).to_table()) == 30  # replaced, not appended
     assert raw_tags(raw_b) == {"v1"} and table_tags(table_b) == {"v1"}  # untouched
 
     # A write that fails half-way leaves the previous version as it was.

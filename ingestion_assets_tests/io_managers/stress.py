@@ -56,32 +56,32 @@ def commit_version(leaf: str, tag: int, writer_no: int, grace_s: float) -> str:
     import orjson
     import pyarrow.parquet as pq
 
+    from ingestion_assets.io_managers.parquet import encode_schema
     from ingestion_assets.io_managers.storage import PartitionWriter
 
     n = rows_for(tag)
+    table = _table(tag, n, writer_no)
     with PartitionWriter(leaf, MARKER, grace=timedelta(seconds=grace_s)) as writer:
         with writer.open("part-00000.parquet") as f:
-            pq.write_table(_table(tag, n, writer_no), f)
+            pq.write_table(table, f)
         if dead_for(tag):
             with writer.open(DEAD) as f:
                 pq.write_table(_table(tag, dead_for(tag), writer_no), f)
-        marker = {"files": ["part-00000.parquet"], "rows": n, "tag": tag}
+        marker = {"files": ["part-00000.parquet"], "rows": n, "tag": tag,
+                  "schema": encode_schema(table.schema)}
         version = writer.commit(orjson.dumps(marker), rows=n)
     return version.id
 
 
 def read_once(leaf: str) -> dict:
     """Read the partition as downstream readers do; describe what was read."""
-    import pyarrow.dataset as ds
+    from ingestion_assets.io_managers.parquet import current_dataset, read_dead_letters
 
-    from ingestion_assets.io_managers.parquet import current_parquet_files, read_dead_letters
-    files = current_parquet_files(leaf)
-    if not files:
+    dataset = current_dataset(leaf)
+    if not dataset.files:
         return {"missing": True}
-    versions = {Path(f).parent.name for f in files}
-    table = ds.dataset(files, format="parquet").to_table() if "://" not in files[0] else (
-        _remote_dataset(files).to_table()
-    )
+    versions = {Path(f).parent.name for f in dataset.files}
+    table = dataset.to_table()
     tags = set(table.column("tag").to_pylist())
     dead = read_dead_letters(leaf)
     dead_tags = set(dead.column("tag").to_pylist()) if dead.num_rows else set()
@@ -93,16 +93,6 @@ def read_once(leaf: str) -> dict:
         "dead_tags": sorted(dead_tags),
         "dead_rows": dead.num_rows,
     }
-
-
-def _remote_dataset(urls: list[str]):
-    import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
-    from upath import UPath
-
-    fs = UPath(urls[0]).fs
-    paths = [UPath(u).path for u in urls]
-    return ds.dataset(paths, format="parquet", filesystem=pafs.PyFileSystem(pafs.FSSpecHandler(fs)))
 
 
 def complete(read: dict) -> bool:
