@@ -203,7 +203,11 @@ def run_stress(leaf: str, workdir: Path, writers: int, readers: int, commits: in
     The partition holds a first version before anyone starts, so a read that finds no
     partition is a lost partition.
     """
-    ctx = multiprocessing.get_context("spawn")  # separate interpreters, nothing shared
+    # Separate processes that share nothing at run time, forked from a server process that
+    # imported the storage code once: spawned, each of them imported Dagster, pyarrow and
+    # s3fs anew, several CPU-seconds each on 2 loaded cores.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__, "ingestion_assets.io_managers.parquet", "s3fs"])
     began = time.monotonic()
     first = commit_version(leaf, 0, 0, grace_s)
     start, stop = ctx.Event(), ctx.Event()
