@@ -116,11 +116,9 @@ class _CommittedFiles(pafs.FSSpecHandler):
         return pa.PythonFile(storage.open_sized(self.fs, path, size), mode="r")
 
 
-def versions_dataset(
-    versions: Iterable[storage.PartitionVersion], schema: pa.Schema | None = None
-) -> ds.Dataset:
+def versions_dataset(versions: Iterable[storage.PartitionVersion]) -> ds.Dataset:
     """The files of committed versions (each version's manifest names them) as one lazy
-    ``pyarrow.dataset``, with the versions' schemas unified unless ``schema`` is given.
+    ``pyarrow.dataset``, with the versions' schemas unified.
 
     Raises:
         pa.ArrowInvalid, pa.ArrowTypeError: the versions' schemas are incompatible.
@@ -141,10 +139,9 @@ def versions_dataset(
             if size is not None:
                 sizes[path] = size
         folder = folder or version.folder
-    if schema is None:
-        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else (
-            pa.schema([])
-        )
+    schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else (
+        pa.schema([])
+    )
     if folder is None or storage.is_local(folder):
         filesystem: pafs.FileSystem = pafs.LocalFileSystem()
     else:
