@@ -17,3 +17,8 @@ else
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[dev]"
 fi
+# The project's own modules, compiled once here: an editable install leaves them to be
+# compiled on import, and a process that may not write .pyc files (PYTHONDONTWRITEBYTECODE,
+# as this machine's shells set, or -B as multiprocessing's spawn passes) compiles them
+# again every time it starts; every Dagster process of a test run imports them.
+.venv/bin/python -m compileall -q -j 0 ingestion_assets ingestion_assets_tests bench >/dev/null

@@ -27,7 +27,9 @@ def test_demo_mutation_shows_as_an_events_partition_in_the_ui(tmp_path):
     receiver = Receiver(tmp_path, sources=DEFAULT_SOURCES_DIR, env=demo_env(), spool=spool)
     receiver.start()
     try:
-        with running_project(tmp_path, {"INGESTION_WEBHOOK_SPOOL": str(spool)}) as project:
+        # Steps in the run's own process (the subject is the events partition in the UI).
+        env = {"INGESTION_WEBHOOK_SPOOL": str(spool), "INGESTION_EXECUTOR": "in_process"}
+        with running_project(tmp_path, env) as project:
             control = project.api_url + "/_control"
             r = requests.post(control + "/webhooks", json={"url": receiver.url},
                               headers=CONTROL_HEADERS, timeout=10)
