@@ -509,6 +509,7 @@ class _PartitionWrite:
         self.non_null: dict[str, int] = {}
         self.preview: list[pa.RecordBatch] = []
         self.preview_rows = 0
+        self._constant: dict[int, list[pa.Array]] = {}  # provenance columns, shared
         self.extra_names: list[str] = []
         self.dead_letters = getattr(obj, "dead_letters", None)
         self.dead_writer: _DeadLetterWriter | None = None
@@ -530,7 +531,7 @@ class _PartitionWrite:
                 )
             if self.sketch is not None:
                 self.sketch.add(batch)
-            batch = ParquetIOManager._with_provenance(batch, self.provenance)
+            batch = ParquetIOManager._with_provenance(batch, self.provenance, self._constant)
             if self.preview_rows < limit:
                 self.preview.append(batch.slice(0, limit - self.preview_rows))
                 self.preview_rows += self.preview[-1].num_rows
@@ -714,19 +715,29 @@ class ParquetIOManager(PartitionIOManager):
         }
 
     @staticmethod
-    def _with_provenance(batch: pa.RecordBatch, provenance: dict[str, Any]) -> pa.RecordBatch:
+    def _with_provenance(
+        batch: pa.RecordBatch, provenance: dict[str, Any],
+        reuse: dict[int, list[pa.Array]] | None = None,
+    ) -> pa.RecordBatch:
+        """``batch`` with the provenance columns. ``reuse`` keeps the last columns built (by
+        row count): batches of the same size share them, so a row group's buffered batches
+        hold one copy of the constant columns, not one per page (~1 MB a row group)."""
         n = batch.num_rows
         types = {"_ingested_at": _TIMESTAMP}
         for name in PROVENANCE_COLUMNS:
             index = batch.schema.get_field_index(name)
             if index >= 0:  # a column of the same name from the data is replaced
                 batch = batch.remove_column(index)
-        arrays = list(batch.columns)
-        fields = list(batch.schema)
-        for name in PROVENANCE_COLUMNS:
-            type_ = types.get(name, pa.string())
-            arrays.append(pa.repeat(pa.scalar(provenance[name], type_), n))
-            fields.append(pa.field(name, type_))
+        columns = reuse.get(n) if reuse is not None else None
+        if columns is None:
+            columns = [pa.repeat(pa.scalar(provenance[name], types.get(name, pa.string())), n)
+                       for name in PROVENANCE_COLUMNS]
+            if reuse is not None:
+                reuse.clear()
+                reuse[n] = columns
+        arrays = [*batch.columns, *columns]
+        fields = [*batch.schema, *(pa.field(name, a.type) for name, a in
+                                   zip(PROVENANCE_COLUMNS, columns, strict=True))]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, batch.schema.metadata))
 
     # -- reading ------------------------------------------------------------------------
