@@ -203,6 +203,7 @@ def tee_stage(
                 raise Aborted("the step was stopped")
             to_table.put(table_page(page))
             to_raw.put(ArchivedPage.of(page))
+            del page  # neither side needs its records: they go before the next page's parse
         to_raw.close()
         to_table.close()
     except BaseException as exc:

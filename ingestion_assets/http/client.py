@@ -674,6 +674,9 @@ class PageStream:
                     self.workers,
                 )
             yield page
+            # The caller is done with the page: its records (a Python object each, ~1.4 MB
+            # for 1,000 records) go before the next request, not after its parse.
+            page = result = None
             if plan is not None:
                 yield from self._run_concurrent(plan, index)
                 break
@@ -755,6 +758,7 @@ class PageStream:
                 index += 1
                 submit()
                 yield page
+                page = result = None  # its records go before the next page's parse
         finally:
             for _, future in pending:
                 future.cancel()

@@ -345,6 +345,14 @@ def hash_keys(texts: pa.Array) -> np.ndarray:
 
 
 _SKETCH_SLICE = 65_536  # keys written at once (512 kB)
+#: Keys held in memory before they are spilled, sorted, into the bucket files (512 kB).
+_SKETCH_SPILL = 65_536
+#: Buckets by the hashes' top bits: each holds about 1/16 of the keys, so sorting one at the
+#: end holds 1/16 of them (0.5 MB a million keys) and the buckets in turn are sorted overall.
+_SKETCH_BUCKET_BITS = 4
+_SKETCH_EDGES = np.arange(1, 1 << _SKETCH_BUCKET_BITS, dtype=np.uint64) << np.uint64(
+    64 - _SKETCH_BUCKET_BITS
+)
 
 
 class KeySketch:
@@ -353,16 +361,19 @@ class KeySketch:
     A key's hash is :func:`hash_keys` of its text (columns joined by ``\x1f``), the same for
     an int 7 and a string "7". 8 bytes a row; comparing two partitions reads two such files,
     never the data.
+
+    Memory stays bounded whatever the partition's size: the hashes gather in one buffer of
+    ``_SKETCH_SPILL`` keys; a full buffer is sorted and spilled into 16 local temporary
+    files by the hashes' top 4 bits (deleted when closed). Writing sorts one bucket at a
+    time. A partition of fewer keys never touches a file. (Held in memory, a million keys
+    were 8 MB of the step's peak, 12 MB while the buffer was reallocated.)
     """
 
     def __init__(self, columns: list[str]):
         self.columns = columns
-        # One buffer, grown in place (numpy's resize is a realloc: a large block is remapped,
-        # not copied), so the keys are held once: appending each page's keys to a list and
-        # joining them at the end held them twice at the commit (about 8 MB more per million
-        # keys at the step's peak).
-        self._hashes = np.empty(0, np.uint64)
+        self._pending = np.empty(0, np.uint64)  # allocated on the first keys
         self._count = 0
+        self._buckets: list[Any] | None = None  # the spill files, once there are any
 
     def add(self, batch: pa.RecordBatch) -> None:
         if not self.columns or batch.num_rows == 0:
@@ -372,25 +383,67 @@ class KeySketch:
             return
         texts = [batch.column(c).cast(pa.string()) for c in self.columns]
         keys = texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, "\x1f")
-        hashes = np.unique(hash_keys(keys))
-        end = self._count + hashes.size
-        if end > self._hashes.size:
-            self._hashes.resize(max(end, 2 * self._hashes.size, 4096), refcheck=False)
-        self._hashes[self._count:end] = hashes
-        self._count = end
+        hashes = hash_keys(keys)
+        if not self._pending.size:
+            self._pending = np.empty(_SKETCH_SPILL, np.uint64)
+        at = 0
+        while at < hashes.size:
+            if self._count == self._pending.size:
+                self._spill()
+            take = min(hashes.size - at, self._pending.size - self._count)
+            self._pending[self._count:self._count + take] = hashes[at:at + take]
+            self._count += take
+            at += take
+
+    def _spill(self) -> None:
+        """The buffered hashes, sorted, appended to their buckets' files."""
+        import tempfile
+
+        hashes = self._pending[:self._count]
+        hashes.sort()
+        if self._buckets is None:
+            self._buckets = [tempfile.TemporaryFile(prefix="ingestion-keys-")
+                             for _ in range(len(_SKETCH_EDGES) + 1)]
+        bounds = [0, *np.searchsorted(hashes, _SKETCH_EDGES).tolist(), hashes.size]
+        for f, lo, hi in zip(self._buckets, bounds[:-1], bounds[1:], strict=True):
+            if hi > lo:
+                f.write(hashes[lo:hi].tobytes())
+        self._count = 0
 
     def write(self, path: UPath) -> int:
-        # Sorted in place; the distinct keys are written out a slice at a time.
-        hashes = self._hashes[:self._count]
-        hashes.sort()
-        distinct = np.ones(hashes.size, dtype=bool)
-        np.not_equal(hashes[1:], hashes[:-1], out=distinct[1:])
-        with path.open("wb") as f:
-            for at in range(0, hashes.size, _SKETCH_SLICE):
-                part = hashes[at:at + _SKETCH_SLICE][distinct[at:at + _SKETCH_SLICE]]
-                f.write(part.astype("<u8", copy=False).tobytes())
-        self._hashes, self._count = np.empty(0, np.uint64), 0
-        return int(distinct.sum())
+        """Write the distinct hashes, sorted, to ``path``; returns how many there are."""
+        try:
+            with path.open("wb") as f:
+                if self._buckets is None:  # all in memory: sorted in place
+                    return _write_distinct(f, self._pending[:self._count])
+                if self._count:
+                    self._spill()
+                distinct = 0
+                for bucket in self._buckets:
+                    bucket.flush()
+                    bucket.seek(0)
+                    distinct += _write_distinct(f, np.fromfile(bucket, dtype=np.uint64))
+                return distinct
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drop the hashes and delete the spill files."""
+        for bucket in self._buckets or ():
+            bucket.close()
+        self._buckets = None
+        self._pending, self._count = np.empty(0, np.uint64), 0
+
+
+def _write_distinct(f: Any, hashes: np.ndarray) -> int:
+    """Sort ``hashes`` in place and write the distinct ones, a slice at a time."""
+    hashes.sort()
+    distinct = np.ones(hashes.size, dtype=bool)
+    np.not_equal(hashes[1:], hashes[:-1], out=distinct[1:])
+    for at in range(0, hashes.size, _SKETCH_SLICE):
+        part = hashes[at:at + _SKETCH_SLICE][distinct[at:at + _SKETCH_SLICE]]
+        f.write(part.astype("<u8", copy=False).tobytes())
+    return int(distinct.sum())
 
 
 def read_key_sketch(folder: str | UPath) -> np.ndarray | None:
@@ -456,6 +509,7 @@ class _PartitionWrite:
         self.non_null: dict[str, int] = {}
         self.preview: list[pa.RecordBatch] = []
         self.preview_rows = 0
+        self._constant: dict[int, list[pa.Array]] = {}  # provenance columns, shared
         self.extra_names: list[str] = []
         self.dead_letters = getattr(obj, "dead_letters", None)
         self.dead_writer: _DeadLetterWriter | None = None
@@ -477,7 +531,7 @@ class _PartitionWrite:
                 )
             if self.sketch is not None:
                 self.sketch.add(batch)
-            batch = ParquetIOManager._with_provenance(batch, self.provenance)
+            batch = ParquetIOManager._with_provenance(batch, self.provenance, self._constant)
             if self.preview_rows < limit:
                 self.preview.append(batch.slice(0, limit - self.preview_rows))
                 self.preview_rows += self.preview[-1].num_rows
@@ -501,6 +555,8 @@ class _PartitionWrite:
 
     def abort(self) -> None:
         self.parts.abort()
+        if self.sketch is not None:
+            self.sketch.close()
         if self.dead_writer is not None:
             self.dead_writer.close()
 
@@ -659,19 +715,29 @@ class ParquetIOManager(PartitionIOManager):
         }
 
     @staticmethod
-    def _with_provenance(batch: pa.RecordBatch, provenance: dict[str, Any]) -> pa.RecordBatch:
+    def _with_provenance(
+        batch: pa.RecordBatch, provenance: dict[str, Any],
+        reuse: dict[int, list[pa.Array]] | None = None,
+    ) -> pa.RecordBatch:
+        """``batch`` with the provenance columns. ``reuse`` keeps the last columns built (by
+        row count): batches of the same size share them, so a row group's buffered batches
+        hold one copy of the constant columns, not one per page (~1 MB a row group)."""
         n = batch.num_rows
         types = {"_ingested_at": _TIMESTAMP}
         for name in PROVENANCE_COLUMNS:
             index = batch.schema.get_field_index(name)
             if index >= 0:  # a column of the same name from the data is replaced
                 batch = batch.remove_column(index)
-        arrays = list(batch.columns)
-        fields = list(batch.schema)
-        for name in PROVENANCE_COLUMNS:
-            type_ = types.get(name, pa.string())
-            arrays.append(pa.repeat(pa.scalar(provenance[name], type_), n))
-            fields.append(pa.field(name, type_))
+        columns = reuse.get(n) if reuse is not None else None
+        if columns is None:
+            columns = [pa.repeat(pa.scalar(provenance[name], types.get(name, pa.string())), n)
+                       for name in PROVENANCE_COLUMNS]
+            if reuse is not None:
+                reuse.clear()
+                reuse[n] = columns
+        arrays = [*batch.columns, *columns]
+        fields = [*batch.schema, *(pa.field(name, a.type) for name, a in
+                                   zip(PROVENANCE_COLUMNS, columns, strict=True))]
         return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields, batch.schema.metadata))
 
     # -- reading ------------------------------------------------------------------------

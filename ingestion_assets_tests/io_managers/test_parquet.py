@@ -441,6 +441,32 @@ def test_key_sketch_is_the_same_for_int_and_text_keys_and_for_compound_keys(tmp_
     assert stored.size == 3 and (stored[1:] > stored[:-1]).all()
 
 
+def test_a_key_sketch_spilled_to_bucket_files_is_written_like_one_held_in_memory(
+    tmp_path, monkeypatch
+):
+    """Past ``_SKETCH_SPILL`` keys the hashes go, sorted, to temporary bucket files by their
+    top bits: the file written is the same sorted distinct hashes, and the spill files go."""
+    import numpy as np
+    from upath import UPath
+
+    from ingestion_assets.io_managers import parquet
+
+    rng = np.random.default_rng(3)
+    keys = [f"k{v}" for v in rng.integers(0, 5_000, 12_000)]  # with repeats across pages
+    expected = np.unique(parquet.hash_keys(pa.array(keys)))
+    for spill in (1_000, 1_000_000):
+        monkeypatch.setattr(parquet, "_SKETCH_SPILL", spill)
+        sketch = parquet.KeySketch(["id"])
+        for at in range(0, len(keys), 700):
+            sketch.add(pa.record_batch({"id": keys[at:at + 700]}))
+        spilled = list(sketch._buckets or [])
+        assert bool(spilled) == (spill < len(keys))
+        path = tmp_path / f"keys-{spill}.u64"
+        assert sketch.write(UPath(path)) == expected.size
+        assert (np.fromfile(path, dtype="<u8") == expected).all()
+        assert all(f.closed for f in spilled)
+
+
 def test_a_lazy_dataset_keeps_reading_its_version_while_a_new_one_is_committed(tmp_path):
     """A Dataset handed downstream names one version's files: a replacement committed before
     it is scanned changes nothing it returns (no mix of old and new rows, no error)."""
