@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import sys
+import tempfile
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
@@ -362,11 +363,14 @@ class KeySketch:
     an int 7 and a string "7". 8 bytes a row; comparing two partitions reads two such files,
     never the data.
 
-    Memory stays bounded whatever the partition's size: the hashes gather in one buffer of
-    ``_SKETCH_SPILL`` keys; a full buffer is sorted and spilled into 16 local temporary
-    files by the hashes' top 4 bits (deleted when closed). Writing sorts one bucket at a
-    time. A partition of fewer keys never touches a file. (Held in memory, a million keys
-    were 8 MB of the step's peak, 12 MB while the buffer was reallocated.)
+    Memory does not grow with the partition while it is written: the hashes gather in one
+    buffer of ``_SKETCH_SPILL`` keys; a full buffer is sorted and spilled into 16 local
+    temporary files by the hashes' top 4 bits (deleted when closed). Writing sorts one bucket
+    at a time: about 1/16 of the keys, since the hashes spread evenly over their range; keys
+    chosen so that their hashes share the top bits (the hash is not keyed) can fill one
+    bucket, and then the write holds 8 bytes a key, as a sketch held in memory did. A
+    partition of fewer keys never touches a file. (Held in memory, a million keys were 8 MB
+    of the step's peak, 12 MB while the buffer was reallocated.)
     """
 
     def __init__(self, columns: list[str]):
@@ -397,8 +401,6 @@ class KeySketch:
 
     def _spill(self) -> None:
         """The buffered hashes, sorted, appended to their buckets' files."""
-        import tempfile
-
         hashes = self._pending[:self._count]
         hashes.sort()
         if self._buckets is None:
