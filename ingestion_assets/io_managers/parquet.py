@@ -462,17 +462,23 @@ def read_stored_schema(folder: str | UPath) -> pa.Schema | None:
     return _decode_schema(orjson.loads(version.read_bytes(MARKER))["schema"])
 
 
-def read_dead_letters(folder: str | UPath, limit: int | None = None) -> pa.Table:
+def read_dead_letters(
+    folder: str | UPath | storage.PartitionVersion, limit: int | None = None
+) -> pa.Table:
     """The dead letters stored with the current version of a partition (empty when none).
 
     Reads only; a version committed meanwhile does not change what is returned.
 
     Args:
-        folder: the partition folder (``dagster/uri`` of its materialization), or the
-            folder of one version (``dead_letters_uri`` without the file name).
+        folder: the partition folder (``dagster/uri`` of its materialization), the
+            folder of one version (``dead_letters_uri`` without the file name), or a
+            version already resolved (``storage.current_version``): its dead letters,
+            with no second read of the pointer, so they match the rows read from it.
         limit: read only the first rows (a sample), not the whole file.
     """
-    version = storage.current_version(folder, MARKER)
+    version = folder if isinstance(folder, storage.PartitionVersion) else (
+        storage.current_version(folder, MARKER)
+    )
     if version is None or not version.has_file(DEAD_LETTERS_FILE):
         return pa.Table.from_pylist([], schema=DEAD_LETTER_SCHEMA)
     with version.open(DEAD_LETTERS_FILE) as f:

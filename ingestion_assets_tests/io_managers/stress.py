@@ -77,16 +77,19 @@ def commit_version(leaf: str, tag: int, writer_no: int, grace_s: float) -> str:
 
 
 def read_once(leaf: str) -> dict:
-    """Read the partition as downstream readers do; describe what was read."""
-    from ingestion_assets.io_managers.parquet import current_dataset, read_dead_letters
+    """Read the partition as downstream readers do (the pointer once, then the rows and the
+    dead letters of the version it names); describe what was read."""
+    from ingestion_assets.io_managers.parquet import read_dead_letters, versions_dataset
+    from ingestion_assets.io_managers.storage import current_version
 
-    dataset = current_dataset(leaf)
-    if not dataset.files:
+    version = current_version(leaf, MARKER)
+    if version is None:
         return {"missing": True}
+    dataset = versions_dataset([version])
     versions = {Path(f).parent.name for f in dataset.files}
     table = dataset.to_table()
     tags = set(table.column("tag").to_pylist())
-    dead = read_dead_letters(leaf)
+    dead = read_dead_letters(version)
     dead_tags = set(dead.column("tag").to_pylist()) if dead.num_rows else set()
     return {
         "missing": False,
@@ -99,15 +102,13 @@ def read_once(leaf: str) -> dict:
 
 
 def complete(read: dict) -> bool:
-    """One version, exactly its rows; its dead letters whole (they are read separately)."""
+    """One version, exactly its rows, and exactly that version's dead letters."""
     if read.get("missing") or len(read["versions"]) != 1 or len(read["tags"]) != 1:
         return False
     tag = read["tags"][0]
-    if read["rows"] != rows_for(tag):
+    if read["rows"] != rows_for(tag) or read["dead_rows"] != dead_for(tag):
         return False
-    if read["dead_rows"]:
-        return len(read["dead_tags"]) == 1 and read["dead_rows"] == dead_for(read["dead_tags"][0])
-    return True
+    return not read["dead_rows"] or read["dead_tags"] == [tag]
 
 
 def _dump(path: str, payload: dict) -> None:
