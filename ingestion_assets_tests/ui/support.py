@@ -65,6 +65,30 @@ def chromium_browser() -> Iterator[Any]:
             browser.close()
 
 
+#: Client-side navigation: the URL changes as a click on one of the UI's links changes it, and
+#: the UI's router (which follows the browser history) draws the new page.
+_ROUTE = """path => {
+  window.history.pushState({}, '', path);
+  window.dispatchEvent(new PopStateEvent('popstate', {state: {}}));
+}"""
+
+
+def visit(page: Any, path: str) -> None:
+    """Open ``path`` (e.g. ``/assets/x?view=partitions``) as a user moving through the UI.
+
+    The first page of a test loads the UI; later ones are routed inside the loaded UI, as a
+    click on a link is, instead of reloading the whole application. Each reload parsed and
+    started the UI's JavaScript anew: in the browser tests that was most of chromium's
+    CPU, itself the largest single cost of the test suite. The page then shows what a user
+    reaching it by a link sees, fetched from the webserver as on a reload.
+    """
+    if not page.url.startswith("http"):  # about:blank: the test's first page
+        page.goto(path)
+        return
+    page.evaluate(_ROUTE, path)
+    page.wait_for_url(lambda url: url.endswith(path))
+
+
 def new_page(browser: Any, ui_url: str) -> Any:
     """A page in a fresh context, as a first-time user on a large screen."""
     context = browser.new_context(viewport={"width": 1600, "height": 1200}, base_url=ui_url)

@@ -29,6 +29,7 @@ from ingestion_assets_tests.ui.support import (
     ground_truth_count,
     ground_truth_fields,
     screenshot,
+    visit,
 )
 
 #: Runs and backfills wait on the daemon and the run queue; on a busy machine that is slow.
@@ -79,7 +80,7 @@ def test_catalog_shows_every_endpoint_raw_and_table_in_its_source_group(page):
     # The catalog: every asset, with its group. Tall enough that the virtualised table
     # renders every row.
     page.set_viewport_size({"width": 1600, "height": 400 + 64 * 2 * len(endpoints)})
-    page.goto("/assets")
+    visit(page, "/assets")
     expect(asset_row(page, endpoints[0].table_key)).to_be_visible()
     for endpoint in endpoints:
         for key in (endpoint.raw_key, endpoint.table_key):
@@ -89,7 +90,7 @@ def test_catalog_shows_every_endpoint_raw_and_table_in_its_source_group(page):
     page.set_viewport_size({"width": 1600, "height": 1200})
 
     for source in demo_sources():
-        page.goto(group_url(source, "list"))
+        visit(page, group_url(source, "list"))
         mine = [e for e in endpoints if e.source == source]
         expect(asset_row(page, mine[0].raw_key)).to_be_visible()
         for endpoint in mine:
@@ -154,7 +155,7 @@ def test_lineage_shows_raw_to_table_edges(page):
         # endpoints declaring `webhook:` also have raw -> table events assets in the group
         pushed = sorted({k.rsplit("/", 1)[1] for k in demo_webhook_asset_keys()
                          if k.split("/")[-2] == source})
-        page.goto(group_url(source, "lineage"))
+        visit(page, group_url(source, "lineage"))
         expect(page.locator("foreignObject [class*='AssetNode_assetName']")).to_have_count(
             2 * (len(mine) + len(pushed))
         )
@@ -196,7 +197,7 @@ def test_lineage_shows_raw_to_table_edges(page):
 
 def launch_from_dialog(page, source: str, keys: list[str], partitions: str):
     """Select assets in their group, open the launch dialog and type the partitions."""
-    page.goto(group_url(source, "list"))
+    visit(page, group_url(source, "list"))
     expect(asset_row(page, keys[0])).to_be_visible()
     select_assets(page, keys)
     page.get_by_role("button", name=re.compile(r"Materialize selected")).click()
@@ -220,7 +221,7 @@ def materialize_from_the_catalog(page, key: str, partitions: str):
     The table's step also writes its raw asset, so the UI first says which other asset
     comes along; confirming opens the launch dialog on the last 90 days.
     """
-    page.goto("/")
+    visit(page, "/")
     page.locator("a[href='/assets']").filter(has_text=re.compile(r"^Catalog$")).click()
     page.locator(f"a[href='/assets/{key}']").filter(has_text=key.replace("/", " / ")).first.click()
     expect(page).to_have_url(re.compile(rf"/assets/{key}(\?|$)"))
@@ -250,7 +251,7 @@ def test_materialize_one_partition_of_the_table_from_the_catalog(page, project):
     expect(view).to_be_visible()
     run_url = view.get_attribute("href")
     run_id = run_url.rsplit("/", 1)[1]
-    page.goto(run_url)
+    visit(page, run_url)
     expect(page.get_by_text(f"partition: {key}").first).to_be_visible()
     status = wait_for_status(page, r"^(Success|Failure|Canceled)$")
     screenshot(page, "03b_run_page")
@@ -259,7 +260,7 @@ def test_materialize_one_partition_of_the_table_from_the_catalog(page, project):
     # The partition's materialization: the row count, against the demo API's ground truth.
     rows = ground_truth_count(project, "payments", "charges", key)
     assert rows > 0
-    page.goto(f"/assets/payments/charges?view=partitions&partition={key}")
+    visit(page, f"/assets/payments/charges?view=partitions&partition={key}")
     count_row = page.locator("tr").filter(has_text="dagster/row_count")
     expect(count_row.locator("td").nth(1)).to_have_text(str(rows))
     # ... written by the run we launched
@@ -267,14 +268,14 @@ def test_materialize_one_partition_of_the_table_from_the_catalog(page, project):
     screenshot(page, "03c_partition_row_count")
 
     # The raw asset shows a materialization of the same partition, by the same run.
-    page.goto(f"/assets/raw/payments/charges?view=partitions&partition={key}")
+    visit(page, f"/assets/raw/payments/charges?view=partitions&partition={key}")
     records_row = page.locator("tr").filter(has_text="dagster/row_count")
     expect(records_row.locator("td").nth(1)).to_have_text(str(rows))
     expect(page.get_by_role("link", name=run_id[:8])).to_be_visible()
     screenshot(page, "03c_raw_partition")
 
     # The column schema of that materialization.
-    page.goto(f"/assets/payments/charges?view=partitions&partition={key}")
+    visit(page, f"/assets/payments/charges?view=partitions&partition={key}")
     page.get_by_text("[Show Table Schema]").click()
     schema = page.get_by_role("dialog")
     expect(schema).to_contain_text("dagster/column_schema")
@@ -292,7 +293,7 @@ def test_materialize_one_partition_of_the_table_from_the_catalog(page, project):
     page.keyboard.press("Escape")
 
     # The asset page's overview shows the same row count and columns.
-    page.goto("/assets/payments/charges")
+    visit(page, "/assets/payments/charges")
     row_count = page.get_by_text("Row count", exact=True).locator("xpath=following-sibling::*[1]")
     expect(row_count).to_have_text(f"{rows:,}")  # as the UI formats numbers
     expect(page.get_by_text(key, exact=True).first).to_be_visible()  # latest: our partition
@@ -316,7 +317,7 @@ def test_backfill_three_partitions_of_the_table_from_the_catalog(page, project):
     view = page.locator("a[href^='/runs/b/']").filter(has_text="View").first
     expect(view).to_be_visible()
     backfill_url = view.get_attribute("href")
-    page.goto(backfill_url)
+    visit(page, backfill_url)
     expect(page.get_by_text(f"{first}...{last}").first).to_be_visible()
     # The overview's "Status" tag turns from "In progress" once the daemon finishes it.
     status = page.get_by_text("Status", exact=True).locator("xpath=following-sibling::*[1]")
@@ -334,11 +335,11 @@ def test_backfill_three_partitions_of_the_table_from_the_catalog(page, project):
 
     # Both assets' partitions: all three materialized, each with the ground-truth count.
     for key in keys:
-        page.goto(f"/assets/{key}?view=partitions")
+        visit(page, f"/assets/{key}?view=partitions")
         expect(page.get_by_text("Materialized (3)")).to_be_visible()
         screenshot(page, f"04c_partitions_materialized_{key.split('/')[0]}")
         for partition in partitions:
-            page.goto(f"/assets/{key}?view=partitions&partition={partition}")
+            visit(page, f"/assets/{key}?view=partitions&partition={partition}")
             rows = ground_truth_count(project, "payments", "refunds", partition)
             count_row = page.locator("tr").filter(has_text="dagster/row_count")
             expect(count_row.locator("td").nth(1)).to_have_text(str(rows))
@@ -362,7 +363,7 @@ def test_automation_page_lists_schedules_and_sensors_with_their_status(page, pro
     automations = demo_automations()
     assert automations, "the demo YAML defines schedules and sensors"
     page.set_viewport_size({"width": 1600, "height": 400 + 60 * len(automations)})
-    page.goto("/automation")
+    visit(page, "/automation")
     for name, (kind, running) in automations.items():
         row = automation_row(page, name)
         expect(row).to_have_count(1)
@@ -419,7 +420,7 @@ def test_schema_change_at_the_api_shows_a_failing_check(page, project):
         dialog.get_by_role("button", name="Launch 1 run").click()
         view = page.locator("a[href^='/runs/']").filter(has_text="View").first
         expect(view).to_be_visible()
-        page.goto(view.get_attribute("href"))
+        visit(page, view.get_attribute("href"))
         status = wait_for_status(page, r"^(Success|Failure|Canceled)$")
         # schema_drift is not blocking for customers: the run is green, the check is red
         assert status == "Success", status
@@ -427,7 +428,7 @@ def test_schema_change_at_the_api_shows_a_failing_check(page, project):
     finally:
         clear_faults(project)
 
-    page.goto("/assets/payments/customers?view=checks")
+    visit(page, "/assets/payments/customers?view=checks")
     check = page.get_by_text("schema_drift", exact=True).first
     entry = check.locator("xpath=ancestor::*[contains(., 'Failed') or contains(., 'Succeeded')][1]")
     expect(entry).to_contain_text("Failed")
