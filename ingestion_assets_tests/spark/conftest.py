@@ -25,6 +25,13 @@ BAD_KEY_VAR = "SPARK_TEST_WRONG_PAYMENTS_KEY"
 BAD_KEY = "sk_test_wrong_7f3a9c2e51d84b60"
 
 
+#: The test JVM lives for a minute: only the quick (C1) JIT compiler, whose code is ready
+#: sooner, and the serial collector, without G1's background threads. The Spark tests alone
+#: on 2 cores (2026-12-03, two runs each): 88 and 93 busy CPU-s before, 61 and 58 after;
+#: 75-76 s -> 63-67 s. Spark clusters keep their own JVM settings (docs/spark.md).
+JVM_TEST_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
 @pytest.fixture(scope="session")
 def spark_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("spark") / "spark-stderr.log"
@@ -57,6 +64,8 @@ def spark(spark_log):
                 .config("spark.sql.session.timeZone", "UTC")
                 .config("spark.sql.shuffle.partitions", "2")
                 .config("spark.task.maxFailures", "1")
+                # A JVM that lives for one test run: see JVM_TEST_OPTIONS.
+                .config("spark.driver.extraJavaOptions", JVM_TEST_OPTIONS)
                 .getOrCreate()
             )
         finally:
