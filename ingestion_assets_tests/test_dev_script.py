@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.spread, pytest.mark.timeout(420)]
 #: servers and what dagster dev left, 1 s for ended processes to go, and a margin. Past it the test fails (a hang guard, not a
 #: measurement).
 STOP_BOUND_S = 18
+
+
+#: Runs the script (same pid) with SIGINT handled by default, as a terminal starts a job. A
+#: process started with SIGINT ignored passes that on, and bash cannot trap a signal ignored
+#: when it starts: run as a background job of a non-interactive shell (`scripts/test.sh &`),
+#: the suite ignores SIGINT, and dev.sh then never saw the Ctrl-C these tests send.
+AS_A_TERMINAL_STARTS_IT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 
 def _children(pid: int) -> list[int]:
@@ -90,8 +101,8 @@ def test_dev_script_stops_cleanly(how, tmp_path):
     groups: list[int] = []
     with log.open("wb") as out:
         script = subprocess.Popen(
-            [str(REPO_ROOT / "scripts" / "dev.sh")], cwd=REPO_ROOT, env=env, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-c", AS_A_TERMINAL_STARTS_IT, str(REPO_ROOT / "scripts" / "dev.sh")],
+            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
             wait_for_http(f"http://127.0.0.1:{api_port}/", timeout=60, proc=script)
