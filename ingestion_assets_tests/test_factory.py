@@ -193,9 +193,13 @@ def test_unpartitioned_snapshot(demo_api, demo_sources, tmp_path):
 
 
 def test_failure_midway_leaves_the_previous_partition_and_rerun_is_exact(
-    demo_api, demo_sources, tmp_path
+    demo_api, demo_sources, tmp_path, monkeypatch
 ):
     source = only_endpoint(demo_sources["payments"], "charges", params={"limit": 50})
+    # The shipped attempts and op retries, without their waits (about 25 s of sleeping).
+    source = source.model_copy(update={"retry": source.retry.model_copy(
+        update={"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.01})})
+    monkeypatch.setenv("INGESTION_OP_RETRY_DELAY_SECONDS", "0")
     instance = dg.DagsterInstance.ephemeral()
     first = materialize(source, tmp_path, instance, partition_key="2025-02-10")
     before = read(tmp_path, "payments", "charges", "date=2025-02-10")
@@ -294,11 +298,14 @@ def test_a_normalizer_failure_leaves_raw_and_table_as_they_were(
 ):
     source = only_endpoint(demo_sources["payments"], "charges", params={"limit": 100})
     instance = dg.DagsterInstance.ephemeral()
-    assert materialize(source, tmp_path, instance, partition_key="2025-02-10").success
-    before = read(tmp_path, "payments", "charges", "date=2025-02-10")
-    raw_manifest = raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10")
-    folders = [tmp_path / "raw/payments/charges/date=2025-02-10",
-               tmp_path / "payments/charges/date=2025-02-10"]
+    # Two days before the demo's clock stops: ignoring the window's end brings the records of
+    # the days after it, and each page of them waits its turn at the source's rate limit.
+    day = "2025-02-27"
+    assert materialize(source, tmp_path, instance, partition_key=day).success
+    before = read(tmp_path, "payments", "charges", f"date={day}")
+    raw_manifest = raw_manifest_bytes(tmp_path / f"raw/payments/charges/date={day}")
+    folders = [tmp_path / f"raw/payments/charges/date={day}",
+               tmp_path / f"payments/charges/date={day}"]
     entries = [sorted(p.name for p in f.iterdir()) for f in folders]
 
     # The API stops honouring the end of the window: the fetch succeeds (every page is
@@ -307,13 +314,12 @@ def test_a_normalizer_failure_leaves_raw_and_table_as_they_were(
     # complete raw staging is discarded too.
     demo_api.add_fault(kind="ignore_params", source="payments", path="/v1/charges",
                        params=["created[lt]"])
-    failed = materialize(source, tmp_path, instance, partition_key="2025-02-10",
-                         raise_on_error=False)
+    failed = materialize(source, tmp_path, instance, partition_key=day, raise_on_error=False)
     assert not failed.success
     (failure,) = [e for e in failed.all_events if e.is_step_failure]
     assert "OutOfWindowError" in failure.step_failure_data.error.to_string()
-    assert read(tmp_path, "payments", "charges", "date=2025-02-10").equals(before)
-    assert raw_manifest_bytes(tmp_path / "raw/payments/charges/date=2025-02-10") == raw_manifest
+    assert read(tmp_path, "payments", "charges", f"date={day}").equals(before)
+    assert raw_manifest_bytes(tmp_path / f"raw/payments/charges/date={day}") == raw_manifest
     # no uncommitted version left behind, raw or table
     assert [sorted(p.name for p in f.iterdir()) for f in folders] == entries
 
