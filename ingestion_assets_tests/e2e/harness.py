@@ -145,7 +145,7 @@ class Project:
         return self.graphql(ASSET_NODES)["assetNodes"]
 
     def partition_keys(self, asset_path: list[str]) -> list[str]:
-        node = self.graphql(PARTITION_KEYS, {"path": asset_path})["assetNodeOrError"]
+        node = self.graphql(PARTITIONS_DEF, {"path": asset_path})["assetNodeOrError"]
         return node["partitionKeys"]
 
     def launch(self, asset_paths: list[list[str]], partition: str | None) -> str:
@@ -240,9 +240,15 @@ query {
 }
 """
 
-PARTITION_KEYS = """
+#: One asset's partitions definition and keys (``Project.partition_keys``).
+PARTITIONS_DEF = """
 query($path: [String!]!) {
-  assetNodeOrError(assetKey: {path: $path}) { ... on AssetNode { partitionKeys } }
+  assetNodeOrError(assetKey: {path: $path}) {
+    ... on AssetNode {
+      partitionDefinition { type description dimensionTypes { name type } }
+      partitionKeys
+    }
+  }
 }
 """
 

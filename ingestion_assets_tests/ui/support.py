@@ -298,17 +298,6 @@ query($path: [String!]!) {
 }
 """
 
-PARTITIONS_DEF = """
-query($path: [String!]!) {
-  assetNodeOrError(assetKey: {path: $path}) {
-    ... on AssetNode {
-      partitionDefinition { type description dimensionTypes { name type } }
-      partitionKeys
-    }
-  }
-}
-"""
-
 ASSET_CHECKS = """
 query($path: [String!]!) {
   assetNodeOrError(assetKey: {path: $path}) {

@@ -13,11 +13,10 @@ import pytest
 
 from ingestion_assets.partitions import partitions_def
 from ingestion_assets.specs import load_sources
-from ingestion_assets_tests.e2e.harness import MATERIALIZATIONS
+from ingestion_assets_tests.e2e.harness import MATERIALIZATIONS, PARTITIONS_DEF
 from ingestion_assets_tests.ui.support import (
     AUTOMATIONS,
     PARTITION_STATUS,
-    PARTITIONS_DEF,
     add_fault,
     asset_checks,
     checks_by_asset,
