@@ -26,14 +26,15 @@ DEMO_SEED = 7
 
 #: The longest scheduling units: seconds of a file (all its tests; a ``spread`` file's tests
 #: run in parallel) from a ``--durations`` run of the whole suite with 3 workers on 2 cores
-#: (2026-12-03). The scheduler hands these out first, longest first; every other file comes
-#: after them, slow-marked files before the rest. Only the order depends on it: a file missing
+#: (2026-12-03). A unit of several files (one ``xdist_group``, as ui/) counts the sum of its
+#: files. The scheduler hands these out first, longest first; every other file comes after
+#: them, slow-marked files before the rest. Only the order depends on it: a file missing
 #: here or renamed still runs.
 SCHEDULE = {
     "ingestion_assets_tests/deploy/test_storage_stress_s3.py": 260,
-    "ingestion_assets_tests/ui/test_browser.py": 195,
+    "ingestion_assets_tests/ui/test_browser.py": 150,  # with test_graphql.py: one unit
     "ingestion_assets_tests/e2e/test_killed_run.py": 188,
-    "ingestion_assets_tests/ui/test_graphql.py": 134,
+    "ingestion_assets_tests/ui/test_graphql.py": 75,
     "ingestion_assets_tests/checks/test_checks_ui.py": 106,
     "ingestion_assets_tests/spark/test_spark_source.py": 97,
     "ingestion_assets_tests/webhooks/test_ui.py": 66,
@@ -157,24 +158,40 @@ def _file_of(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+def _unit_of(item: pytest.Item) -> str:
+    """What one worker runs in one go: the ``xdist_group`` a file is marked with (files that
+    share a package-scoped fixture, as ui/ does), or else the file."""
+    mark = item.get_closest_marker("xdist_group")
+    if mark is None:
+        return _file_of(item)
+    return mark.args[0] if mark.args else mark.kwargs["name"]
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist names the groups in the node ids
 def pytest_collection_modifyitems(config, items):
-    """Longest files first; one xdist group per file, or per test in ``spread`` modules."""
-    first_seen: dict[str, int] = {}
+    """Longest units first; one xdist group per file (unless the file names its own), or per
+    test in ``spread`` modules."""
+    first_seen: dict[str, int] = {}  # of each file and each unit
     slow: set[str] = set()
+    seconds: dict[str, int] = {}  # of each unit in SCHEDULE
+    files: dict[str, set[str]] = {}
     for i, item in enumerate(items):
-        path = _file_of(item)
+        path, unit = _file_of(item), _unit_of(item)
         first_seen.setdefault(path, i)
+        first_seen.setdefault(unit, i)
         if item.get_closest_marker("slow"):
-            slow.add(path)
+            slow.add(unit)
+        if path not in files.setdefault(unit, set()):
+            files[unit].add(path)
+            seconds[unit] = seconds.get(unit, 0) + SCHEDULE.get(path, 0)
 
-    def rank(path: str) -> tuple:
-        if path in SCHEDULE:
-            return (0, -SCHEDULE[path], first_seen[path])
-        return (1 if path in slow else 2, 0, first_seen[path])
+    def rank(unit: str) -> tuple:
+        if seconds[unit]:
+            return (0, -seconds[unit], first_seen[unit])
+        return (1 if unit in slow else 2, 0, first_seen[unit])
 
-    # Stable: the tests of a file stay together and in their order.
-    items.sort(key=lambda item: rank(_file_of(item)))
+    # Stable: the files of a unit stay together, and the tests of a file in their order.
+    items.sort(key=lambda item: (rank(_unit_of(item)), first_seen[_file_of(item)]))
     # Marked whenever pytest-xdist is loaded (it registers the mark; the marks are inert
     # without --dist loadgroup). Not `hasplugin("xdist")`: in xdist's workers, which name the
     # groups, the plugin goes by another name, and every file then ran in every worker.

@@ -1,4 +1,12 @@
-"""One running project (demo API + ``dagster dev``) per test module, and a browser page per test."""
+"""One running project (demo API + ``dagster dev``) for the package's two files, and a browser
+page per test.
+
+``test_browser.py`` and ``test_graphql.py`` ask the same project: one xdist group
+(``UI_PROJECT``), so they run in one worker one after the other and the project starts once
+(a start is about 12 CPU-s and 15 s: the webserver, the daemon, the code server). Each test
+works on its own endpoint and partitions, none adjacent to another test's, and counts what
+it adds from what was there before it, so the tests pass in any order.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from ingestion_assets_tests.e2e.harness import running_project
 from ingestion_assets_tests.ui.support import chromium_browser, new_page
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def project(tmp_path_factory):
     # Steps run inside the run's own process (docs/production.md: the executor is
     # chosen by the environment): the subject here is the UI, and a process start per step

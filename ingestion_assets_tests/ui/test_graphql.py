@@ -17,6 +17,7 @@ from ingestion_assets_tests.e2e.harness import MATERIALIZATIONS, PARTITIONS_DEF
 from ingestion_assets_tests.ui.support import (
     AUTOMATIONS,
     PARTITION_STATUS,
+    UI_PROJECT,
     add_fault,
     asset_checks,
     checks_by_asset,
@@ -32,7 +33,9 @@ from ingestion_assets_tests.ui.support import (
 )
 
 #: Runs and backfills wait on the daemon and the run queue; on a busy machine that is slow.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+#: The project is shared with test_browser.py (ui/conftest.py): each test here works on endpoints
+#: and partitions of its own and counts from what was there before it.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group(UI_PROJECT)]
 RUN_TIMEOUT = 420
 
 
@@ -48,6 +51,14 @@ def materializations(project, key: str, partitions: list[str]) -> dict[str, dict
 
 def partition_status(project, key: str) -> dict:
     return project.graphql(PARTITION_STATUS, {"path": key.split("/")})["assetNodeOrError"]
+
+
+def materialized(project, key: str) -> tuple[int, set[tuple[str, str]]]:
+    """What the partitions tab counts as materialized: the count and the ranges (first, last)."""
+    status = partition_status(project, key)
+    ranges = {(r["startKey"], r["endKey"]) for r in status["assetPartitionStatuses"]["ranges"]
+              if r["status"] == "MATERIALIZED"}
+    return status["partitionStats"]["numMaterialized"], ranges
 
 
 # --- 1 and 2: the catalog and the lineage -----------------------------------------------------
@@ -116,7 +127,9 @@ def _kind(pdef) -> str:
 
 
 def test_one_partition_run_shows_row_count_and_schema_of_that_partition(project):
-    key = day(3)
+    key = day(17)  # test_browser.py materializes day(3) of charges
+    assets = ("raw/payments/charges", "payments/charges")
+    before = {asset: materialized(project, asset) for asset in assets}
     run_id = project.launch([["raw", "payments", "charges"], ["payments", "charges"]], key)
     run = project.wait_for_run(run_id, timeout=RUN_TIMEOUT)
     assert run["status"] == "SUCCESS", f"run {run_id} ended {run['status']}"
@@ -132,20 +145,18 @@ def test_one_partition_run_shows_row_count_and_schema_of_that_partition(project)
     assert columns["created"].startswith("timestamp") and "UTC" in columns["created"]
 
     assert key in materializations(project, "raw/payments/charges", [key])
-    for asset in ("raw/payments/charges", "payments/charges"):
-        status = partition_status(project, asset)
-        assert status["partitionStats"]["numMaterialized"] == 1
-        (materialized,) = [r for r in status["assetPartitionStatuses"]["ranges"]
-                           if r["status"] == "MATERIALIZED"]
-        assert materialized["startKey"] == materialized["endKey"] == key
+    for asset in assets:
+        count, ranges = before[asset]
+        assert materialized(project, asset) == (count + 1, ranges | {(key, key)}), asset
 
 
 # --- 4: a backfill ----------------------------------------------------------------------------
 
 
 def test_backfill_of_a_range_materializes_every_partition_in_one_run(project):
-    partitions = [day(10), day(9), day(8)]
-    assets = [["raw", "payments", "refunds"], ["payments", "refunds"]]
+    partitions = [day(24), day(23), day(22)]  # test_browser.py backfills refunds
+    assets = [["raw", "payments", "customers"], ["payments", "customers"]]
+    before = {"/".join(a): materialized(project, "/".join(a)) for a in assets}
     backfill_id = launch_backfill(project, assets, partitions)
     backfill = wait_for_backfill(project, backfill_id, timeout=RUN_TIMEOUT)
     assert backfill["status"] == "COMPLETED_SUCCESS", backfill
@@ -158,18 +169,14 @@ def test_backfill_of_a_range_materializes_every_partition_in_one_run(project):
     assert tags["dagster/asset_partition_range_start"] == partitions[0]
     assert tags["dagster/asset_partition_range_end"] == partitions[-1]
 
-    events = materializations(project, "payments/refunds", partitions)
+    events = materializations(project, "payments/customers", partitions)
     assert set(events) == set(partitions)
     for key, event in events.items():
         assert metadata(event)["dagster/row_count"]["intValue"] == ground_truth_count(
-            project, "payments", "refunds", key), key
-    for asset in ("raw/payments/refunds", "payments/refunds"):
-        status = partition_status(project, asset)
-        assert status["partitionStats"]["numMaterialized"] == 3
-        (materialized,) = [r for r in status["assetPartitionStatuses"]["ranges"]
-                           if r["status"] == "MATERIALIZED"]
-        assert (materialized["startKey"], materialized["endKey"]) == (partitions[0],
-                                                                      partitions[-1])
+            project, "payments", "customers", key), key
+    for asset, (count, ranges) in before.items():
+        assert materialized(project, asset) == (
+            count + 3, ranges | {(partitions[0], partitions[-1])}), asset
 
 
 # --- 5: schedules and sensors -------------------------------------------------------------------
@@ -193,28 +200,30 @@ def test_automation_lists_every_schedule_and_sensor_with_its_default_status(proj
 
 
 def test_schema_change_fails_the_schema_drift_check_of_the_next_partition(project):
-    assets = [["raw", "payments", "customers"], ["payments", "customers"]]
-    before, after = day(6), day(5)
+    # refunds, not customers as in test_browser.py: the check compares a partition with the
+    # table's materialization before it, which must have every field
+    assets = [["raw", "payments", "refunds"], ["payments", "refunds"]]
+    before, after = day(14), day(13)
     run = project.wait_for_run(project.launch(assets, before), timeout=RUN_TIMEOUT)
     assert run["status"] == "SUCCESS", run
-    checks = {c["name"]: c for c in asset_checks(project, ["payments", "customers"])}
+    checks = {c["name"]: c for c in asset_checks(project, ["payments", "refunds"])}
     assert checks["schema_drift"]["executionForLatestMaterialization"]["status"] == "SUCCEEDED"
 
-    add_fault(project, {"kind": "schema_change", "source": "payments", "path": "/v1/customers",
-                        "since": after, "change": "remove", "field": "email"})
+    add_fault(project, {"kind": "schema_change", "source": "payments", "path": "/v1/refunds",
+                        "since": after, "change": "remove", "field": "reason"})
     try:
         run = project.wait_for_run(project.launch(assets, after), timeout=RUN_TIMEOUT)
     finally:
         clear_faults(project)
-    assert run["status"] == "SUCCESS"  # schema_drift does not block customers
+    assert run["status"] == "SUCCESS"  # schema_drift does not block refunds
 
-    checks = {c["name"]: c for c in asset_checks(project, ["payments", "customers"])}
+    checks = {c["name"]: c for c in asset_checks(project, ["payments", "refunds"])}
     drift = checks["schema_drift"]["executionForLatestMaterialization"]
     assert (drift["status"], drift["partition"], drift["runId"]) == ("FAILED", after,
                                                                      run["runId"])
     evaluation = drift["evaluation"]
     assert not evaluation["success"] and evaluation["severity"] == "ERROR"
-    assert evaluation["description"].startswith("removed: email")
+    assert evaluation["description"].startswith("removed: reason")
     meta = {m["label"]: m for m in evaluation["metadataEntries"]}
     assert meta["compared_with_partition"]["text"] == before
     for name in ("row_count", "contract"):
