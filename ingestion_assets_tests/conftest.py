@@ -37,7 +37,7 @@ SCHEDULE = {
     "ingestion_assets_tests/ui/test_graphql.py": 75,
     "ingestion_assets_tests/checks/test_checks_ui.py": 106,
     "ingestion_assets_tests/spark/test_spark_source.py": 97,
-    "ingestion_assets_tests/webhooks/test_ui.py": 66,
+    "ingestion_assets_tests/ui/test_webhooks.py": 25,
     "ingestion_assets_tests/test_factory.py": 65,
     "ingestion_assets_tests/e2e/test_daemon.py": 59,
     "ingestion_assets_tests/io_managers/test_storage_stress.py": 58,

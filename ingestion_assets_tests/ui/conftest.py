@@ -1,11 +1,12 @@
-"""One running project (demo API + ``dagster dev``) for the package's two files, and a browser
+"""One running project (demo API + ``dagster dev``) for the package's files, and a browser
 page per test.
 
-``test_browser.py`` and ``test_graphql.py`` ask the same project: one xdist group
-(``UI_PROJECT``), so they run in one worker one after the other and the project starts once
-(a start is about 12 CPU-s and 15 s: the webserver, the daemon, the code server). Each test
-works on its own endpoint and partitions, none adjacent to another test's, and counts what
-it adds from what was there before it, so the tests pass in any order.
+``test_browser.py``, ``test_graphql.py`` and ``test_webhooks.py`` ask the same project: one
+xdist group (``UI_PROJECT``), so they run in one worker one after the other and the project
+starts once (a start is about 12 CPU-s and 15 s: the webserver, the daemon, the code
+server). Each test works on its own endpoint and partitions, none adjacent to another
+test's, and counts what it adds from what was there before it, so the tests pass in any
+order.
 """
 
 from __future__ import annotations

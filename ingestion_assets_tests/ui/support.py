@@ -33,8 +33,8 @@ CHROMIUM_ARGS = [
     "--headless=new",
 ]
 ARTIFACTS = REPO_ROOT / "artifacts" / "ui"
-#: The xdist group of ``test_browser.py`` and ``test_graphql.py``: one worker runs both, and
-#: they share one project (``conftest.project``).
+#: The xdist group of the files of ui/: one worker runs them, and they share one project
+#: (``conftest.project``).
 UI_PROJECT = "ui_project"
 #: The code location's name in workspace.yaml, part of every group URL.
 LOCATION = "ingestion_assets"
