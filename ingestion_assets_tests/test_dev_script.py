@@ -52,6 +52,18 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _signal_state(pid: int) -> str:
+    """What the kernel says of a process's signals (pending, blocked, ignored, caught) and
+    where it sleeps: why a signal sent to it did nothing."""
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+        return " ".join([*(line.replace("\t", "") for line in status
+                           if line.startswith(("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn",
+                                               "SigCgt"))), f"wchan:{wchan}"])
+    return "gone"
+
+
 def _running_in_group(pgid: int) -> list[str]:
     """Processes of a process group that still run (zombies, already dead, do not count)."""
     running = []
@@ -115,7 +127,8 @@ def test_dev_script_stops_cleanly(how, tmp_path):
             try:
                 code = script.wait(STOP_BOUND_S)
             except subprocess.TimeoutExpired:
-                pytest.fail(f"dev.sh did not stop within {STOP_BOUND_S} s after {how}")
+                pytest.fail(f"dev.sh did not stop within {STOP_BOUND_S} s after {how}; "
+                            f"its signal state: {_signal_state(script.pid)}")
             still = {g: _running_in_group(g) for g in groups}
         finally:
             # Whatever happened above, leave nothing running.
