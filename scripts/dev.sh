@@ -109,9 +109,9 @@ echo "demo API: $DEMO_API_URL   webhooks: http://127.0.0.1:$WEBHOOK_PORT   Dagst
 # Until one of the three ends (then the EXIT trap stops the others) or a signal stops all.
 # Not `wait -n`: twice in full test-suite runs, a SIGTERM sent to this script while it waited
 # there did not run its trap within 18 s (never reproduced alone), and a trap runs only once
-# the builtin returns. `read -t`
-# on a pipe no one writes to returns every second, so a trap waits at most that long; and
-# `kill -0` (a builtin) starts no process beside the three children.
+# the builtin returns. `read -t` on a pipe no one writes to returns every second, so a trap
+# waits at most that long; and `kill -0` (a builtin) starts no process beside the three
+# children.
 exec {tick}<> <(:)
 all_running() {
   local pid
