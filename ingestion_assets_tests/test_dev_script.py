@@ -33,12 +33,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.spread, pytest.mark.timeout(420)]
 STOP_BOUND_S = 18
 
 
-#: Runs the script (same pid) with SIGINT handled by default, as a terminal starts a job. A
-#: process started with SIGINT ignored passes that on, and bash cannot trap a signal ignored
-#: when it starts: run as a background job of a non-interactive shell (`scripts/test.sh &`),
-#: the suite ignores SIGINT, and dev.sh then never saw the Ctrl-C these tests send.
+#: Runs the script (same pid) with SIGINT, SIGQUIT, SIGTERM and SIGHUP handled by default, as
+#: a terminal starts a job. A process started with a signal ignored passes that on, and bash
+#: cannot trap a signal ignored when it starts:
+#: - run as a background job of a non-interactive shell (`scripts/test.sh &`), the suite
+#:   ignores SIGINT, and dev.sh then never saw the Ctrl-C these tests send;
+#: - in full-suite runs the worker sometimes had SIGTERM and SIGQUIT ignored when it started
+#:   the sigterm case (3 of 6 runs on 2026-12-03, each after the killed-run, checks-UI and
+#:   test_factory tests in the same worker; not reproduced with those alone). dev.sh then
+#:   started with both ignored (its /proc status: SigIgn 0x1005004, SigCgt without SIGTERM),
+#:   and its `trap ... TERM` never ran.
 AS_A_TERMINAL_STARTS_IT = (
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "import os, signal, sys\n"
+    "for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):\n"
+    "    signal.signal(s, signal.SIG_DFL)\n"
     "os.execv(sys.argv[1], sys.argv[1:])"
 )
 

@@ -106,19 +106,5 @@ start_in_own_group "the demo API" .venv/bin/python -m ingestion_assets.demo_api 
   --port "$DEMO_API_PORT" --webhooks-to "http://127.0.0.1:$WEBHOOK_PORT"
 start_in_own_group "dagster dev" .venv/bin/dagster dev -h 127.0.0.1 -p "$DAGSTER_PORT"
 echo "demo API: $DEMO_API_URL   webhooks: http://127.0.0.1:$WEBHOOK_PORT   Dagster UI: http://127.0.0.1:$DAGSTER_PORT   (Ctrl-C stops all)"
-# Until one of the three ends (then the EXIT trap stops the others) or a signal stops all.
-# Not `wait -n`: twice in full test-suite runs, a SIGTERM sent to this script while it waited
-# there did not run its trap within 18 s (never reproduced alone), and a trap runs only once
-# the builtin returns. `read -t` on a pipe no one writes to returns every second, so a trap
-# waits at most that long; and `kill -0` (a builtin) starts no process beside the three
-# children.
-exec {tick}<> <(:)
-all_running() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null || return 1
-  done
-}
-while all_running; do
-  read -r -t 1 -u "$tick" _ || true
-done
+# `wait` returns early when a trapped signal arrives; then the trap has already cleaned up.
+wait -n "${pids[@]}" || true
