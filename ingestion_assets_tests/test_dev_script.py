@@ -38,11 +38,12 @@ STOP_BOUND_S = 18
 #: cannot trap a signal ignored when it starts:
 #: - run as a background job of a non-interactive shell (`scripts/test.sh &`), the suite
 #:   ignores SIGINT, and dev.sh then never saw the Ctrl-C these tests send;
-#: - in full-suite runs the worker sometimes had SIGTERM and SIGQUIT ignored when it started
-#:   the sigterm case (3 of 6 runs on 2026-12-03, each after the killed-run, checks-UI and
-#:   test_factory tests in the same worker; not reproduced with those alone). dev.sh then
-#:   started with both ignored (its /proc status: SigIgn 0x1005004, SigCgt without SIGTERM),
-#:   and its `trap ... TERM` never ran.
+#: - Dagster's in-process execution gives SIGTERM whatever SIGINT has
+#:   (`dagster._utils.interrupts.setup_interrupt_handlers`), also when it restores SIGINT
+#:   afterwards: in a worker that ignores SIGINT, every `materialize` in test_factory.py
+#:   left SIGTERM ignored too. A sigterm case after them in the same worker started dev.sh
+#:   with SIGTERM ignored (its /proc status: SigIgn 0x1005004, no SIGTERM in SigCgt), and its
+#:   `trap ... TERM` never ran: 3 of 6 full-suite runs on 2026-12-03.
 AS_A_TERMINAL_STARTS_IT = (
     "import os, signal, sys\n"
     "for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP):\n"
