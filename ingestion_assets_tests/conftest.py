@@ -15,6 +15,8 @@ go to different workers (for independent long tests). Files start longest first 
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 import requests
 
@@ -47,6 +49,18 @@ SCHEDULE = {
     "ingestion_assets_tests/test_components.py": 32,
     "ingestion_assets_tests/test_bench_smoke.py": 31,
 }
+
+
+def pytest_configure(config):
+    """SIGINT handled as Python handles it in a terminal, also when the suite runs as a
+    background job (`scripts/test.sh &`), which starts it ignored. Dagster's in-process runs
+    give SIGTERM whatever SIGINT has when they restore it
+    (`dagster._utils.interrupts.setup_interrupt_handlers`): with SIGINT ignored, every
+    `materialize` left SIGTERM ignored in the worker, and a process the worker started after
+    it (dev.sh, the demo API, dagster dev) began with SIGTERM ignored; bash cannot trap a
+    signal ignored at its start (test_dev_script.py)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # ---- the demo API --------------------------------------------------------------------------
