@@ -34,7 +34,7 @@ DEMO_SEED = 7
 #: here or renamed still runs.
 SCHEDULE = {
     "ingestion_assets_tests/deploy/test_storage_stress_s3.py": 260,
-    "ingestion_assets_tests/ui/test_browser.py": 150,  # with test_graphql.py: one unit
+    "ingestion_assets_tests/ui/test_browser.py": 150,  # one unit with the other ui/ files
     "ingestion_assets_tests/e2e/test_killed_run.py": 188,
     "ingestion_assets_tests/ui/test_graphql.py": 75,
     "ingestion_assets_tests/checks/test_checks_ui.py": 106,

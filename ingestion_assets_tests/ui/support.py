@@ -301,6 +301,16 @@ query($path: [String!]!) {
 }
 """
 
+def materialized(project: Project, key: str) -> tuple[int, set[tuple[str, str]]]:
+    """What the partitions tab of the time-partitioned asset ``key`` counts as materialized:
+    the count, and the ranges (first, last)."""
+    status = project.graphql(PARTITION_STATUS, {"path": key.split("/")})["assetNodeOrError"]
+    ranges = {(r["startKey"], r["endKey"])
+              for r in status["assetPartitionStatuses"]["ranges"]
+              if r["status"] == "MATERIALIZED"}
+    return status["partitionStats"]["numMaterialized"], ranges
+
+
 ASSET_CHECKS = """
 query($path: [String!]!) {
   assetNodeOrError(assetKey: {path: $path}) {

@@ -3,7 +3,7 @@
 Each test is one step a user takes; it asserts what the page shows (names, edges, counts,
 statuses), checks the numbers against the demo API's ground truth, and saves a screenshot
 to ``artifacts/ui/``. The steps share one project (demo API + ``dagster dev`` with its
-daemon) with ``test_graphql.py``; each step works on its own endpoint or partitions so the
+daemon) with the other files of ui/; each step works on its own endpoint or partitions so the
 steps do not depend on one another's order.
 """
 
@@ -18,7 +18,6 @@ from playwright.sync_api import expect
 from ingestion_assets_tests.ui.support import (
     AUTOMATIONS,
     LOCATION,
-    PARTITION_STATUS,
     UI_PROJECT,
     add_fault,
     checks_by_asset,
@@ -30,12 +29,13 @@ from ingestion_assets_tests.ui.support import (
     demo_webhook_asset_keys,
     ground_truth_count,
     ground_truth_fields,
+    materialized,
     screenshot,
     visit,
 )
 
 #: Runs and backfills wait on the daemon and the run queue; on a busy machine that is slow.
-#: The project is shared with test_graphql.py (ui/conftest.py).
+#: The project is shared with the other files of ui/ (ui/conftest.py).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group(UI_PROJECT)]
 
 #: Long enough for a run or a backfill of a few small partitions on a slow CI machine.
@@ -313,8 +313,7 @@ def test_backfill_three_partitions_of_the_table_from_the_catalog(page, project):
     partitions = [day(10), day(9), day(8)]
     keys = ["raw/payments/refunds", "payments/refunds"]
     # the partitions tab counts every materialized partition, test_graphql.py's too
-    before = {key: project.graphql(PARTITION_STATUS, {"path": key.split("/")})[
-        "assetNodeOrError"]["partitionStats"]["numMaterialized"] for key in keys}
+    before = {key: materialized(project, key)[0] for key in keys}
     dialog = materialize_from_the_catalog(page, "payments/refunds", f"[{first}...{last}]")
     expect(dialog).to_contain_text("3 partitions")
     screenshot(page, "04a_launch_dialog_range")

@@ -16,7 +16,6 @@ from ingestion_assets.specs import load_sources
 from ingestion_assets_tests.e2e.harness import MATERIALIZATIONS, PARTITIONS_DEF
 from ingestion_assets_tests.ui.support import (
     AUTOMATIONS,
-    PARTITION_STATUS,
     UI_PROJECT,
     add_fault,
     asset_checks,
@@ -29,12 +28,13 @@ from ingestion_assets_tests.ui.support import (
     ground_truth_count,
     ground_truth_fields,
     launch_backfill,
+    materialized,
     wait_for_backfill,
 )
 
 #: Runs and backfills wait on the daemon and the run queue; on a busy machine that is slow.
-#: The project is shared with test_browser.py (ui/conftest.py): each test here works on endpoints
-#: and partitions of its own and counts from what was there before it.
+#: The project is shared with the other files of ui/ (ui/conftest.py): each test here works on
+#: endpoints and partitions of its own and counts from what was there before it.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group(UI_PROJECT)]
 RUN_TIMEOUT = 420
 
@@ -47,18 +47,6 @@ def materializations(project, key: str, partitions: list[str]) -> dict[str, dict
     data = project.graphql(MATERIALIZATIONS, {"path": key.split("/"), "partitions": partitions})
     events = data["assetOrError"]["assetMaterializations"]
     return {e["partition"]: e for e in events}
-
-
-def partition_status(project, key: str) -> dict:
-    return project.graphql(PARTITION_STATUS, {"path": key.split("/")})["assetNodeOrError"]
-
-
-def materialized(project, key: str) -> tuple[int, set[tuple[str, str]]]:
-    """What the partitions tab counts as materialized: the count and the ranges (first, last)."""
-    status = partition_status(project, key)
-    ranges = {(r["startKey"], r["endKey"]) for r in status["assetPartitionStatuses"]["ranges"]
-              if r["status"] == "MATERIALIZED"}
-    return status["partitionStats"]["numMaterialized"], ranges
 
 
 # --- 1 and 2: the catalog and the lineage -----------------------------------------------------
